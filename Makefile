@@ -1,0 +1,61 @@
+# Lumnar: `make run` starts the demo, `make test` runs every test. Both install what is missing.
+SHELL := /bin/bash
+export PATH := $(CURDIR)/.venv/bin:$(CURDIR)/.tools/bin:$(PATH)
+UV := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
+PORT ?= 5000
+export LUMNAR_BASE_URL ?= http://127.0.0.1:$(PORT)
+
+.PHONY: run test bench lint migrate install chromium demo clean
+
+install: .venv/.synced static/vendor/.copied
+
+# uv is the only thing we need before Python packages; put it in .tools/ when it is missing.
+$(CURDIR)/.tools/bin/uv:
+	python3 -m venv .tools && .tools/bin/python -m pip install --quiet uv
+
+.venv/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --quiet
+	@touch $@
+
+# htmx and its SSE extension come from npm (pinned in package.json); we serve their dist files.
+static/vendor/.copied: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	mkdir -p static/vendor
+	cp node_modules/htmx.org/dist/htmx.min.js node_modules/htmx-ext-sse/dist/sse.min.js static/vendor/
+	@touch $@
+
+chromium:
+	@if [ -z "$$LUMNAR_CHROMIUM" ] && ! command -v chromium >/dev/null; then \
+		echo "installing Chromium for the browser tests"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; \
+	fi
+
+migrate: install
+	flask --app app migrate
+
+demo: migrate
+	flask --app app demo
+
+run: demo
+	@echo
+	@echo "  Lumnar:          $(LUMNAR_BASE_URL)/"
+	@echo "  Dashboard:       $(LUMNAR_BASE_URL)/dashboard"
+	@echo "  Outbox (e-mail): $(LUMNAR_BASE_URL)/dev/outbox"
+	@echo "  The demo login is printed above (on the first run only). Ctrl+C stops everything."
+	@echo
+	PORT=$(PORT) honcho start -f Procfile web worker
+
+test: install chromium
+	pytest -q
+
+bench: install
+	@if ls tests/bench/bench_*.py >/dev/null 2>&1; then \
+		for f in tests/bench/bench_*.py; do python $$f || exit 1; done; \
+	else echo "no benchmarks yet"; fi
+
+lint: install
+	ruff check app jobs tests
+
+clean:
+	rm -rf .venv .tools node_modules static/vendor

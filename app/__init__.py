@@ -1,0 +1,96 @@
+"""Lumnar's Flask application factory."""
+
+import click
+from flask import Flask
+from htmx_flask import Htmx
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from app import config as config_module
+from app import db, security
+from app.extensions import csrf, limiter
+
+ROOT = config_module.ROOT
+
+
+def create_app(config=None) -> Flask:
+    app = Flask(
+        __name__,
+        template_folder=str(ROOT / "templates"),
+        static_folder=str(ROOT / "static"),
+    )
+    app.config.update(config_module.load(config))
+    if app.config["TRUST_PROXY"]:
+        n = app.config["TRUST_PROXY"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n)
+
+    Htmx(app)
+    csrf.init_app(app)
+    limiter.init_app(app)
+    db.init_app(app)
+
+    import jobs
+
+    jobs.init_app(app)
+
+    from app.accounts import sessions
+
+    sessions.init_app(app)
+    security.init_app(app)
+
+    from app.accounts.views import bp as accounts_bp
+    from app.dashboard.views import bp as dashboard_bp
+    from app.mail.views import bp as mail_bp
+    from app.public.views import bp as public_bp
+
+    app.register_blueprint(public_bp)
+    app.register_blueprint(accounts_bp)
+    app.register_blueprint(dashboard_bp)
+    if app.config["DEV_OUTBOX"]:
+        app.register_blueprint(mail_bp)
+
+    from app.accounts.forms import EmptyForm
+    from app.dashboard.views import NAV
+
+    app.jinja_env.globals.update(empty_form=EmptyForm, dashboard_nav=NAV)
+
+    register_cli(app)
+    return app
+
+
+def register_cli(app: Flask) -> None:
+    @app.cli.command("migrate")
+    def migrate_command():
+        """Apply pending database migrations."""
+        from app import migrations
+
+        with db.connection():
+            applied = migrations.run()
+        click.echo("migrations applied: " + (", ".join(applied) if applied else "none pending"))
+
+    @app.cli.command("grant-staff")
+    @click.argument("email")
+    @click.option("--revoke", is_flag=True, help="Take staff rights away instead.")
+    def grant_staff(email, revoke):
+        """Give (or with --revoke take) Lumnar staff rights to the user with EMAIL."""
+        from app.models import User
+
+        with db.connection():
+            user = User.by_email(email)
+            if user is None:
+                raise click.ClickException(f"no user with e-mail {email}")
+            user.is_staff = not revoke
+            user.save()
+        click.echo(f"{user.email}: is_staff={user.is_staff}")
+
+    @app.cli.command("demo")
+    def demo_command():
+        """Create the demo account when the database has no users yet, and print its login."""
+        from app.accounts import service
+
+        with db.connection():
+            created = service.create_demo_account()
+        if created:
+            email, password = created
+            click.echo(f"demo login: {email} / {password}")
+        else:
+            click.echo("demo: the database already has users; log in with your own account")

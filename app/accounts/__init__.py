@@ -1,0 +1,1 @@
+"""Accounts and teams: sign-up, log-in, sessions, workspaces and their members."""

@@ -1,0 +1,355 @@
+"""Routes for sign-up, log-in, password and e-mail changes, settings and the team page."""
+
+from urllib.parse import urlsplit
+
+from flask import Blueprint, abort, flash, g, make_response, redirect, request, session, url_for
+
+from app.accounts import service, sessions
+from app.accounts.forms import (
+    EmailChangeForm,
+    EmptyForm,
+    ForgotForm,
+    InviteForm,
+    LoginForm,
+    PasswordChangeForm,
+    ProfileForm,
+    ResetForm,
+    SignupForm,
+    WorkspaceForm,
+)
+from app.accounts.service import AccountError
+from app.accounts.sessions import login_required, owner_required
+from app.extensions import limiter
+from app.models import Invitation, Membership
+from app.rendering import render
+
+bp = Blueprint("accounts", __name__)
+
+
+def go(url: str):
+    """Navigate after a successful post: 303 for a plain form, HX-Redirect for htmx."""
+    if request.htmx:
+        response = make_response("", 204)
+        response.headers["HX-Redirect"] = url
+        return response
+    return redirect(url, code=303)
+
+
+def safe_next(target: str | None) -> str:
+    # Only paths on this site: an open redirect after log-in is a phishing tool.
+    if target and target.startswith("/") and not target.startswith("//") and not urlsplit(target).netloc:
+        return target
+    return url_for("dashboard.home")
+
+
+def form_failed(page, fragment, form, error: AccountError | None = None, **context):
+    status = 422
+    if error is not None:
+        status = error.status
+        if error.field and error.field in form:
+            form[error.field].errors = [*form[error.field].errors, error.message]
+        else:
+            form.form_errors.append(error.message)
+    return render(page, fragment, status=status, form=form, **context)
+
+
+def reject_bot(form):
+    if form.is_bot:
+        abort(400)
+
+
+# --- sign-up ---------------------------------------------------------------------------
+
+
+@bp.get("/signup")
+def signup_form():
+    return render("accounts/signup.html", "accounts/_signup_form.html", form=SignupForm())
+
+
+@bp.post("/signup")
+@limiter.limit("10 per hour")
+def signup():
+    form = SignupForm()
+    reject_bot(form)
+    if not form.validate_on_submit():
+        return form_failed("accounts/signup.html", "accounts/_signup_form.html", form)
+    service.sign_up(form.name.data, form.email.data, form.password.data)
+    return render("accounts/check_inbox.html", "accounts/_check_inbox.html", email=form.email.data)
+
+
+@bp.get("/verify/<token>")
+def verify_email(token):
+    try:
+        service.verify_email(token)
+    except AccountError as err:
+        return render("accounts/link_problem.html", status=err.status, message=err.message)
+    flash("Your e-mail address is confirmed. You can log in now.", "success")
+    return redirect(url_for("accounts.login_form"), code=303)
+
+
+# --- log-in and log-out ----------------------------------------------------------------------
+
+
+@bp.get("/login")
+def login_form():
+    if g.user is not None:
+        return redirect(safe_next(request.args.get("next")))
+    form = LoginForm(next=request.args.get("next", ""))
+    return render("accounts/login.html", "accounts/_login_form.html", form=form)
+
+
+@bp.post("/login")
+@limiter.limit("30 per minute;200 per hour")
+def login():
+    form = LoginForm()
+    reject_bot(form)
+    if not form.validate_on_submit():
+        return form_failed("accounts/login.html", "accounts/_login_form.html", form)
+    try:
+        user = service.authenticate(form.email.data, form.password.data)
+    except AccountError as err:
+        form.password.data = ""
+        return form_failed("accounts/login.html", "accounts/_login_form.html", form, err)
+    sessions.login_user(user)
+    return go(safe_next(form.next.data))
+
+
+@bp.post("/logout")
+def logout():
+    EmptyForm()  # CSRF is checked globally; the form only documents the token
+    sessions.logout_user()
+    flash("You are logged out.", "info")
+    return go(url_for("accounts.login_form"))
+
+
+@bp.post("/logout-everywhere")
+@login_required
+def logout_everywhere():
+    service.log_out_everywhere(g.user)
+    sessions.logout_user()
+    flash("You are logged out on every device, this one included.", "info")
+    return go(url_for("accounts.login_form"))
+
+
+# --- forgotten password -----------------------------------------------------------------------
+
+
+@bp.get("/password/forgot")
+def forgot_form():
+    return render("accounts/forgot.html", "accounts/_forgot_form.html", form=ForgotForm())
+
+
+@bp.post("/password/forgot")
+@limiter.limit("5 per 15 minutes")
+def forgot():
+    form = ForgotForm()
+    reject_bot(form)
+    if not form.validate_on_submit():
+        return form_failed("accounts/forgot.html", "accounts/_forgot_form.html", form)
+    service.request_password_reset(form.email.data)
+    return render("accounts/check_inbox.html", "accounts/_check_inbox.html", email=form.email.data,
+                  reset=True)
+
+
+@bp.get("/password/reset/<token>")
+def reset_form(token):
+    try:
+        service.user_for_reset(token)
+    except AccountError as err:
+        return render("accounts/link_problem.html", status=err.status, message=err.message)
+    return render("accounts/reset.html", "accounts/_reset_form.html", form=ResetForm(), token=token)
+
+
+@bp.post("/password/reset/<token>")
+@limiter.limit("10 per 15 minutes")
+def reset(token):
+    form = ResetForm()
+    if not form.validate_on_submit():
+        return form_failed("accounts/reset.html", "accounts/_reset_form.html", form, token=token)
+    try:
+        service.reset_password(token, form.password.data)
+    except AccountError as err:
+        return render("accounts/link_problem.html", status=err.status, message=err.message)
+    sessions.logout_user()
+    flash("Your password is changed. Log in with the new one.", "success")
+    return go(url_for("accounts.login_form"))
+
+
+# --- settings (profile, password, e-mail) ------------------------------------------------------
+
+
+def settings_forms(**replace):
+    forms = {
+        "profile_form": ProfileForm(name=g.user.name, formdata=None),
+        "password_form": PasswordChangeForm(formdata=None),
+        "email_form": EmailChangeForm(formdata=None),
+    }
+    forms.update(replace)
+    return forms
+
+
+@bp.get("/dashboard/settings")
+@login_required
+def settings():
+    return render("accounts/settings.html", **settings_forms())
+
+
+@bp.post("/dashboard/settings/name")
+@login_required
+def name_update():
+    form = ProfileForm()
+    if not form.validate_on_submit():
+        return form_failed("accounts/settings.html", "accounts/_profile_form.html", form,
+                           **settings_forms(profile_form=form))
+    service.change_name(g.user, form.name.data)
+    return render("accounts/settings.html", "accounts/_profile_form.html", form=form, saved=True,
+                  **settings_forms(profile_form=form))
+
+
+@bp.post("/dashboard/settings/password")
+@login_required
+def password_update():
+    form = PasswordChangeForm()
+    page, fragment = "accounts/settings.html", "accounts/_password_form.html"
+    if not form.validate_on_submit():
+        return form_failed(page, fragment, form, **settings_forms(password_form=form))
+    try:
+        service.change_password(g.user, form.current_password.data, form.new_password.data)
+    except AccountError as err:
+        return form_failed(page, fragment, form, err, **settings_forms(password_form=form))
+    sessions.refresh_epoch(g.user)
+    fresh = PasswordChangeForm(formdata=None)
+    return render(page, fragment, form=fresh, saved=True, **settings_forms(password_form=fresh))
+
+
+@bp.post("/dashboard/settings/email")
+@login_required
+def email_update():
+    form = EmailChangeForm()
+    page, fragment = "accounts/settings.html", "accounts/_email_form.html"
+    if not form.validate_on_submit():
+        return form_failed(page, fragment, form, **settings_forms(email_form=form))
+    try:
+        service.request_email_change(g.user, form.new_email.data, form.current_password.data)
+    except AccountError as err:
+        return form_failed(page, fragment, form, err, **settings_forms(email_form=form))
+    fresh = EmailChangeForm(formdata=None)
+    return render(page, fragment, form=fresh, sent_to=form.new_email.data,
+                  **settings_forms(email_form=fresh))
+
+
+@bp.get("/settings/email/confirm/<token>")
+def confirm_email_change(token):
+    try:
+        user = service.confirm_email_change(token)
+    except AccountError as err:
+        return render("accounts/link_problem.html", status=err.status, message=err.message)
+    flash(f"Your e-mail address is now {user.email}.", "success")
+    return redirect(url_for("accounts.settings" if g.user else "accounts.login_form"), code=303)
+
+
+# --- team ----------------------------------------------------------------------------------------
+
+
+def team_context(**replace):
+    workspace = g.membership.workspace
+    context = {
+        "workspace": workspace,
+        "members": list(workspace.members()),
+        "invitations": list(Invitation.pending_for(workspace).order_by(Invitation.created_at.desc())),
+        "invite_form": InviteForm(formdata=None),
+        "workspace_form": WorkspaceForm(name=workspace.name, formdata=None),
+        "action_form": EmptyForm(),
+    }
+    context.update(replace)
+    return context
+
+
+@bp.get("/dashboard/team")
+@login_required
+def team():
+    if g.membership is None:
+        abort(404)
+    return render("accounts/team.html", **team_context())
+
+
+@bp.post("/dashboard/team/invitations")
+@owner_required
+def invitation_create():
+    form = InviteForm()
+    page, fragment = "accounts/team.html", "accounts/_team.html"
+    if not form.validate_on_submit():
+        return render(page, fragment, status=422, **team_context(invite_form=form))
+    try:
+        service.invite(g.membership.workspace, g.user, form.email.data, form.role.data)
+    except AccountError as err:
+        form.email.errors = [*form.email.errors, err.message]
+        return render(page, fragment, status=err.status, **team_context(invite_form=form))
+    return render(page, fragment, invited=form.email.data, **team_context())
+
+
+@bp.post("/dashboard/team/invitations/<int:invitation_id>/revoke")
+@owner_required
+def invitation_revoke(invitation_id):
+    try:
+        service.revoke_invitation(g.membership.workspace, invitation_id)
+    except AccountError as err:
+        abort(err.status)
+    return render("accounts/team.html", "accounts/_team.html", **team_context())
+
+
+@bp.post("/dashboard/team/members/<int:membership_id>/remove")
+@owner_required
+def member_remove(membership_id):
+    try:
+        service.remove_member(g.membership.workspace, g.user, membership_id)
+    except AccountError as err:
+        return render("accounts/team.html", "accounts/_team.html", status=err.status,
+                      problem=err.message, **team_context())
+    return render("accounts/team.html", "accounts/_team.html", **team_context())
+
+
+@bp.post("/dashboard/team/name")
+@owner_required
+def workspace_rename():
+    form = WorkspaceForm()
+    if not form.validate_on_submit():
+        return render("accounts/team.html", "accounts/_team.html", status=422,
+                      **team_context(workspace_form=form))
+    service.rename_workspace(g.membership.workspace, form.name.data)
+    return render("accounts/team.html", "accounts/_team.html", **team_context())
+
+
+@bp.post("/dashboard/workspace")
+@login_required
+def workspace_switch():
+    chosen = request.form.get("workspace_id", type=int)
+    if not Membership.select().where(
+            (Membership.user == g.user) & (Membership.workspace == chosen)).exists():
+        abort(404)
+    session["ws"] = chosen
+    return go(url_for("dashboard.home"))
+
+
+# --- invitations (the link a teammate receives) --------------------------------------------
+
+
+@bp.get("/invitations/<token>")
+def invitation_show(token):
+    try:
+        invitation = service.invitation_for(token)
+    except AccountError as err:
+        return render("accounts/link_problem.html", status=err.status, message=err.message)
+    return render("accounts/invitation.html", invitation=invitation, token=token, form=EmptyForm())
+
+
+@bp.post("/invitations/<token>")
+@login_required
+def invitation_accept(token):
+    try:
+        membership = service.accept_invitation(token, g.user)
+    except AccountError as err:
+        return render("accounts/link_problem.html", status=err.status, message=err.message)
+    session["ws"] = membership.workspace_id
+    flash(f"You joined {membership.workspace.name}.", "success")
+    return go(url_for("dashboard.home"))

@@ -1,0 +1,97 @@
+"""Configuration: laptop defaults, then LUMNAR_* environment variables, then test overrides."""
+
+import os
+import secrets
+from datetime import timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Every environment variable Lumnar reads, with its default. The README documents each one
+# and a test fails when one is missing there, so this table is the single source.
+ENV_VARS = {
+    "LUMNAR_ENV": ("development", "`development` or `production` (production turns off the dev outbox page)."),
+    "LUMNAR_DATA_DIR": ("data", "Folder for the database, the secret key file and backups."),
+    "LUMNAR_DATABASE": ("<data dir>/lumnar.db", "Path of the one SQLite file."),
+    "LUMNAR_SECRET_KEY": ("generated into <data dir>/secret_key", "Key that signs sessions and links."),
+    "LUMNAR_BASE_URL": ("http://127.0.0.1:5000", "Public address, used in e-mailed links; https turns on Secure cookies and HSTS."),
+    "LUMNAR_SMTP_URL": ("(empty: mail stays in the outbox)", "`smtp://user:pass@host:port`, `smtp+starttls://…` or `smtps://…`."),
+    "LUMNAR_MAIL_FROM": ("Lumnar <no-reply@lumnar.localhost>", "Sender of every e-mail."),
+    "LUMNAR_TRUST_PROXY": ("0", "Number of reverse proxies in front of the app whose X-Forwarded-* headers to trust."),
+    "LUMNAR_RATELIMIT": ("1", "`0` turns per-IP rate limits off."),
+    "LUMNAR_RATELIMIT_STORAGE": ("memory://", "flask-limiter storage URI (per process by default)."),
+    "LUMNAR_SESSION_IDLE_MINUTES": ("120", "A session unused this long ends."),
+    "LUMNAR_SESSION_MAX_HOURS": ("336", "A session ends this long after log-in, used or not."),
+    "LUMNAR_LOCKOUT_ATTEMPTS": ("10", "Failed log-ins in a row before an e-mail address is locked."),
+    "LUMNAR_LOCKOUT_MINUTES": ("15", "How long such a lock lasts."),
+    "LUMNAR_MAX_BODY_BYTES": ("1048576", "Largest request body accepted (413 beyond)."),
+    "PORT": ("5000", "Port the web process listens on (Procfile)."),
+}
+
+
+def _env(name, default=None):
+    value = os.environ.get(name)
+    return default if value in (None, "") else value
+
+
+def _secret_key(data_dir: Path) -> str:
+    """Read the signing key from the environment or from a 0600 file made once on first run."""
+    key = _env("LUMNAR_SECRET_KEY")
+    if key:
+        return key
+    path = data_dir / "secret_key"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        # O_EXCL: two processes starting together must not write two different keys.
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass
+        else:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_urlsafe(48))
+    return path.read_text().strip()
+
+
+def load(overrides=None) -> dict:
+    overrides = dict(overrides or {})
+    data_dir = Path(overrides.get("DATA_DIR") or _env("LUMNAR_DATA_DIR", str(ROOT / "data")))
+    if not data_dir.is_absolute():
+        data_dir = ROOT / data_dir
+    base_url = _env("LUMNAR_BASE_URL", "http://127.0.0.1:5000").rstrip("/")
+    secure = base_url.startswith("https://")
+    cfg = {
+        "ENV_NAME": _env("LUMNAR_ENV", "development"),
+        "DATA_DIR": data_dir,
+        "DATABASE": _env("LUMNAR_DATABASE", str(data_dir / "lumnar.db")),
+        "BASE_URL": base_url,
+        "SMTP_URL": _env("LUMNAR_SMTP_URL", ""),
+        "MAIL_FROM": _env("LUMNAR_MAIL_FROM", "Lumnar <no-reply@lumnar.localhost>"),
+        "TRUST_PROXY": int(_env("LUMNAR_TRUST_PROXY", "0")),
+        "RATELIMIT_ENABLED": _env("LUMNAR_RATELIMIT", "1") != "0",
+        "RATELIMIT_STORAGE_URI": _env("LUMNAR_RATELIMIT_STORAGE", "memory://"),
+        "RATELIMIT_HEADERS_ENABLED": True,
+        "SESSION_IDLE": timedelta(minutes=int(_env("LUMNAR_SESSION_IDLE_MINUTES", "120"))),
+        "SESSION_MAX": timedelta(hours=int(_env("LUMNAR_SESSION_MAX_HOURS", "336"))),
+        "LOCKOUT_ATTEMPTS": int(_env("LUMNAR_LOCKOUT_ATTEMPTS", "10")),
+        "LOCKOUT_MINUTES": int(_env("LUMNAR_LOCKOUT_MINUTES", "15")),
+        "MAX_CONTENT_LENGTH": int(_env("LUMNAR_MAX_BODY_BYTES", str(1024 * 1024))),
+        # Session cookie: HttpOnly and SameSite=Lax always, Secure whenever we are served on https.
+        "SESSION_COOKIE_NAME": "lumnar_session",
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": secure,
+        "PREFERRED_URL_SCHEME": "https" if secure else "http",
+        "PERMANENT_SESSION_LIFETIME": timedelta(hours=int(_env("LUMNAR_SESSION_MAX_HOURS", "336"))),
+        "WTF_CSRF_TIME_LIMIT": None,  # the token lives as long as the session that holds it
+        "WTF_CSRF_SSL_STRICT": secure,
+        "HUEY_IMMEDIATE": False,
+    }
+    cfg.update(overrides)
+    cfg["DATA_DIR"] = Path(cfg["DATA_DIR"])
+    if "DATABASE" not in overrides and "DATA_DIR" in overrides:
+        cfg["DATABASE"] = str(cfg["DATA_DIR"] / "lumnar.db")
+    cfg["DEV_OUTBOX"] = cfg.get("DEV_OUTBOX", cfg["ENV_NAME"] != "production")
+    if "SECRET_KEY" not in cfg:
+        cfg["SECRET_KEY"] = _secret_key(cfg["DATA_DIR"])
+    return cfg

@@ -1,0 +1,1 @@
+"""The customer's dashboard shell: navigation and the areas not yet built."""

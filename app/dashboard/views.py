@@ -1,0 +1,49 @@
+"""Dashboard pages. Areas still to come say so plainly instead of pretending."""
+
+from flask import Blueprint, abort, g, redirect, url_for
+
+from app.accounts.sessions import login_required
+from app.rendering import render
+
+bp = Blueprint("dashboard", __name__, url_prefix="/dashboard")
+
+# Navigation, in order: (endpoint, label). Settings and Team live in the accounts blueprint.
+NAV = [
+    ("dashboard.area", "inbox", "Inbox"),
+    ("dashboard.area", "sites", "Sites"),
+    ("dashboard.area", "automations", "Automations"),
+    ("dashboard.area", "billing", "Billing"),
+    ("dashboard.area", "privacy", "Privacy & data"),
+    ("accounts.settings", None, "Settings"),
+    ("accounts.team", None, "Team"),
+]
+
+COMING = {
+    "inbox": ("Inbox", "Conversations from your website's chat widget will appear here, live. "
+              "The widget and the inbox are being built next."),
+    "sites": ("Sites", "Add your website here to get the one-line snippet for the chat widget. "
+              "Not available yet."),
+    "automations": ("Automations", "Automations that our team sets up for you will be listed "
+                    "here with their runs and logs. Not available yet."),
+    "billing": ("Billing", "Plans, invoices and your payment method will be managed here. "
+                "Nothing is charged yet."),
+    "privacy": ("Privacy & data", "Here you will download a copy of your data, correct it, "
+                "delete it or restrict how we use it. Until this page is ready, write to us from "
+                "the contact page and we will do it for you."),
+}
+
+
+@bp.get("/")
+@login_required
+def home():
+    return redirect(url_for("dashboard.area", area="inbox"))
+
+
+@bp.get("/<area>")
+@login_required
+def area(area):
+    if area not in COMING:
+        abort(404)
+    title, text = COMING[area]
+    return render("dashboard/coming.html", "dashboard/_coming.html", area=area, title=title,
+                  text=text, workspace=g.membership.workspace if g.membership else None)

@@ -1,0 +1,48 @@
+"""The one SQLite database: declared here, initialised by the factory, opened per request."""
+
+from contextlib import contextmanager
+
+from peewee import SqliteDatabase
+
+# Deferred: the path is only known once the factory has read the configuration.
+database = SqliteDatabase(None)
+
+PRAGMAS = {
+    "journal_mode": "wal",
+    "foreign_keys": 1,
+    # Huey's own lock timeout is 5 s; waiting as long keeps both sides patient alike.
+    "busy_timeout": 5000,
+    # With WAL, NORMAL loses nothing committed when the process crashes.
+    "synchronous": "normal",
+    "cache_size": -16000,
+}
+
+
+def init_app(app):
+    database.init(app.config["DATABASE"], pragmas=PRAGMAS, check_same_thread=False)
+
+    @app.before_request
+    def _open():
+        database.connect(reuse_if_open=True)
+
+    @app.teardown_request
+    def _close(exc):
+        if not database.is_closed():
+            database.close()
+
+
+@contextmanager
+def connection():
+    """Open a connection for code outside a request (tasks, CLI), closing only what it opened.
+
+    Tasks run inside a request in Huey's immediate mode; closing that request's connection
+    underneath it would break the rest of the request.
+    """
+    opened = database.is_closed()
+    if opened:
+        database.connect()
+    try:
+        yield database
+    finally:
+        if opened and not database.is_closed():
+            database.close()

@@ -1,0 +1,1 @@
+"""E-mail: the outbox, its delivery over SMTP and the dev-only outbox page."""

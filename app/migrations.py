@@ -1,0 +1,57 @@
+"""Schema migrations: numbered steps recorded in a schema_version table.
+
+Why not peewee-migrate: its generated diffs are one more moving part to review, and ours are
+few and plain. Each step here is a function of the database; steps that add columns use
+`add_columns`, which skips columns a fresh database already has (a fresh database creates
+tables from the current models in step 1).
+"""
+
+from peewee import CharField, DateTimeField, IntegerField, Model
+from playhouse.migrate import SqliteMigrator, migrate
+
+from app.db import database
+from app.models import MODELS, utcnow
+
+
+class SchemaVersion(Model):
+    version = IntegerField(primary_key=True)
+    applied_at = DateTimeField(default=utcnow)
+    name = CharField(max_length=120)
+
+    class Meta:
+        database = database
+        table_name = "schema_version"
+
+
+def add_columns(table, **fields):
+    present = {c.name for c in database.get_columns(table)}
+    migrator = SqliteMigrator(database)
+    ops = [migrator.add_column(table, name, f) for name, f in fields.items() if name not in present]
+    if ops:
+        migrate(*ops)
+
+
+def _0001_initial(db):
+    db.create_tables(MODELS, safe=True)
+
+
+STEPS = [
+    (1, "initial", _0001_initial),
+]
+
+
+def pending():
+    database.create_tables([SchemaVersion], safe=True)
+    done = {row.version for row in SchemaVersion.select()}
+    return [step for step in STEPS if step[0] not in done]
+
+
+def run() -> list[str]:
+    """Apply every pending step, each in its own transaction; returns the names applied."""
+    applied = []
+    for version, name, step in pending():
+        with database.atomic("IMMEDIATE"):
+            step(database)
+            SchemaVersion.create(version=version, name=name)
+        applied.append(f"{version:04d}_{name}")
+    return applied

@@ -1,0 +1,138 @@
+"""The product's records. Huey owns the tables task, schedule, kv and counter: never reuse them."""
+
+from datetime import datetime, timezone
+
+from peewee import (
+    BooleanField,
+    CharField,
+    DateTimeField,
+    ForeignKeyField,
+    IntegerField,
+    Model,
+    TextField,
+)
+
+from app.db import database
+
+
+def utcnow() -> datetime:
+    # Naive UTC everywhere in the database: SQLite has no time zones and comparisons stay simple.
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+class BaseModel(Model):
+    class Meta:
+        database = database
+        legacy_table_names = False
+
+
+class User(BaseModel):
+    name = CharField(max_length=120)
+    email = CharField(max_length=254, unique=True)  # stored lower-cased
+    password_hash = CharField(max_length=255)
+    email_verified_at = DateTimeField(null=True)
+    is_staff = BooleanField(default=False)
+    # Bumped by a password change or "log out everywhere": every session signed with an older
+    # epoch stops working at its next request.
+    session_epoch = IntegerField(default=0)
+    created_at = DateTimeField(default=utcnow)
+
+    @property
+    def is_verified(self) -> bool:
+        return self.email_verified_at is not None
+
+    @classmethod
+    def by_email(cls, email: str):
+        return cls.get_or_none(cls.email == email.strip().lower())
+
+
+class LoginThrottle(BaseModel):
+    """Failed log-ins counted per e-mail address, whether or not an account has that address,
+    so that a lock-out tells an attacker nothing about which addresses exist."""
+
+    email = CharField(max_length=254, unique=True)
+    failures = IntegerField(default=0)
+    locked_until = DateTimeField(null=True)
+
+
+class Workspace(BaseModel):
+    name = CharField(max_length=120)
+    created_at = DateTimeField(default=utcnow)
+
+    def members(self):
+        return (
+            Membership.select(Membership, User)
+            .join(User)
+            .where(Membership.workspace == self)
+            .order_by(Membership.role.desc(), User.name)
+        )
+
+
+class Membership(BaseModel):
+    OWNER = "owner"
+    AGENT = "agent"
+    ROLES = (OWNER, AGENT)
+
+    workspace = ForeignKeyField(Workspace, backref="memberships", on_delete="CASCADE")
+    user = ForeignKeyField(User, backref="memberships", on_delete="CASCADE")
+    role = CharField(max_length=16, default=AGENT)
+    created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("workspace", "user"), True),)
+
+    @property
+    def is_owner(self) -> bool:
+        return self.role == self.OWNER
+
+    @classmethod
+    def of(cls, user):
+        return (
+            cls.select(cls, Workspace)
+            .join(Workspace)
+            .where(cls.user == user)
+            .order_by(Workspace.created_at)
+        )
+
+
+class Invitation(BaseModel):
+    workspace = ForeignKeyField(Workspace, backref="invitations", on_delete="CASCADE")
+    email = CharField(max_length=254)
+    role = CharField(max_length=16, default=Membership.AGENT)
+    invited_by = ForeignKeyField(User, null=True, on_delete="SET NULL")
+    created_at = DateTimeField(default=utcnow)
+    expires_at = DateTimeField()
+    accepted_at = DateTimeField(null=True)
+    revoked_at = DateTimeField(null=True)
+
+    @classmethod
+    def pending_for(cls, workspace):
+        return cls.select().where(
+            (cls.workspace == workspace)
+            & cls.accepted_at.is_null()
+            & cls.revoked_at.is_null()
+            & (cls.expires_at > utcnow())
+        )
+
+
+class OutboundEmail(BaseModel):
+    """The outbox: every e-mail is a row first, so nothing is lost when SMTP is down."""
+
+    QUEUED, SENDING, SENT = "queued", "sending", "sent"
+
+    to = CharField(max_length=254)
+    subject = CharField(max_length=255)
+    text_body = TextField()
+    html_body = TextField()
+    status = CharField(max_length=16, default=QUEUED, index=True)
+    attempts = IntegerField(default=0)
+    last_error = TextField(default="")
+    created_at = DateTimeField(default=utcnow)
+    claimed_at = DateTimeField(null=True)
+    sent_at = DateTimeField(null=True)
+
+    class Meta:
+        table_name = "outbound_email"
+
+
+MODELS = [User, LoginThrottle, Workspace, Membership, Invitation, OutboundEmail]

@@ -1,0 +1,33 @@
+"""Pages anyone can see, and the health check the hosting platform asks."""
+
+from flask import Blueprint, jsonify
+
+from app.db import database
+from app.rendering import render
+
+bp = Blueprint("public", __name__)
+
+
+@bp.get("/")
+def home():
+    return render("public/home.html")
+
+
+@bp.get("/privacy")
+def privacy():
+    return render("public/privacy.html")
+
+
+@bp.get("/healthz")
+def healthz():
+    import jobs
+
+    try:
+        database.execute_sql("select 1").fetchone()
+        db_ok = True
+    except Exception:  # any failure means the database does not answer
+        db_ok = False
+    queue_ok = jobs.queue_ok()
+    ok = db_ok and queue_ok
+    body = {"status": "ok" if ok else "failing", "database": db_ok, "queue": queue_ok}
+    return jsonify(body), 200 if ok else 503

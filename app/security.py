@@ -1,0 +1,77 @@
+"""Security defaults on every response, and friendly error pages (htmx-aware)."""
+
+from flask import g, request
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+from app.rendering import render
+
+# No 'unsafe-inline' and no 'unsafe-eval': htmx is configured (base.html) to need neither.
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "font-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'self'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
+
+MESSAGES = {
+    400: ("Bad request", "We could not understand that request."),
+    401: ("Please log in", "You need to log in to see this."),
+    403: ("Not allowed", "Your account is not allowed to do that."),
+    404: ("Not found", "There is nothing at this address."),
+    405: ("Method not allowed", "This address does not accept that kind of request."),
+    413: ("Too large", "What you sent is larger than we accept. Try a smaller file or text."),
+    429: ("Slow down", "Too many attempts in a short time. Wait a few minutes, then try again."),
+    500: ("Something went wrong", "An error on our side stopped this request. Nothing you did "
+          "caused it, and we have been told."),
+}
+
+
+def init_app(app):
+    @app.after_request
+    def headers(response):
+        h = response.headers
+        # Pages may set their own policy (the chat widget allows its customer's origins).
+        h.setdefault("Content-Security-Policy", CSP)
+        h.setdefault("X-Frame-Options", "DENY")
+        h["X-Content-Type-Options"] = "nosniff"
+        h["Referrer-Policy"] = "strict-origin-when-cross-origin"
+        h["Permissions-Policy"] = "camera=(), microphone=(), geolocation=(), payment=(), usb=()"
+        h["Cross-Origin-Opener-Policy"] = "same-origin"
+        if request.is_secure:
+            h["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
+        if g.get("user") is not None:
+            h["Cache-Control"] = "no-store"  # signed-in pages never sit in a shared cache
+        h.add("Vary", "HX-Request")
+        return response
+
+    @app.errorhandler(CSRFError)
+    def csrf_error(exc):
+        return error_page(
+            400,
+            "Form expired",
+            "This form was missing its security token or it no longer matches your session "
+            "(for example after you logged out in another tab). Reload the page and try again.",
+        )
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc):
+        code = exc.code or 500
+        title, text = MESSAGES.get(code, (exc.name, exc.description))
+        response = error_page(code, title, text)
+        if code == 405 and exc.valid_methods:
+            response.headers["Allow"] = ", ".join(exc.valid_methods)
+        return response
+
+    @app.errorhandler(InternalServerError)
+    def server_error(exc):
+        return error_page(500, *MESSAGES[500])
+
+
+def error_page(code, title, text):
+    response = render("errors/page.html", "errors/_error.html", code=code, title=title, text=text)
+    response.status_code = code
+    if request.htmx:
+        # Show the message where the user is looking rather than inside some small target.
+        response.headers["HX-Retarget"] = "#flash"
+        response.headers["HX-Reswap"] = "innerHTML"
+    return response

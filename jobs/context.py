@@ -1,0 +1,20 @@
+"""What every task runs inside: the Flask app context and an open database connection."""
+
+from contextlib import contextmanager
+
+from flask import current_app, has_app_context
+
+from app.db import connection
+
+
+@contextmanager
+def task_context():
+    from jobs import huey
+
+    if has_app_context():  # immediate mode: already inside a request or a test
+        with connection():
+            yield current_app
+        return
+    app = huey.flask_app
+    with app.app_context(), connection():
+        yield app

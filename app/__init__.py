@@ -38,13 +38,17 @@ def create_app(config=None) -> Flask:
     security.init_app(app)
 
     from app.accounts.views import bp as accounts_bp
+    from app.chat.views import bp as chat_bp
+    from app.widget.views import bp as widget_bp
     from app.dashboard.views import bp as dashboard_bp
     from app.mail.views import bp as mail_bp
     from app.public.views import bp as public_bp
 
     app.register_blueprint(public_bp)
     app.register_blueprint(accounts_bp)
+    app.register_blueprint(chat_bp)
     app.register_blueprint(dashboard_bp)
+    app.register_blueprint(widget_bp)
     if app.config["DEV_OUTBOX"]:
         app.register_blueprint(mail_bp)
 

@@ -4,27 +4,26 @@ Streams live here because an idle async stream costs a few KB, while each open r
 Flask would hold one of a small pool of threads.
 """
 
-import asyncio
+import contextlib
 import time
-from datetime import datetime, timezone
 
 import anyio
 from a2wsgi import WSGIMiddleware
-from flask import render_template
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Mount, Route
-from sse_starlette import EventSourceResponse, ServerSentEvent
+from sse_starlette import EventSourceResponse
 
 from app import create_app
+from app.chat import live, service, streams
 from app.db import connection
-from app.models import User
+from app.models import Membership, User
 
-HEARTBEAT_SECONDS = 15
+SSE_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
 
 
-def session_user(flask_app, cookie: str | None) -> User | None:
-    """The user of a Flask session cookie, checked exactly as a Flask request checks it."""
+def session_user(flask_app, cookie: str | None):
+    """(user, membership) of a Flask session cookie, checked exactly as a Flask request would."""
     if not cookie:
         return None
     serializer = flask_app.session_interface.get_signing_serializer(flask_app)
@@ -39,43 +38,64 @@ def session_user(flask_app, cookie: str | None) -> User | None:
         return None
     with connection():
         user = User.get_or_none(User.id == data.get("uid"))
-    if user is None or user.session_epoch != data.get("ep"):
+        if user is None or user.session_epoch != data.get("ep"):
+            return None
+        memberships = list(Membership.of(user))
+    if not memberships:
         return None
-    return user
+    chosen = next((m for m in memberships if m.workspace_id == data.get("ws")), memberships[0])
+    return user, chosen
 
 
 def build(flask_app=None) -> Starlette:
     flask_app = flask_app or create_app()
     cookie_name = flask_app.config["SESSION_COOKIE_NAME"]
+    hub = live.Hub(flask_app.config["DATABASE"], streams.fetch_after, streams.max_event_id)
 
-    def status_fragment() -> str:
-        with flask_app.app_context():
-            at = datetime.now(timezone.utc).strftime("%H:%M:%S")
-            return render_template("dashboard/_status.html", at=at)
+    def sse(events):
+        return EventSourceResponse(events, ping=streams.HEARTBEAT_SECONDS, send_timeout=10,
+                                   headers=SSE_HEADERS)
 
     async def dashboard_stream(request):
-        user = await anyio.to_thread.run_sync(session_user, flask_app, request.cookies.get(cookie_name))
-        if user is None:
+        found = await anyio.to_thread.run_sync(session_user, flask_app, request.cookies.get(cookie_name))
+        if found is None:
             return PlainTextResponse("Log in to receive live updates.", status_code=401)
+        user, membership = found
+        presence = streams.Presences("agent", membership.workspace_id, user.id)
+        return sse(streams.follow(flask_app, hub, streams.agent_render, streams.parse_after(request),
+                                  presence, heartbeat=streams.status_heartbeat(flask_app),
+                                  workspace_id=membership.workspace_id))
 
-        async def events():
-            try:
-                while True:
-                    html = await anyio.to_thread.run_sync(status_fragment)
-                    yield ServerSentEvent(data=html, event="status")
-                    await asyncio.sleep(HEARTBEAT_SECONDS)
-            except asyncio.CancelledError:
-                raise  # the client left or the server stops: let sse-starlette clean up
+    async def visitor_stream(request):
+        def check():
+            with flask_app.app_context():
+                return service.visitor_stream_scope(request.query_params.get("ticket", ""))
+        scope = await anyio.to_thread.run_sync(check)
+        if scope is None:
+            return PlainTextResponse("This chat link is not valid any more.", status_code=403)
+        workspace_id, conversation_id = scope
+        presence = streams.Presences("visitor", workspace_id, conversation_id)
+        return sse(streams.follow(flask_app, hub, streams.visitor_render, streams.parse_after(request),
+                                  presence, conversation_id=conversation_id))
 
-        return EventSourceResponse(events(), ping=HEARTBEAT_SECONDS, send_timeout=10,
-                                   headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        await hub.start()
+        live.install(hub)
+        try:
+            yield
+        finally:
+            live.uninstall()
+            await hub.stop()
 
     routes = [
         Route("/sse/dashboard", dashboard_stream),
+        Route("/sse/visitor", visitor_stream),
         Mount("/", WSGIMiddleware(flask_app)),
     ]
-    app = Starlette(routes=routes)
+    app = Starlette(routes=routes, lifespan=lifespan)
     app.state.flask_app = flask_app
+    app.state.hub = hub
     return app
 
 

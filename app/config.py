@@ -91,6 +91,7 @@ def load(overrides=None) -> dict:
     cfg["DATA_DIR"] = Path(cfg["DATA_DIR"])
     if "DATABASE" not in overrides and "DATA_DIR" in overrides:
         cfg["DATABASE"] = str(cfg["DATA_DIR"] / "lumnar.db")
+    cfg["DATA_DIR"].mkdir(parents=True, exist_ok=True)
     cfg["DEV_OUTBOX"] = cfg.get("DEV_OUTBOX", cfg["ENV_NAME"] != "production")
     if "SECRET_KEY" not in cfg:
         cfg["SECRET_KEY"] = _secret_key(cfg["DATA_DIR"])

@@ -2,6 +2,7 @@
 
 from contextlib import contextmanager
 
+from flask import request
 from peewee import SqliteDatabase
 
 # Deferred: the path is only known once the factory has read the configuration.
@@ -23,6 +24,10 @@ def init_app(app):
 
     @app.before_request
     def _open():
+        # The health check opens the database itself, inside its own error handling: opening
+        # it here would turn a broken database into a 500 before the check could report 503.
+        if request.endpoint == "public.healthz":
+            return
         database.connect(reuse_if_open=True)
 
     @app.teardown_request

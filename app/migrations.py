@@ -35,8 +35,17 @@ def _0001_initial(db):
     db.create_tables(MODELS, safe=True)
 
 
+def _0002_live_chat(db):
+    from app.chat.models import CHAT_MODELS, FTS_SQL
+
+    db.create_tables(CHAT_MODELS, safe=True)
+    for sql in FTS_SQL:
+        db.execute_sql(sql)
+
+
 STEPS = [
     (1, "initial", _0001_initial),
+    (2, "live_chat", _0002_live_chat),
 ]
 
 

@@ -8,12 +8,14 @@ def wants_fragment() -> bool:
     return bool(request.htmx) and not request.htmx.history_restore_request and not request.htmx.boosted
 
 
-def render(page: str, fragment: str | None = None, status: int = 200, **context):
-    """Render `page` for a normal request, or only `fragment` (which `page` includes) for htmx."""
+def render(page: str, fragment: str | None = None, /, status: int = 200, **context):
+    """Render `page` for a normal request, or only `fragment` (which `page` includes) for htmx.
+
+    The two template names are positional-only, so a template may use `page` as a variable."""
     template = fragment if (fragment and wants_fragment()) else page
     return make_response(render_template(template, **context), status)
 
 
-def render_form_errors(page: str, fragment: str, **context):
+def render_form_errors(page: str, fragment: str, /, **context):
     """A form with errors beside its fields: status 422, which htmx is configured to swap."""
     return render(page, fragment, status=422, **context)

@@ -30,9 +30,11 @@ def init_app(app):
     @app.after_request
     def headers(response):
         h = response.headers
-        # Pages may set their own policy (the chat widget allows its customer's origins).
-        h.setdefault("Content-Security-Policy", CSP)
-        h.setdefault("X-Frame-Options", "DENY")
+        # Pages may set their own policy (the chat widget's frame-ancestors lists the
+        # customer's origins); only pages without one get ours and the old-browser frame ban.
+        if "Content-Security-Policy" not in h:
+            h["Content-Security-Policy"] = CSP
+            h["X-Frame-Options"] = "DENY"
         h["X-Content-Type-Options"] = "nosniff"
         h["Referrer-Policy"] = "strict-origin-when-cross-origin"
         h["Permissions-Policy"] = "camera=(), microphone=(), geolocation=(), payment=(), usb=()"

@@ -6,6 +6,6 @@ module so the consumer knows all tasks.
 
 from app import create_app
 from jobs import huey  # noqa: F401  (the consumer reads jobs.main.huey)
-from jobs import mail  # noqa: F401
+from jobs import chat, mail  # noqa: F401
 
 app = create_app()

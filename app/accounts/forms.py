@@ -1,7 +1,7 @@
 """Account forms. Validation lives here so full posts, htmx posts and inline checks agree."""
 
 from flask_wtf import FlaskForm
-from wtforms import EmailField, HiddenField, PasswordField, SelectField, StringField
+from wtforms import EmailField, HiddenField, PasswordField, SelectChoice, SelectField, StringField
 from wtforms.validators import DataRequired, Email, Length, ValidationError
 
 from app.accounts import passwords
@@ -79,12 +79,17 @@ class PasswordChangeForm(FlaskForm):
 
 class EmailChangeForm(FlaskForm):
     new_email = email_field("New e-mail")
-    current_password = PasswordField("Current password", validators=[DataRequired("Enter your current password.")])
+    # Its own id: the settings page also shows PasswordChangeForm, whose field has the same
+    # name, and two inputs with one id leave the second without a label.
+    current_password = PasswordField("Current password", id="email_current_password",
+                                     validators=[DataRequired("Enter your current password.")])
 
 
 class InviteForm(FlaskForm):
     email = email_field("Teammate's e-mail")
-    role = SelectField("Role", choices=[(Membership.AGENT, "Agent"), (Membership.OWNER, "Owner")])
+    # SelectChoice, not (value, label) tuples: WTForms 3.3 deprecates tuples (gone in 3.4).
+    role = SelectField("Role", choices=[SelectChoice(Membership.AGENT, "Agent"),
+                                        SelectChoice(Membership.OWNER, "Owner")])
 
 
 class WorkspaceForm(FlaskForm):

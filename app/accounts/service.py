@@ -303,7 +303,9 @@ def remove_member(workspace: Workspace, acting: User, membership_id: int) -> Non
 
 # --- demo --------------------------------------------------------------------------------------
 
-DEMO_EMAIL = "demo@lumnar.localhost"
+# example.com, not *.localhost: the log-in form (email-validator) refuses special-use domains,
+# so a .localhost demo address could never log in.
+DEMO_EMAIL = "demo@example.com"
 
 
 def create_demo_account():

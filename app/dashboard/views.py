@@ -9,8 +9,9 @@ bp = Blueprint("dashboard", __name__, url_prefix="/dashboard")
 
 # Navigation, in order: (endpoint, label). Settings and Team live in the accounts blueprint.
 NAV = [
-    ("dashboard.area", "inbox", "Inbox"),
-    ("dashboard.area", "sites", "Sites"),
+    ("chat.inbox", None, "Inbox"),
+    ("chat.sites", None, "Sites"),
+    ("chat.saved_replies", None, "Saved replies"),
     ("dashboard.area", "automations", "Automations"),
     ("dashboard.area", "billing", "Billing"),
     ("dashboard.area", "privacy", "Privacy & data"),
@@ -19,10 +20,6 @@ NAV = [
 ]
 
 COMING = {
-    "inbox": ("Inbox", "Conversations from your website's chat widget will appear here, live. "
-              "The widget and the inbox are being built next."),
-    "sites": ("Sites", "Add your website here to get the one-line snippet for the chat widget. "
-              "Not available yet."),
     "automations": ("Automations", "Automations that our team sets up for you will be listed "
                     "here with their runs and logs. Not available yet."),
     "billing": ("Billing", "Plans, invoices and your payment method will be managed here. "
@@ -36,7 +33,7 @@ COMING = {
 @bp.get("/")
 @login_required
 def home():
-    return redirect(url_for("dashboard.area", area="inbox"))
+    return redirect(url_for("chat.inbox"))
 
 
 @bp.get("/<area>")

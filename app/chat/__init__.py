@@ -1,0 +1,1 @@
+"""Live chat: sites, visitors, conversations, messages, and the events streamed to both sides."""

@@ -1,0 +1,73 @@
+"""Chat forms (dashboard side and widget side)."""
+
+import re
+
+from flask_wtf import FlaskForm
+from wtforms import EmailField, FileField, IntegerField, SelectField, StringField, TextAreaField
+from wtforms.validators import DataRequired, Email, Length, NumberRange, Optional, Regexp
+
+from app.chat.text import MAX_CHARS
+
+strip = [lambda v: v.strip() if isinstance(v, str) else v]
+lower = [lambda v: v.strip().lower() if isinstance(v, str) else v]
+
+
+class SiteForm(FlaskForm):
+    name = StringField("Site name", validators=[DataRequired("Give the site a name."), Length(max=120)], filters=strip)
+    allowed_origins = TextAreaField(
+        "Allowed origins (one a line, like https://shop.example.com)",
+        validators=[DataRequired("Add at least one origin where the widget may appear."), Length(max=4000)])
+    greeting = StringField("Greeting", validators=[DataRequired("Write a greeting."), Length(max=300)], filters=strip)
+    away_message = StringField("Away message", validators=[DataRequired("Write an away message."), Length(max=300)], filters=strip)
+    accent_color = StringField("Accent colour", validators=[
+        Regexp(r"^#[0-9a-fA-F]{6}$", message="Use a colour like #4338ca.")], filters=strip)
+    retention_days = IntegerField("Keep chats for (days)", validators=[
+        NumberRange(1, 3650, "Choose between 1 and 3,650 days.")])
+
+
+class ReplyForm(FlaskForm):
+    body = TextAreaField("Reply", validators=[Length(max=MAX_CHARS, message=f"At most {MAX_CHARS:,} characters.")])
+    file = FileField("Attach a file")
+
+
+class VisitorForm(FlaskForm):
+    name = StringField("Visitor name", validators=[Length(max=120)], filters=strip)
+    email = EmailField("Visitor e-mail", validators=[
+        Optional(), Email("Enter a valid e-mail address.", check_deliverability=False), Length(max=254)],
+        filters=lower)
+
+
+class AssignForm(FlaskForm):
+    assignee = SelectField("Assigned to", choices=[], validate_choice=False)
+
+
+class SavedReplyForm(FlaskForm):
+    shortcut = StringField("Shortcut (typed as /shortcut)", validators=[
+        DataRequired("Give it a shortcut."), Length(max=40),
+        Regexp(r"^[a-z0-9_-]+$", flags=re.I, message="Use letters, digits, - and _ only.")], filters=lower)
+    body = TextAreaField("Text", validators=[DataRequired("Write the reply."), Length(max=MAX_CHARS)])
+
+
+# The widget's forms carry no CSRF token: the visitor's credential is a header that another
+# site's page can neither read nor send, not a cookie the browser adds on its own.
+class WidgetMessageForm(FlaskForm):
+    class Meta:
+        csrf = False
+
+    body = TextAreaField("Message", validators=[Length(max=MAX_CHARS, message=f"Messages can be at most {MAX_CHARS:,} characters.")])
+    file = FileField("Attach a file")
+    name = StringField("Your name (optional)", validators=[Length(max=120)], filters=strip)
+    email = EmailField("Your e-mail", validators=[
+        Optional(), Email("Enter a valid e-mail address, like name@example.com.", check_deliverability=False),
+        Length(max=254)], filters=lower)
+
+
+class WidgetProfileForm(FlaskForm):
+    class Meta:
+        csrf = False
+
+    name = StringField("Your name (optional)", validators=[Length(max=120)], filters=strip)
+    email = EmailField("Your e-mail", validators=[
+        DataRequired("Enter your e-mail address."),
+        Email("Enter a valid e-mail address, like name@example.com.", check_deliverability=False),
+        Length(max=254)], filters=lower)

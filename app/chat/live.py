@@ -1,0 +1,143 @@
+"""The per-process dispatcher: one reader of new chat events that fans them out to streams.
+
+A write commits first, then calls `notify()`, which wakes the dispatcher at once. Commits made
+by other processes (the Huey worker, a second web process) are noticed by watching
+`PRAGMA data_version` on a dedicated read-only connection: it changes whenever another
+connection commits and costs microseconds to read, so the dispatcher checks it every few
+milliseconds instead of every client polling the database. (PostgreSQL counterpart:
+LISTEN/NOTIFY.)
+"""
+
+import asyncio
+import sqlite3
+import threading
+from collections import defaultdict
+
+import anyio
+
+WATCH_INTERVAL = 0.01  # seconds between data_version checks
+QUEUE_LIMIT = 2000  # a stream this far behind is dropped; its browser reconnects and replays
+
+_hub = None
+_hub_lock = threading.Lock()
+
+
+def notify() -> None:
+    """Called after a commit, from any thread: wake this process's dispatcher if it runs."""
+    hub = _hub
+    if hub is not None:
+        hub.wake_threadsafe()
+
+
+class Subscriber:
+    __slots__ = ("workspace_id", "conversation_id", "queue", "dropped")
+
+    def __init__(self, workspace_id=None, conversation_id=None):
+        self.workspace_id = workspace_id
+        self.conversation_id = conversation_id
+        self.queue: asyncio.Queue = asyncio.Queue(maxsize=QUEUE_LIMIT)
+        self.dropped = False
+
+
+class Hub:
+    def __init__(self, database_path: str, fetch_after, max_id):
+        self.database_path = database_path
+        self.fetch_after = fetch_after  # (last_id) -> list of event rows, in a thread
+        self.max_id = max_id
+        self.by_workspace = defaultdict(set)
+        self.by_conversation = defaultdict(set)
+        self.last_id = 0
+        self.loop = None
+        self.wake = None
+        self.task = None
+
+    # -- subscribers ---------------------------------------------------------------------------
+    def subscribe(self, workspace_id=None, conversation_id=None) -> Subscriber:
+        sub = Subscriber(workspace_id, conversation_id)
+        if conversation_id is not None:
+            self.by_conversation[conversation_id].add(sub)
+        else:
+            self.by_workspace[workspace_id].add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscriber) -> None:
+        group = (self.by_conversation.get(sub.conversation_id) if sub.conversation_id is not None
+                 else self.by_workspace.get(sub.workspace_id))
+        if group is not None:
+            group.discard(sub)
+            if not group:
+                key = sub.conversation_id if sub.conversation_id is not None else sub.workspace_id
+                (self.by_conversation if sub.conversation_id is not None else self.by_workspace).pop(key, None)
+
+    @property
+    def subscriber_count(self) -> int:
+        return sum(map(len, self.by_workspace.values())) + sum(map(len, self.by_conversation.values()))
+
+    # -- the loop ------------------------------------------------------------------------------
+    def wake_threadsafe(self) -> None:
+        if self.loop is not None and self.wake is not None:
+            try:
+                self.loop.call_soon_threadsafe(self.wake.set)
+            except RuntimeError:
+                pass  # the loop is closing
+
+    async def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.wake = asyncio.Event()
+        self.last_id = await anyio.to_thread.run_sync(self.max_id)
+        self.task = asyncio.create_task(self.run(), name="chat-dispatcher")
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            try:
+                await self.task
+            except asyncio.CancelledError:
+                pass
+
+    async def run(self) -> None:
+        watch = sqlite3.connect(f"file:{self.database_path}?mode=ro", uri=True,
+                                check_same_thread=False, isolation_level=None)
+        try:
+            version = watch.execute("PRAGMA data_version").fetchone()[0]
+            while True:
+                try:
+                    await asyncio.wait_for(self.wake.wait(), WATCH_INTERVAL)
+                    woken = True
+                except TimeoutError:
+                    woken = False
+                self.wake.clear()
+                current = watch.execute("PRAGMA data_version").fetchone()[0]
+                if not woken and current == version:
+                    continue
+                version = current
+                await self.dispatch()
+        finally:
+            watch.close()
+
+    async def dispatch(self) -> None:
+        while True:
+            rows = await anyio.to_thread.run_sync(self.fetch_after, self.last_id)
+            for row in rows:
+                self.last_id = row.id
+                targets = list(self.by_workspace.get(row.workspace_id, ()))
+                targets += self.by_conversation.get(row.conversation_id, ())
+                for sub in targets:
+                    try:
+                        sub.queue.put_nowait(row)
+                    except asyncio.QueueFull:
+                        sub.dropped = True
+            if len(rows) < 500:
+                return
+
+
+def install(hub: Hub) -> None:
+    global _hub
+    with _hub_lock:
+        _hub = hub
+
+
+def uninstall() -> None:
+    global _hub
+    with _hub_lock:
+        _hub = None

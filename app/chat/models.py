@@ -1,0 +1,187 @@
+"""Chat records. Every change a stream must show is also a ChatEvent row: the event id is the
+SSE id, so a reconnecting browser asks for exactly what it missed."""
+
+import secrets
+
+from peewee import (
+    BlobField,
+    BooleanField,
+    CharField,
+    DateTimeField,
+    ForeignKeyField,
+    IntegerField,
+    TextField,
+)
+
+from playhouse.sqlite_ext import AutoIncrementField
+
+from app.models import BaseModel, User, Workspace, utcnow
+
+# Ids that streams, "seen" marks and links compare must never be reused after a deletion,
+# so these tables use AUTOINCREMENT (SQLite otherwise reuses the highest deleted rowid).
+
+
+def new_site_key() -> str:
+    return "site_" + secrets.token_urlsafe(12)
+
+
+class Site(BaseModel):
+    workspace = ForeignKeyField(Workspace, backref="sites", on_delete="CASCADE")
+    name = CharField(max_length=120)
+    site_key = CharField(max_length=64, unique=True, default=new_site_key)
+    allowed_origins = TextField(default="")  # one origin a line: scheme://host[:port]
+    greeting = CharField(max_length=300, default="Hi! How can we help?")
+    accent_color = CharField(max_length=7, default="#4338ca")
+    away_message = CharField(max_length=300, default="We are away right now. Leave your e-mail "
+                             "and we will answer there.")
+    retention_days = IntegerField(default=180)
+    monthly_message_limit = IntegerField(default=10_000)
+    enabled = BooleanField(default=True)
+    created_at = DateTimeField(default=utcnow)
+
+    @property
+    def origins(self) -> list[str]:
+        return [o for o in self.allowed_origins.split() if o]
+
+    @classmethod
+    def for_workspace(cls, workspace):
+        return cls.select().where(cls.workspace == workspace).order_by(cls.name)
+
+
+class Visitor(BaseModel):
+    site = ForeignKeyField(Site, backref="visitors", on_delete="CASCADE")
+    public_id = CharField(max_length=32, unique=True, default=lambda: secrets.token_urlsafe(16))
+    name = CharField(max_length=120, default="")
+    email = CharField(max_length=254, default="")
+    first_page_url = CharField(max_length=2000, default="")
+    first_seen_at = DateTimeField(default=utcnow)
+    last_seen_at = DateTimeField(default=utcnow)
+
+    @property
+    def label(self) -> str:
+        return self.name or self.email or f"Visitor {self.public_id[:6]}"
+
+
+class Conversation(BaseModel):
+    id = AutoIncrementField()
+    OPEN, RESOLVED = "open", "resolved"
+
+    workspace = ForeignKeyField(Workspace, backref="conversations", on_delete="CASCADE")
+    site = ForeignKeyField(Site, backref="conversations", on_delete="CASCADE")
+    visitor = ForeignKeyField(Visitor, backref="conversations", on_delete="CASCADE")
+    status = CharField(max_length=16, default=OPEN)
+    assignee = ForeignKeyField(User, null=True, on_delete="SET NULL")
+    started_page_url = CharField(max_length=2000, default="")
+    created_at = DateTimeField(default=utcnow)
+    last_activity_at = DateTimeField(default=utcnow)
+    last_preview = CharField(max_length=160, default="")
+    unread_count = IntegerField(default=0)  # visitor messages no agent has read yet
+    agent_read_message_id = IntegerField(default=0)  # the visitor sees "Seen" up to here
+    over_limit = BooleanField(default=False)
+    away_notice_at = DateTimeField(null=True)  # last "a visitor wrote while you were away" e-mail
+    away_pending = BooleanField(default=False)  # a batched notice is already scheduled
+
+    class Meta:
+        indexes = ((("workspace", "status", "last_activity_at"), False),
+                   (("workspace", "last_activity_at"), False))
+
+    @classmethod
+    def in_workspace(cls, workspace_id):
+        return cls.select().where(cls.workspace == workspace_id)
+
+
+class Message(BaseModel):
+    id = AutoIncrementField()
+    VISITOR, AGENT, SYSTEM = "visitor", "agent", "system"
+
+    conversation = ForeignKeyField(Conversation, backref="messages", on_delete="CASCADE")
+    workspace_id = IntegerField(index=True)  # copied from the conversation: scopes search
+    sender = CharField(max_length=16)
+    author = ForeignKeyField(User, null=True, on_delete="SET NULL")
+    body = TextField(default="")
+    created_at = DateTimeField(default=utcnow)
+    over_limit = BooleanField(default=False)
+
+    class Meta:
+        indexes = ((("conversation", "id"), False),)
+
+
+class Attachment(BaseModel):
+    id = AutoIncrementField()
+    message = ForeignKeyField(Message, backref="attachments", on_delete="CASCADE", unique=True)
+    workspace_id = IntegerField(index=True)
+    filename = CharField(max_length=255)
+    content_type = CharField(max_length=100)
+    size = IntegerField()
+    data = BlobField()
+    created_at = DateTimeField(default=utcnow)
+
+    @property
+    def is_image(self) -> bool:
+        return self.content_type.startswith("image/")
+
+
+class SavedReply(BaseModel):
+    workspace = ForeignKeyField(Workspace, backref="saved_replies", on_delete="CASCADE")
+    shortcut = CharField(max_length=40)
+    body = TextField()
+    created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "saved_reply"
+        indexes = ((("workspace", "shortcut"), True),)
+
+
+class ChatEvent(BaseModel):
+    """What happened, in order. Streams replay rows after the browser's Last-Event-ID.
+
+    Rows point at messages by id and hold no text of their own, so deleting a conversation
+    deletes its words everywhere; only a bare "deleted" marker stays for the live views.
+    """
+
+    id = AutoIncrementField()
+    MESSAGE, TYPING, READ, STATUS, DELETED, VISITOR = (
+        "message", "typing", "read", "status", "deleted", "visitor")
+
+    workspace_id = IntegerField()
+    conversation_id = IntegerField()
+    kind = CharField(max_length=16)
+    ref_id = IntegerField(default=0)
+    actor = CharField(max_length=16, default="")
+    created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "chat_event"
+        indexes = ((("workspace_id", "id"), False), (("conversation_id", "id"), False))
+
+
+class Presence(BaseModel):
+    """Open streams, so any process can tell whether agents are online or a visitor is here."""
+
+    AGENT, VISITOR = "agent", "visitor"
+
+    kind = CharField(max_length=16)
+    workspace_id = IntegerField()
+    subject_id = IntegerField()  # user id or conversation id
+    stream_id = CharField(max_length=40, unique=True)
+    seen_at = DateTimeField(default=utcnow, index=True)
+
+    class Meta:
+        indexes = ((("kind", "workspace_id", "seen_at"), False),)
+
+
+CHAT_MODELS = [Site, Visitor, Conversation, Message, Attachment, SavedReply, ChatEvent, Presence]
+
+# Search over message text: an FTS5 table with external content, kept in step by triggers.
+# (The PostgreSQL counterpart is a tsvector column with a GIN index.)
+FTS_SQL = [
+    "CREATE VIRTUAL TABLE IF NOT EXISTS message_fts USING fts5("
+    "body, content='message', content_rowid='id', tokenize='unicode61 remove_diacritics 2')",
+    "CREATE TRIGGER IF NOT EXISTS message_fts_ai AFTER INSERT ON message BEGIN "
+    "INSERT INTO message_fts(rowid, body) VALUES (new.id, new.body); END",
+    "CREATE TRIGGER IF NOT EXISTS message_fts_ad AFTER DELETE ON message BEGIN "
+    "INSERT INTO message_fts(message_fts, rowid, body) VALUES ('delete', old.id, old.body); END",
+    "CREATE TRIGGER IF NOT EXISTS message_fts_au AFTER UPDATE OF body ON message BEGIN "
+    "INSERT INTO message_fts(message_fts, rowid, body) VALUES ('delete', old.id, old.body); "
+    "INSERT INTO message_fts(rowid, body) VALUES (new.id, new.body); END",
+]

@@ -1,0 +1,55 @@
+"""Retention: conversations older than their site's window, deleted in small batches so that
+live chat keeps answering while the clean-up runs (each batch is its own short transaction)."""
+
+from datetime import timedelta
+
+from peewee import fn
+
+from app.chat import live
+from app.chat.models import ChatEvent, Conversation, Presence, Site
+from app.db import database
+from app.models import utcnow
+
+BATCH = 200
+
+
+def purge_expired(now=None) -> int:
+    """Delete conversations whose last activity is older than their site's retention days."""
+    now = now or utcnow()
+    deleted = 0
+    for site in Site.select(Site.id, Site.retention_days):
+        cutoff = now - timedelta(days=site.retention_days)
+        while True:
+            ids = [c.id for c in Conversation.select(Conversation.id).where(
+                (Conversation.site == site.id) & (Conversation.last_activity_at < cutoff)).limit(BATCH)]
+            if not ids:
+                break
+            with database.atomic():
+                ChatEvent.delete().where(ChatEvent.conversation_id.in_(ids)).execute()
+                Conversation.delete().where(Conversation.id.in_(ids)).execute()
+            deleted += len(ids)
+    if deleted:
+        live.notify()
+    return deleted
+
+
+def purge_stale_events(now=None) -> int:
+    """Typing and read events matter only for a moment; keep a day of them for reconnects.
+    Presence rows of streams that ended without saying goodbye go too."""
+    now = now or utcnow()
+    cutoff = now - timedelta(days=1)
+    removed = 0
+    while True:
+        ids = [e.id for e in ChatEvent.select(ChatEvent.id).where(
+            (ChatEvent.created_at < cutoff)
+            & ChatEvent.kind.in_([ChatEvent.TYPING, ChatEvent.READ])).limit(1000)]
+        if not ids:
+            break
+        ChatEvent.delete().where(ChatEvent.id.in_(ids)).execute()
+        removed += len(ids)
+    Presence.delete().where(Presence.seen_at < now - timedelta(minutes=5)).execute()
+    return removed
+
+
+def oldest_activity():
+    return Conversation.select(fn.MIN(Conversation.last_activity_at)).scalar()

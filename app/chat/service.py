@@ -1,0 +1,392 @@
+"""Chat rules as plain functions: views, streams and tasks all call these."""
+
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+from flask import current_app
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+
+from app.chat import files, live
+from app.chat.models import (
+    Attachment,
+    ChatEvent,
+    Conversation,
+    Message,
+    Presence,
+    SavedReply,
+    Site,
+    Visitor,
+)
+from app.chat.text import MAX_CHARS, preview
+from app.db import connection, database
+from app.models import Membership, User, utcnow
+
+VISITOR_TOKEN_AGE = timedelta(days=365)
+STREAM_TICKET_AGE = timedelta(hours=12)
+ATTACHMENT_LINK_AGE = timedelta(days=1)
+PRESENCE_FRESH = timedelta(seconds=45)
+AWAY_NOTICE_GAP = timedelta(minutes=10)
+INBOX_PAGE = 25
+
+
+class ChatError(Exception):
+    def __init__(self, message, field=None, status=422):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.status = status
+
+
+# --- sites ------------------------------------------------------------------------------------
+
+
+def normalize_origin(value: str) -> str:
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/") \
+            or parts.query or parts.fragment or parts.username:
+        raise ChatError(f"“{value.strip()[:80]}” is not an origin like https://shop.example.com",
+                        field="allowed_origins")
+    host = parts.hostname.lower()
+    default = {"http": 80, "https": 443}[parts.scheme]
+    port = f":{parts.port}" if parts.port and parts.port != default else ""
+    return f"{parts.scheme}://{host}{port}"
+
+
+def clean_origins(text: str) -> str:
+    origins = []
+    for line in text.replace(",", "\n").split():
+        origin = normalize_origin(line)
+        if origin not in origins:
+            origins.append(origin)
+    if not origins:
+        raise ChatError("Add at least one origin where the widget may appear.", field="allowed_origins")
+    if len(origins) > 20:
+        raise ChatError("At most 20 origins per site.", field="allowed_origins")
+    return "\n".join(origins)
+
+
+def save_site(site: Site, **fields) -> Site:
+    fields["allowed_origins"] = clean_origins(fields.get("allowed_origins", ""))
+    for name, value in fields.items():
+        setattr(site, name, value)
+    site.save()
+    return site
+
+
+def site_by_key(site_key: str) -> Site | None:
+    return Site.get_or_none((Site.site_key == site_key) & (Site.enabled == True))  # noqa: E712
+
+
+# --- visitors and their tokens ----------------------------------------------------------------
+
+
+def _signer(purpose):
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=f"lumnar.{purpose}")
+
+
+def new_visitor(site: Site, page_url: str = "") -> tuple[Visitor, str]:
+    visitor = Visitor.create(site=site, first_page_url=page_url[:2000])
+    return visitor, visitor_token(visitor)
+
+
+def visitor_token(visitor: Visitor) -> str:
+    return _signer("visitor").dumps({"v": visitor.public_id, "s": visitor.site_id})
+
+
+def visitor_from_token(site: Site, token: str | None) -> Visitor | None:
+    if not token:
+        return None
+    try:
+        data = _signer("visitor").loads(token, max_age=int(VISITOR_TOKEN_AGE.total_seconds()))
+    except BadSignature:
+        return None
+    if data.get("s") != site.id:
+        return None
+    return Visitor.get_or_none((Visitor.public_id == data.get("v")) & (Visitor.site == site))
+
+
+def stream_ticket(conversation_id: int, visitor: Visitor) -> str:
+    """What goes in the visitor's stream URL instead of the token (URLs end up in logs)."""
+    return _signer("visitor-stream").dumps({"c": conversation_id, "v": visitor.public_id})
+
+
+def read_stream_ticket(ticket: str) -> dict | None:
+    try:
+        return _signer("visitor-stream").loads(ticket, max_age=int(STREAM_TICKET_AGE.total_seconds()))
+    except BadSignature:
+        return None
+
+
+def attachment_link_token(attachment_id: int) -> str:
+    return _signer("attachment").dumps(attachment_id)
+
+
+def attachment_from_link(token: str) -> Attachment | None:
+    try:
+        attachment_id = _signer("attachment").loads(
+            token, max_age=int(ATTACHMENT_LINK_AGE.total_seconds()))
+    except BadSignature:
+        return None
+    return Attachment.get_or_none(Attachment.id == attachment_id)
+
+
+def current_conversation(visitor: Visitor) -> Conversation | None:
+    return (Conversation.select().where(Conversation.visitor == visitor)
+            .order_by(Conversation.id.desc()).first())
+
+
+def update_visitor(visitor: Visitor, name: str, email: str) -> None:
+    visitor.name, visitor.email = name.strip()[:120], email.strip().lower()[:254]
+    visitor.save(only=[Visitor.name, Visitor.email])
+    for conv in Conversation.select(Conversation.id, Conversation.workspace).where(
+            Conversation.visitor == visitor):
+        ChatEvent.create(workspace_id=conv.workspace_id, conversation_id=conv.id,
+                         kind=ChatEvent.VISITOR)
+    live.notify()
+
+
+# --- messages ------------------------------------------------------------------------------------
+
+
+def _check_body(body: str, has_file: bool) -> str:
+    body = (body or "").replace("\r\n", "\n").strip()
+    if not body and not has_file:
+        raise ChatError("Write a message or attach a file.", field="body")
+    if len(body) > MAX_CHARS:
+        raise ChatError(f"Messages can be at most {MAX_CHARS:,} characters "
+                        f"(this one has {len(body):,}).", field="body")
+    return body
+
+
+def _over_plan_limit(site: Site) -> bool:
+    start = utcnow().replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    count = (Message.select().join(Conversation)
+             .where((Conversation.site == site) & (Message.created_at >= start)
+                    & (Message.sender == Message.VISITOR)).count())
+    return count >= site.monthly_message_limit
+
+
+def _add_message(conversation, sender, body, upload, author=None, over_limit=False) -> Message:
+    message = Message.create(conversation=conversation, workspace_id=conversation.workspace_id,
+                             sender=sender, author=author, body=body, over_limit=over_limit)
+    if upload is not None:
+        filename, content_type, data = upload
+        Attachment.create(message=message, workspace_id=conversation.workspace_id,
+                          filename=filename, content_type=content_type, size=len(data), data=data)
+    ChatEvent.create(workspace_id=conversation.workspace_id, conversation_id=conversation.id,
+                     kind=ChatEvent.MESSAGE, ref_id=message.id, actor=sender)
+    return message
+
+
+def checked_upload(filename: str | None, data: bytes | None):
+    if data is None:
+        return None
+    try:
+        safe_name, content_type = files.check(filename or "", data)
+    except files.FileRefused as exc:
+        raise ChatError(str(exc), field="file") from None
+    return safe_name, content_type, data
+
+
+def post_visitor_message(site: Site, visitor: Visitor, body: str, upload=None,
+                         page_url: str = "") -> Message:
+    body = _check_body(body, upload is not None)
+    # A visitor's words are never refused for the plan: stored, and flagged for the owner.
+    over = _over_plan_limit(site)
+    with database.atomic():
+        conversation = current_conversation(visitor)
+        if conversation is None:
+            conversation = Conversation.create(workspace=site.workspace_id, site=site,
+                                               visitor=visitor, started_page_url=page_url[:2000])
+        message = _add_message(conversation, Message.VISITOR, body, upload, over_limit=over)
+        Conversation.update(
+            last_activity_at=message.created_at,
+            last_preview=preview(body or f"📎 {upload[0]}"),
+            unread_count=Conversation.unread_count + 1,
+            status=Conversation.OPEN,
+            over_limit=Conversation.over_limit | over,
+        ).where(Conversation.id == conversation.id).execute()
+        Visitor.update(last_seen_at=utcnow()).where(Visitor.id == visitor.id).execute()
+        if conversation.status != Conversation.OPEN:
+            ChatEvent.create(workspace_id=conversation.workspace_id,
+                             conversation_id=conversation.id, kind=ChatEvent.STATUS)
+    live.notify()
+    if not agents_online(site.workspace_id):
+        schedule_away_notice(conversation.id)
+    return message
+
+
+def post_agent_reply(conversation: Conversation, user: User, body: str, upload=None) -> Message:
+    body = _check_body(body, upload is not None)
+    with database.atomic():
+        message = _add_message(conversation, Message.AGENT, body, upload, author=user)
+        Conversation.update(
+            last_activity_at=message.created_at,
+            last_preview=preview(body or f"📎 {upload[0]}"),
+        ).where(Conversation.id == conversation.id).execute()
+    live.notify()
+    visitor = conversation.visitor
+    if visitor.email and not visitor_connected(conversation.id):
+        from jobs.chat import email_reply_to_visitor
+
+        email_reply_to_visitor(message.id)
+    return message
+
+
+def typing(conversation: Conversation, actor: str) -> None:
+    ChatEvent.create(workspace_id=conversation.workspace_id, conversation_id=conversation.id,
+                     kind=ChatEvent.TYPING, actor=actor)
+    live.notify()
+
+
+def mark_read(conversation: Conversation) -> None:
+    last = (Message.select(Message.id).where(Message.conversation == conversation)
+            .order_by(Message.id.desc()).first())
+    last_id = last.id if last else 0
+    if conversation.unread_count == 0 and conversation.agent_read_message_id >= last_id:
+        return
+    with database.atomic():
+        Conversation.update(unread_count=0, agent_read_message_id=last_id).where(
+            Conversation.id == conversation.id).execute()
+        ChatEvent.create(workspace_id=conversation.workspace_id, conversation_id=conversation.id,
+                         kind=ChatEvent.READ, ref_id=last_id, actor=Message.AGENT)
+    conversation.unread_count, conversation.agent_read_message_id = 0, last_id
+    live.notify()
+
+
+def set_status(conversation: Conversation, status: str) -> None:
+    if status not in (Conversation.OPEN, Conversation.RESOLVED):
+        raise ChatError("Unknown status.", status=400)
+    with database.atomic():
+        Conversation.update(status=status).where(Conversation.id == conversation.id).execute()
+        ChatEvent.create(workspace_id=conversation.workspace_id, conversation_id=conversation.id,
+                         kind=ChatEvent.STATUS)
+    conversation.status = status
+    live.notify()
+
+
+def assign(conversation: Conversation, assignee_id: int | None) -> None:
+    if assignee_id is not None and not Membership.select().where(
+            (Membership.workspace == conversation.workspace_id)
+            & (Membership.user == assignee_id)).exists():
+        raise ChatError("Choose a member of this workspace.", field="assignee")
+    with database.atomic():
+        Conversation.update(assignee=assignee_id).where(Conversation.id == conversation.id).execute()
+        ChatEvent.create(workspace_id=conversation.workspace_id, conversation_id=conversation.id,
+                         kind=ChatEvent.STATUS)
+    live.notify()
+
+
+def delete_conversation(conversation: Conversation, actor: str) -> None:
+    """Gone at once: messages, attachments, search entries (triggers) and past events."""
+    with database.atomic():
+        ChatEvent.delete().where(ChatEvent.conversation_id == conversation.id).execute()
+        conversation.delete_instance()  # messages and attachments cascade
+        ChatEvent.create(workspace_id=conversation.workspace_id, conversation_id=conversation.id,
+                         kind=ChatEvent.DELETED, actor=actor)
+    live.notify()
+
+
+# --- who is here -----------------------------------------------------------------------------------
+
+
+def agents_online(workspace_id: int) -> bool:
+    return Presence.select().where(
+        (Presence.kind == Presence.AGENT) & (Presence.workspace_id == workspace_id)
+        & (Presence.seen_at > utcnow() - PRESENCE_FRESH)).exists()
+
+
+def visitor_connected(conversation_id: int) -> bool:
+    return Presence.select().where(
+        (Presence.kind == Presence.VISITOR) & (Presence.subject_id == conversation_id)
+        & (Presence.seen_at > utcnow() - PRESENCE_FRESH)).exists()
+
+
+def schedule_away_notice(conversation_id: int) -> None:
+    """At most one e-mail per conversation per 10 minutes; later messages wait for the next one."""
+    now = utcnow()
+    conv = Conversation.get_or_none(Conversation.id == conversation_id)
+    if conv is None or conv.away_pending:
+        return
+    from jobs.chat import send_away_notice
+
+    if conv.away_notice_at is None or conv.away_notice_at <= now - AWAY_NOTICE_GAP:
+        Conversation.update(away_pending=True).where(Conversation.id == conversation_id).execute()
+        send_away_notice(conversation_id)
+    else:
+        Conversation.update(away_pending=True).where(Conversation.id == conversation_id).execute()
+        wait = (conv.away_notice_at + AWAY_NOTICE_GAP - now).total_seconds()
+        send_away_notice.schedule((conversation_id,), delay=max(1, int(wait)))
+
+
+# --- inbox and search ------------------------------------------------------------------------------
+
+FILTERS = ("open", "resolved", "all", "mine")
+
+
+def inbox(workspace_id: int, user: User, filter_: str = "open", page: int = 1):
+    query = (Conversation.select(Conversation, Visitor, Site)
+             .join(Visitor).switch(Conversation).join(Site)
+             .where(Conversation.workspace == workspace_id))
+    if filter_ == "open":
+        query = query.where(Conversation.status == Conversation.OPEN)
+    elif filter_ == "resolved":
+        query = query.where(Conversation.status == Conversation.RESOLVED)
+    elif filter_ == "mine":
+        query = query.where(Conversation.assignee == user)
+    page = max(1, page)
+    rows = list(query.order_by(Conversation.last_activity_at.desc(), Conversation.id.desc())
+                .limit(INBOX_PAGE + 1).offset((page - 1) * INBOX_PAGE))
+    return rows[:INBOX_PAGE], len(rows) > INBOX_PAGE
+
+
+def unread_total(workspace_id: int) -> int:
+    return (Conversation.select().where((Conversation.workspace == workspace_id)
+                                        & (Conversation.unread_count > 0)).count())
+
+
+def fts_query(q: str) -> str | None:
+    """Turn anything a person types into a safe FTS5 query: each word quoted, all required,
+    the last one also matching as a prefix. Operators and quotes lose their meaning."""
+    words = [w for w in "".join(ch if ch.isalnum() else " " for ch in q).split()][:12]
+    if not words:
+        return None
+    quoted = ['"' + w.replace('"', '""') + '"' for w in words]
+    quoted[-1] += "*"
+    return " ".join(quoted)
+
+
+HL_START, HL_END = "\x02", "\x03"
+
+
+def search(workspace_id: int, q: str, limit: int = 50):
+    match = fts_query(q)
+    if match is None:
+        return []
+    sql = (
+        "SELECT m.id, m.conversation_id, m.created_at, "
+        f"highlight(message_fts, 0, '{HL_START}', '{HL_END}') "
+        "FROM message_fts JOIN message m ON m.id = message_fts.rowid "
+        "WHERE message_fts MATCH ? AND m.workspace_id = ? ORDER BY m.id DESC LIMIT ?"
+    )
+    return list(database.execute_sql(sql, (match, workspace_id, limit)).fetchall())
+
+
+# --- saved replies ---------------------------------------------------------------------------------
+
+
+def saved_replies(workspace_id: int):
+    return SavedReply.select().where(SavedReply.workspace == workspace_id).order_by(SavedReply.shortcut)
+
+
+def visitor_stream_scope(ticket: str):
+    """(workspace id, conversation id) a visitor's stream ticket grants, or None."""
+    data = read_stream_ticket(ticket) if ticket else None
+    if not data:
+        return None
+    with connection():
+        conv = (Conversation.select(Conversation, Visitor).join(Visitor)
+                .where(Conversation.id == data.get("c")).first())
+    if conv is None or conv.visitor.public_id != data.get("v"):
+        return None
+    return conv.workspace_id, conv.id

@@ -1,0 +1,153 @@
+"""The two chat streams (an agent's workspace, a visitor's conversation) as async generators.
+
+Each event's SSE id is the ChatEvent id. A browser that reconnects sends Last-Event-ID (or the
+page passes `after`, the last event it rendered), and the stream first replays what came
+after it from the database, then follows the dispatcher, skipping anything already sent:
+nothing lost, nothing twice.
+"""
+
+import asyncio
+import secrets
+import time
+from datetime import datetime, timezone
+
+import anyio
+from flask import render_template
+from sse_starlette import ServerSentEvent
+
+from app.chat import render
+from app.chat.models import ChatEvent, Presence
+from app.db import connection
+from app.models import utcnow
+
+HEARTBEAT_SECONDS = 15
+REPLAY_LIMIT = 1000
+
+
+def fetch_after(last_id: int):
+    with connection():
+        return list(ChatEvent.select(ChatEvent.id, ChatEvent.workspace_id, ChatEvent.conversation_id,
+                                     ChatEvent.kind, ChatEvent.ref_id, ChatEvent.actor)
+                    .where(ChatEvent.id > last_id).order_by(ChatEvent.id).limit(500).namedtuples())
+
+
+def max_event_id() -> int:
+    with connection():
+        row = ChatEvent.select(ChatEvent.id).order_by(ChatEvent.id.desc()).first()
+        return row.id if row else 0
+
+
+def replay(after: int, workspace_id=None, conversation_id=None):
+    with connection():
+        query = ChatEvent.select(ChatEvent.id, ChatEvent.workspace_id, ChatEvent.conversation_id,
+                                 ChatEvent.kind, ChatEvent.ref_id, ChatEvent.actor)
+        if conversation_id is not None:
+            query = query.where(ChatEvent.conversation_id == conversation_id)
+        else:
+            query = query.where(ChatEvent.workspace_id == workspace_id)
+        return list(query.where(ChatEvent.id > after).order_by(ChatEvent.id)
+                    .limit(REPLAY_LIMIT).namedtuples())
+
+
+def parse_after(request) -> int:
+    raw = request.headers.get("last-event-id") or request.query_params.get("after") or "0"
+    try:
+        return max(0, int(raw))
+    except ValueError:
+        return 0
+
+
+class Presences:
+    """Marks a stream as open in the database so every process knows who is here."""
+
+    def __init__(self, kind, workspace_id, subject_id):
+        self.values = dict(kind=kind, workspace_id=workspace_id, subject_id=subject_id,
+                           stream_id=secrets.token_hex(16))
+
+    def beat(self):
+        with connection():
+            (Presence.insert(**self.values, seen_at=utcnow())
+             .on_conflict(conflict_target=[Presence.stream_id], update={Presence.seen_at: utcnow()})
+             .execute())
+
+    def leave(self):
+        with connection():
+            Presence.delete().where(Presence.stream_id == self.values["stream_id"]).execute()
+
+
+async def follow(flask_app, hub, render_fn, after: int, presence: Presences, heartbeat=None,
+                 workspace_id=None, conversation_id=None):
+    """Replay, then follow the dispatcher. `render_fn(row)` gives the HTML to send (or None)."""
+
+    def rendered(row):
+        with render_context(flask_app), connection():
+            return render_fn(row)
+
+    sub = hub.subscribe(workspace_id=workspace_id, conversation_id=conversation_id)
+    try:
+        await anyio.to_thread.run_sync(presence.beat)
+        if heartbeat is not None:
+            yield ServerSentEvent(data=await anyio.to_thread.run_sync(heartbeat), event="status")
+        # Subscribed before the replay query, so nothing falls between the two.
+        for row in await anyio.to_thread.run_sync(replay, after, workspace_id, conversation_id):
+            html = await anyio.to_thread.run_sync(rendered, row)
+            after = row.id
+            if html:
+                yield ServerSentEvent(data=html, event="update", id=str(row.id))
+        next_beat = time.monotonic() + HEARTBEAT_SECONDS
+        while not sub.dropped:
+            try:
+                row = await asyncio.wait_for(sub.queue.get(), max(0.1, next_beat - time.monotonic()))
+            except TimeoutError:
+                await anyio.to_thread.run_sync(presence.beat)
+                if heartbeat is not None:
+                    yield ServerSentEvent(data=await anyio.to_thread.run_sync(heartbeat), event="status")
+                next_beat = time.monotonic() + HEARTBEAT_SECONDS
+                continue
+            if row.id <= after:
+                continue
+            after = row.id
+            html = await anyio.to_thread.run_sync(rendered, row)
+            if html:
+                yield ServerSentEvent(data=html, event="update", id=str(row.id))
+    except asyncio.CancelledError:
+        raise  # client gone or server stopping
+    finally:
+        hub.unsubscribe(sub)
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(presence.leave)
+
+
+class render_context:
+    """A request context for rendering stream fragments, since url_for needs one to build
+    links. `g.streaming` tells csrf_field() to leave tokens out: forms in streamed fragments
+    post through htmx, which sends the page's own X-CSRFToken header."""
+
+    def __init__(self, flask_app):
+        self.ctx = flask_app.test_request_context("/", base_url=flask_app.config["BASE_URL"])
+
+    def __enter__(self):
+        from flask import g
+
+        self.ctx.push()
+        g.streaming = True
+        return self
+
+    def __exit__(self, *exc):
+        self.ctx.pop()
+
+
+def status_heartbeat(flask_app):
+    def heartbeat():
+        with flask_app.app_context():
+            at = datetime.now(timezone.utc).strftime("%H:%M:%S")
+            return render_template("dashboard/_status.html", at=at)
+    return heartbeat
+
+
+def agent_render(row):
+    return render.agent_html(row)
+
+
+def visitor_render(row):
+    return render.visitor_html(row)

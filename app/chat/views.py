@@ -1,0 +1,334 @@
+"""Dashboard chat: inbox, search, a conversation, sites and saved replies."""
+
+from flask import Blueprint, Response, abort, g, redirect, request, url_for
+
+from app.accounts.sessions import login_required, owner_required
+from app.accounts.views import go
+from app.chat import service
+from app.chat.forms import AssignForm, ReplyForm, SavedReplyForm, SiteForm, VisitorForm
+from app.chat.models import Attachment, ChatEvent, Conversation, Message, SavedReply, Site, Visitor
+from app.chat.service import ChatError
+from app.models import User
+from app.rendering import render
+
+bp = Blueprint("chat", __name__, url_prefix="/dashboard")
+
+UPLOAD_LIMIT = 11 * 1024 * 1024  # a 10 MB file plus the form around it
+
+
+def workspace_id() -> int:
+    if g.membership is None:
+        abort(404)
+    return g.membership.workspace_id
+
+
+def scoped_conversation(conversation_id: int) -> Conversation:
+    """The conversation if it belongs to the current workspace; 404 otherwise, never 403,
+    so ids of other workspaces reveal nothing."""
+    conv = (Conversation.select(Conversation, Visitor, Site).join(Visitor).switch(Conversation).join(Site)
+            .where((Conversation.id == conversation_id) & (Conversation.workspace == workspace_id()))
+            .first())
+    if conv is None:
+        abort(404)
+    return conv
+
+
+def last_event_id(ws_id: int) -> int:
+    row = (ChatEvent.select(ChatEvent.id).where(ChatEvent.workspace_id == ws_id)
+           .order_by(ChatEvent.id.desc()).first())
+    return row.id if row else 0
+
+
+# --- inbox and search -------------------------------------------------------------------------
+
+
+@bp.get("/inbox")
+@login_required
+def inbox():
+    ws = workspace_id()
+    filter_ = request.args.get("filter", "open")
+    if filter_ not in service.FILTERS:
+        filter_ = "open"
+    page = request.args.get("page", 1, type=int) or 1
+    q = request.args.get("q", "").strip()[:200]
+    results = service.search(ws, q) if q else None
+    conversations, more = service.inbox(ws, g.user, filter_, page)
+    return render("chat/inbox.html", "chat/_inbox.html", conversations=conversations, more=more,
+                  filter=filter_, page=page, q=q, results=results, after=last_event_id(ws),
+                  unread=service.unread_total(ws), hl=(service.HL_START, service.HL_END))
+
+
+# --- one conversation ------------------------------------------------------------------------
+
+
+def conversation_context(conv, **extra):
+    members = list(g.membership.workspace.members())
+    assign_form = AssignForm(formdata=None, assignee=str(conv.assignee_id or ""))
+    assign_form.assignee.choices = [("", "Nobody")] + [(str(m.user_id), m.user.name) for m in members]
+    context = dict(
+        conversation=conv,
+        messages=list(Message.select().where(Message.conversation == conv).order_by(Message.id)),
+        reply_form=ReplyForm(formdata=None),
+        visitor_form=VisitorForm(formdata=None, name=conv.visitor.name, email=conv.visitor.email),
+        assign_form=assign_form,
+        saved=list(service.saved_replies(conv.workspace_id)),
+        after=last_event_id(conv.workspace_id),
+        unread=service.unread_total(conv.workspace_id),
+    )
+    context.update(extra)
+    return context
+
+
+@bp.get("/conversations/<int:conversation_id>")
+@login_required
+def conversation_show(conversation_id):
+    conv = scoped_conversation(conversation_id)
+    service.mark_read(conv)
+    return render("chat/conversation.html", **conversation_context(conv))
+
+
+@bp.post("/conversations/<int:conversation_id>/messages")
+@login_required
+def conversation_reply(conversation_id):
+    request.max_content_length = UPLOAD_LIMIT
+    conv = scoped_conversation(conversation_id)
+    form = ReplyForm()
+    upload = request.files.get("file")
+    try:
+        if not form.validate_on_submit():
+            raise ChatError(" ".join(form.body.errors) or "Check the form.", field="body")
+        data = upload.read() if upload and upload.filename else None
+        service.post_agent_reply(conv, g.user, form.body.data or "",
+                                 service.checked_upload(upload.filename if upload else "", data))
+    except ChatError as err:
+        form.form_errors.append(err.message)
+        return render("chat/conversation.html", "chat/_reply_form.html", status=err.status,
+                      **conversation_context(conv, reply_form=form))
+    if not request.htmx:
+        return redirect(url_for("chat.conversation_show", conversation_id=conv.id), code=303)
+    # The reply itself arrives through the stream, like everyone else's; here only a fresh form.
+    return render("chat/conversation.html", "chat/_reply_form.html", **conversation_context(conv))
+
+
+@bp.post("/conversations/<int:conversation_id>/typing")
+@login_required
+def conversation_typing(conversation_id):
+    service.typing(scoped_conversation(conversation_id), Message.AGENT)
+    return Response(status=204)
+
+
+@bp.post("/conversations/<int:conversation_id>/read")
+@login_required
+def conversation_read(conversation_id):
+    service.mark_read(scoped_conversation(conversation_id))
+    return Response(status=204)
+
+
+@bp.post("/conversations/<int:conversation_id>/status")
+@login_required
+def conversation_status(conversation_id):
+    conv = scoped_conversation(conversation_id)
+    try:
+        service.set_status(conv, request.form.get("status", ""))
+    except ChatError as err:
+        abort(err.status)
+    return go(url_for("chat.conversation_show", conversation_id=conv.id))
+
+
+@bp.post("/conversations/<int:conversation_id>/assign")
+@login_required
+def conversation_assign(conversation_id):
+    conv = scoped_conversation(conversation_id)
+    raw = request.form.get("assignee", "")
+    if raw == "me":
+        raw = str(g.user.id)
+    try:
+        service.assign(conv, int(raw) if raw.isdigit() else None)
+    except ChatError:
+        abort(422)
+    return go(url_for("chat.conversation_show", conversation_id=conv.id))
+
+
+@bp.post("/conversations/<int:conversation_id>/delete")
+@login_required
+def conversation_delete(conversation_id):
+    service.delete_conversation(scoped_conversation(conversation_id), Message.AGENT)
+    return go(url_for("chat.inbox"))
+
+
+@bp.post("/conversations/<int:conversation_id>/visitor")
+@login_required
+def visitor_update(conversation_id):
+    conv = scoped_conversation(conversation_id)
+    form = VisitorForm()
+    if not form.validate_on_submit():
+        return render("chat/conversation.html", "chat/_visitor_form.html", status=422,
+                      **conversation_context(conv, visitor_form=form))
+    service.update_visitor(conv.visitor, form.name.data or "", form.email.data or "")
+    conv = scoped_conversation(conversation_id)
+    return render("chat/conversation.html", "chat/_visitor_form.html", saved=True,
+                  **conversation_context(conv))
+
+
+@bp.get("/attachments/<int:attachment_id>")
+@login_required
+def attachment_download(attachment_id):
+    attachment = Attachment.get_or_none((Attachment.id == attachment_id)
+                                        & (Attachment.workspace_id == workspace_id()))
+    if attachment is None:
+        abort(404)
+    return attachment_response(attachment, request.args.get("inline") == "1")
+
+
+def attachment_response(attachment: Attachment, inline: bool) -> Response:
+    disposition = "inline" if inline and attachment.is_image else "attachment"
+    response = Response(bytes(attachment.data), mimetype=attachment.content_type)
+    response.headers["Content-Disposition"] = f'{disposition}; filename="{attachment.filename}"'
+    response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    response.headers["Cache-Control"] = "private, max-age=3600"
+    return response
+
+
+# --- sites ---------------------------------------------------------------------------------------
+
+
+def sites_context(**extra):
+    # A new site starts from the model defaults (greeting, away message, colour, retention).
+    context = dict(sites=list(Site.for_workspace(workspace_id())), form=SiteForm(formdata=None, obj=Site()))
+    context.update(extra)
+    return context
+
+
+@bp.get("/sites")
+@login_required
+def sites():
+    return render("chat/sites.html", **sites_context())
+
+
+def _save_site(site, form, page, fragment, **context):
+    if not form.validate_on_submit():
+        return render(page, fragment, status=422, form=form, **context)
+    try:
+        service.save_site(site, name=form.name.data, allowed_origins=form.allowed_origins.data,
+                          greeting=form.greeting.data, away_message=form.away_message.data,
+                          accent_color=form.accent_color.data.lower(),
+                          retention_days=form.retention_days.data)
+    except ChatError as err:
+        form.allowed_origins.errors = [*form.allowed_origins.errors, err.message]
+        return render(page, fragment, status=422, form=form, **context)
+    return go(url_for("chat.site_show", site_id=site.id))
+
+
+@bp.post("/sites")
+@owner_required
+def site_create():
+    site = Site(workspace=workspace_id())
+    return _save_site(site, SiteForm(), "chat/sites.html", "chat/_site_form.html",
+                      sites=list(Site.for_workspace(workspace_id())), action=url_for("chat.site_create"))
+
+
+def scoped_site(site_id) -> Site:
+    site = Site.get_or_none((Site.id == site_id) & (Site.workspace == workspace_id()))
+    if site is None:
+        abort(404)
+    return site
+
+
+@bp.get("/sites/<int:site_id>")
+@login_required
+def site_show(site_id):
+    site = scoped_site(site_id)
+    form = SiteForm(formdata=None, obj=site)
+    return render("chat/site.html", site=site, form=form,
+                  action=url_for("chat.site_update", site_id=site.id))
+
+
+@bp.post("/sites/<int:site_id>")
+@owner_required
+def site_update(site_id):
+    site = scoped_site(site_id)
+    return _save_site(site, SiteForm(), "chat/site.html", "chat/_site_form.html", site=site,
+                      action=url_for("chat.site_update", site_id=site.id))
+
+
+# --- saved replies ---------------------------------------------------------------------------
+
+
+@bp.get("/saved-replies")
+@login_required
+def saved_replies():
+    return render("chat/saved_replies.html", replies=list(service.saved_replies(workspace_id())),
+                  form=SavedReplyForm(formdata=None))
+
+
+@bp.post("/saved-replies")
+@login_required
+def saved_reply_create():
+    form = SavedReplyForm()
+    replies = list(service.saved_replies(workspace_id()))
+    if form.validate_on_submit():
+        if any(r.shortcut == form.shortcut.data for r in replies):
+            form.shortcut.errors = ["A saved reply with this shortcut exists already."]
+        else:
+            SavedReply.create(workspace=workspace_id(), shortcut=form.shortcut.data, body=form.body.data)
+            return go(url_for("chat.saved_replies"))
+    return render("chat/saved_replies.html", "chat/_saved_reply_form.html", status=422,
+                  replies=replies, form=form)
+
+
+@bp.post("/saved-replies/<int:reply_id>/delete")
+@login_required
+def saved_reply_delete(reply_id):
+    deleted = SavedReply.delete().where((SavedReply.id == reply_id)
+                                        & (SavedReply.workspace == workspace_id())).execute()
+    if not deleted:
+        abort(404)
+    return go(url_for("chat.saved_replies"))
+
+
+@bp.app_template_filter("assignee_name")
+def assignee_name(user_id):
+    user = User.get_or_none(User.id == user_id) if user_id else None
+    return user.name if user else "Nobody"
+
+
+# --- template helpers ----------------------------------------------------------------------------
+
+
+@bp.app_template_filter("chat_text")
+def chat_text(text):
+    from app.chat.text import render_text
+
+    return render_text(text)
+
+
+@bp.app_template_filter("highlight")
+def highlight(snippet, markers):
+    """Escape a search snippet, then turn FTS5's highlight markers into <mark>."""
+    from markupsafe import Markup, escape
+
+    start, end = markers
+    return Markup(str(escape(snippet)).replace(start, "<mark>").replace(end, "</mark>"))
+
+
+@bp.app_template_global("csrf_field")
+def csrf_field():
+    """The hidden CSRF input when rendering for a request; nothing in a stream event, whose
+    forms post through htmx with the page's X-CSRFToken header."""
+    from flask import has_request_context
+    from flask_wtf.csrf import generate_csrf
+    from markupsafe import Markup
+
+    if not has_request_context() or g.get("streaming"):
+        return ""
+    return Markup(f'<input type="hidden" name="csrf_token" value="{generate_csrf()}">')
+
+
+@bp.app_template_global("live_after")
+def live_after():
+    return last_event_id(g.membership.workspace_id) if g.get("membership") else 0
+
+
+@bp.app_template_global("unread_total")
+def unread_total_global():
+    return service.unread_total(g.membership.workspace_id) if g.get("membership") else 0

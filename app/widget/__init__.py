@@ -1,0 +1,1 @@
+"""The chat widget: the loader script customers embed, and the iframe visitors chat in."""

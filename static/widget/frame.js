@@ -1,0 +1,125 @@
+/* Inside the chat iframe: the visitor token (sent as a header), the conversation with the
+   loader page (origin-checked both ways), Enter to send, typing.
+
+   The token lives in this frame's localStorage. Browsers that block third-party storage
+   (Chrome with third-party cookies blocked, private windows) refuse that; then the loader
+   keeps it in the embedding site's own storage and hands it over by postMessage. */
+(function () {
+  "use strict";
+  var body = document.body;
+  var storageKey = "lumnar-visitor:" + body.getAttribute("data-site-key");
+  var allowed = (body.getAttribute("data-allowed-origins") || "").split(" ").filter(Boolean);
+  var parentOrigin = null;
+  var pageUrl = "";
+  var visible = true;
+  var unread = 0;
+  var started = false;
+  var retried = false;
+  var memoryToken = null;
+  var storageOk = (function () {
+    try { localStorage.setItem("lumnar-probe", "1"); localStorage.removeItem("lumnar-probe"); return true; }
+    catch (e) { return false; }
+  })();
+
+  function token() { return storageOk ? localStorage.getItem(storageKey) : memoryToken; }
+  function keep(t) {
+    memoryToken = t;
+    if (storageOk) { localStorage.setItem(storageKey, t); } else { tellParent({ type: "lumnar:keep", token: t }); }
+  }
+  function forget() {
+    memoryToken = null;
+    if (storageOk) { localStorage.removeItem(storageKey); } else { tellParent({ type: "lumnar:keep", token: "" }); }
+  }
+
+  function tellParent(message) {
+    if (parentOrigin) { window.parent.postMessage(message, parentOrigin); }
+  }
+
+  window.addEventListener("message", function (e) {
+    // Only the page that framed us, and only if it is one of the site's allowed origins.
+    if (e.source !== window.parent || allowed.indexOf(e.origin) === -1) { return; }
+    parentOrigin = e.origin;
+    var data = e.data || {};
+    if (data.type === "lumnar:page" && typeof data.url === "string") {
+      pageUrl = data.url.slice(0, 2000);
+      if (!storageOk && typeof data.token === "string" && data.token) { memoryToken = data.token; }
+      begin();
+    } else if (data.type === "lumnar:visible") {
+      visible = !!data.visible;
+      if (visible) { unread = 0; tellParent({ type: "lumnar:unread", count: 0 }); }
+    }
+  });
+
+  document.addEventListener("htmx:configRequest", function (e) {
+    var t = token();
+    if (t) { e.detail.headers["X-Lumnar-Visitor"] = t; }
+    if (e.detail.verb === "post" && pageUrl) { e.detail.parameters.page = pageUrl; }
+  });
+
+  // A token the server no longer accepts: start again, once, with a new visitor.
+  document.addEventListener("htmx:beforeSwap", function (e) {
+    if (e.detail.xhr.status === 401 && !retried) {
+      retried = true;
+      e.detail.shouldSwap = false;
+      forget();
+      start();
+    }
+  });
+
+  function loadChat() {
+    htmx.ajax("GET", body.getAttribute("data-chat-url"), { target: "#chat", swap: "innerHTML" });
+  }
+
+  function start() {
+    if (token()) { loadChat(); return; }
+    var form = new FormData();
+    fetch(body.getAttribute("data-visitors-url"), { method: "POST", body: form, credentials: "omit" })
+      .then(function (r) { if (!r.ok) { throw new Error(r.status); } return r.json(); })
+      .then(function (d) { keep(d.token); loadChat(); })
+      .catch(function () {
+        document.getElementById("chat").textContent = "The chat cannot start right now. Please try again later.";
+      });
+  }
+
+  document.addEventListener("keydown", function (e) {
+    var t = e.target;
+    if (e.key === "Enter" && !e.shiftKey && !e.isComposing && t.matches && t.matches("textarea[data-enter-sends]")) {
+      e.preventDefault();
+      if (t.form) { t.form.requestSubmit(); }
+    }
+  });
+
+  var lastTyping = 0;
+  document.addEventListener("input", function (e) {
+    if (e.target.id !== "w-body" || Date.now() - lastTyping < 3000) { return; }
+    lastTyping = Date.now();
+    htmx.ajax("POST", body.getAttribute("data-typing-url"), { swap: "none", source: e.target });
+  });
+
+  document.addEventListener("click", function (e) {
+    if (e.target.closest("[data-close]")) { tellParent({ type: "lumnar:close" }); }
+    if (e.target.closest("[data-reload-chat]")) { loadChat(); }
+  });
+
+  document.addEventListener("htmx:sseMessage", function () {
+    var last = document.querySelector("#messages > li:last-child");
+    if (!visible && last && !last.classList.contains("w-msg-visitor") && !last.hasAttribute("data-counted")) {
+      last.setAttribute("data-counted", "");
+      unread += 1;
+      tellParent({ type: "lumnar:unread", count: unread });
+    }
+  });
+
+  // We do not know the embedding page's origin yet: say hello to each allowed origin;
+  // the browser delivers it only to the one that really framed us.
+  function begin() {
+    if (!started) { started = true; start(); }
+  }
+
+  if (window.parent === window) {
+    begin();  // opened on its own, not framed
+  } else {
+    allowed.forEach(function (o) { window.parent.postMessage({ type: "lumnar:ready" }, o); });
+    if (storageOk) { begin(); } else { setTimeout(begin, 3000); }  // the loader normally answers at once
+  }
+})();

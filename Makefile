@@ -41,6 +41,7 @@ run: demo
 	@echo
 	@echo "  Lumnar:          $(LUMNAR_BASE_URL)/"
 	@echo "  Dashboard:       $(LUMNAR_BASE_URL)/dashboard"
+	@echo "  Demo shop:       $(LUMNAR_BASE_URL)/demo/shop   (the chat widget as visitors see it)"
 	@echo "  Outbox (e-mail): $(LUMNAR_BASE_URL)/dev/outbox"
 	@echo "  The demo login is printed above (on the first run only). Ctrl+C stops everything."
 	@echo

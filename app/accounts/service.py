@@ -318,4 +318,7 @@ def create_demo_account():
                            password_hash=passwords.hash_password(password))
         workspace = Workspace.create(name="Demo Shop")
         Membership.create(workspace=workspace, user=user, role=Membership.OWNER)
+    from app.chat.demo import create_demo_site
+
+    create_demo_site(workspace)
     return DEMO_EMAIL, password

@@ -3,7 +3,7 @@
 import re
 
 from flask_wtf import FlaskForm
-from wtforms import EmailField, FileField, IntegerField, SelectField, StringField, TextAreaField
+from wtforms import BooleanField, EmailField, FileField, IntegerField, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Email, Length, NumberRange, Optional, Regexp
 
 from app.chat.text import MAX_CHARS
@@ -23,6 +23,7 @@ class SiteForm(FlaskForm):
         Regexp(r"^#[0-9a-fA-F]{6}$", message="Use a colour like #4338ca.")], filters=strip)
     retention_days = IntegerField("Keep chats for (days)", validators=[
         NumberRange(1, 3650, "Choose between 1 and 3,650 days.")])
+    enabled = BooleanField("Widget switched on", default=True)
 
 
 class ReplyForm(FlaskForm):

@@ -212,7 +212,7 @@ def _save_site(site, form, page, fragment, **context):
         service.save_site(site, name=form.name.data, allowed_origins=form.allowed_origins.data,
                           greeting=form.greeting.data, away_message=form.away_message.data,
                           accent_color=form.accent_color.data.lower(),
-                          retention_days=form.retention_days.data)
+                          retention_days=form.retention_days.data, enabled=form.enabled.data)
     except ChatError as err:
         form.allowed_origins.errors = [*form.allowed_origins.errors, err.message]
         return render(page, fragment, status=422, form=form, **context)

@@ -222,6 +222,19 @@ def attachment(token):
     return attachment_response(found, request.args.get("inline") == "1")
 
 
+@bp.get("/demo/shop")
+def demo_shop():
+    """A pretend customer website with the widget on it (development only, like the outbox)."""
+    from app.chat.demo import demo_site
+
+    if not current_app.config["DEV_OUTBOX"]:
+        abort(404)
+    site = demo_site()
+    if site is None:
+        abort(404)
+    return render("widget/demo_shop.html", site=site)
+
+
 @bp.app_template_global("widget_file_url")
 def widget_file_url(attachment_id: int, inline: bool = False) -> str:
     url = url_for("widget.attachment", token=service.attachment_link_token(attachment_id))

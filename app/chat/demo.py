@@ -1,0 +1,28 @@
+"""The demo shop: a site for the demo workspace and a page that embeds its widget."""
+
+from urllib.parse import urlsplit
+
+from flask import current_app
+
+from app.chat import service
+from app.chat.models import Site
+
+DEMO_SITE_NAME = "Demo shop"
+
+
+def create_demo_site(workspace) -> Site:
+    base = urlsplit(current_app.config["BASE_URL"])
+    origins = {f"{base.scheme}://{base.netloc}"}
+    # The same port on localhost too, so the demo works whichever name the browser uses.
+    if base.hostname in ("127.0.0.1", "localhost"):
+        port = f":{base.port}" if base.port else ""
+        origins |= {f"{base.scheme}://127.0.0.1{port}", f"{base.scheme}://localhost{port}"}
+    site = Site(workspace=workspace)
+    return service.save_site(site, name=DEMO_SITE_NAME, allowed_origins="\n".join(sorted(origins)),
+                             greeting="Hi! Ask us anything about our products.",
+                             away_message=Site.away_message.default, accent_color="#0f766e",
+                             retention_days=180)
+
+
+def demo_site() -> Site | None:
+    return Site.select().where(Site.name == DEMO_SITE_NAME).order_by(Site.id).first()

@@ -32,8 +32,9 @@ def create_app(config=None) -> Flask:
 
     jobs.init_app(app)
 
-    from app.accounts import sessions
+    from app.accounts import passwords, sessions
 
+    passwords.configure(app)
     sessions.init_app(app)
     security.init_app(app)
 

@@ -6,7 +6,6 @@ Flask would hold one of a small pool of threads.
 
 import contextlib
 import logging
-import time
 
 import anyio
 from a2wsgi import WSGIMiddleware
@@ -16,9 +15,9 @@ from starlette.routing import Mount, Route
 from sse_starlette import EventSourceResponse
 
 from app import create_app
+from app.accounts import sessions
 from app.chat import live, service, streams
 from app.db import connection
-from app.models import Membership, User
 
 SSE_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
 
@@ -36,7 +35,7 @@ class QueryStringFilter(logging.Filter):
 
 
 def session_user(flask_app, cookie: str | None):
-    """(user, membership) of a Flask session cookie, checked exactly as a Flask request would."""
+    """(user, membership) of a Flask session cookie, checked exactly as a Flask request is."""
     if not cookie:
         return None
     serializer = flask_app.session_interface.get_signing_serializer(flask_app)
@@ -45,19 +44,12 @@ def session_user(flask_app, cookie: str | None):
         data = serializer.loads(cookie, max_age=max_age)
     except Exception:  # bad signature, expired, or garbage: not logged in
         return None
-    now = int(time.time())
-    if (now - data.get("iat", 0) > flask_app.config["SESSION_MAX"].total_seconds()
-            or now - data.get("seen", 0) > flask_app.config["SESSION_IDLE"].total_seconds()):
-        return None
-    with connection():
-        user = User.get_or_none(User.id == data.get("uid"))
-        if user is None or user.session_epoch != data.get("ep"):
+    with flask_app.app_context(), connection():
+        row = sessions.session_row(data)
+        if row is None:
             return None
-        memberships = list(Membership.of(user))
-    if not memberships:
-        return None
-    chosen = next((m for m in memberships if m.workspace_id == data.get("ws")), memberships[0])
-    return user, chosen
+        membership = sessions.current_membership(row.user, data.get("ws"))
+    return (row.user, membership) if membership else None
 
 
 def build(flask_app=None) -> Starlette:

@@ -86,8 +86,19 @@ def load(overrides=None) -> dict:
         "WTF_CSRF_TIME_LIMIT": None,  # the token lives as long as the session that holds it
         "WTF_CSRF_SSL_STRICT": secure,
         "HUEY_IMMEDIATE": False,
+        # argon2id cost: the library's recommendation (RFC 9106 low-memory profile).
+        "ARGON2_TIME_COST": 3,
+        "ARGON2_MEMORY_KIB": 65536,
     }
     cfg.update(overrides)
+    # Settings that follow from the public address, computed after overrides so that a test
+    # or an embedding app that sets BASE_URL gets them too.
+    secure = str(cfg["BASE_URL"]).startswith("https://")
+    for key in ("SESSION_COOKIE_SECURE", "WTF_CSRF_SSL_STRICT"):
+        if key not in overrides:
+            cfg[key] = secure
+    if "PREFERRED_URL_SCHEME" not in overrides:
+        cfg["PREFERRED_URL_SCHEME"] = "https" if secure else "http"
     cfg["DATA_DIR"] = Path(cfg["DATA_DIR"])
     if "DATABASE" not in overrides and "DATA_DIR" in overrides:
         cfg["DATABASE"] = str(cfg["DATA_DIR"] / "lumnar.db")

@@ -32,9 +32,6 @@ class User(BaseModel):
     password_hash = CharField(max_length=255)
     email_verified_at = DateTimeField(null=True)
     is_staff = BooleanField(default=False)
-    # Bumped by a password change or "log out everywhere": every session signed with an older
-    # epoch stops working at its next request.
-    session_epoch = IntegerField(default=0)
     created_at = DateTimeField(default=utcnow)
 
     @property
@@ -44,6 +41,30 @@ class User(BaseModel):
     @classmethod
     def by_email(cls, email: str):
         return cls.get_or_none(cls.email == email.strip().lower())
+
+
+class UserSession(BaseModel):
+    """One row per logged-in browser. The signed cookie only names its row, so deleting the
+    row (log out, log out everywhere, password change) ends that session even for someone
+    holding a copy of the cookie."""
+
+    sid = CharField(max_length=64, unique=True)
+    user = ForeignKeyField(User, backref="sessions", on_delete="CASCADE")
+    user_agent = CharField(max_length=200, default="")
+    created_at = DateTimeField(default=utcnow)
+    last_seen_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "user_session"
+
+    @property
+    def device(self) -> str:
+        """A rough, human description of the browser: enough to recognise it, no more."""
+        ua = self.user_agent
+        browser = next((b for b in ("Edg", "Firefox", "Chrome", "Safari") if b in ua), "Browser")
+        system = next((o for o in ("Android", "iPhone", "iPad", "Windows", "Mac OS", "Linux") if o in ua), "")
+        name = {"Edg": "Edge", "Mac OS": "macOS"}
+        return f"{name.get(browser, browser)} on {name.get(system, system)}" if system else name.get(browser, browser)
 
 
 class LoginThrottle(BaseModel):
@@ -135,4 +156,4 @@ class OutboundEmail(BaseModel):
         table_name = "outbound_email"
 
 
-MODELS = [User, LoginThrottle, Workspace, Membership, Invitation, OutboundEmail]
+MODELS = [User, UserSession, LoginThrottle, Workspace, Membership, Invitation, OutboundEmail]

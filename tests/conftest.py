@@ -1,14 +1,42 @@
 """Fixtures: a fresh SQLite file per test, the Flask app, a client, users, and real SMTP."""
 
 import re
+import time
+from datetime import timedelta
 
 import pytest
+from itsdangerous import TimestampSigner
+from jinja2 import BytecodeCache
 
 from app import create_app, migrations
-from app.db import connection
+from app.db import connection, database
 from tests.mailcatcher import MailCatcher
 
 PASSWORD = "correct horse battery"
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "config(**overrides): extra app configuration for this test's `app_config`")
+
+
+@pytest.fixture(autouse=True)
+def _close_database():
+    """Queries made by a test outside a request autoconnect; close what they leave open."""
+    yield
+    if not database.is_closed():
+        database.close()
+
+
+@pytest.fixture(autouse=True)
+def _empty_inline_queue():
+    """In immediate mode Huey keeps retries in one in-memory store for the whole process;
+    empty it so that no test sees another's scheduled retries."""
+    yield
+    from jobs import huey
+
+    if huey.immediate:
+        huey.flush()
 
 
 @pytest.fixture
@@ -19,8 +47,8 @@ def smtp():
 
 
 @pytest.fixture
-def app_config(tmp_path, smtp):
-    return {
+def app_config(request, tmp_path, smtp):
+    config = {
         "TESTING": True,
         "DATA_DIR": tmp_path,
         "SECRET_KEY": "test-secret-key",
@@ -28,15 +56,49 @@ def app_config(tmp_path, smtp):
         "RATELIMIT_ENABLED": False,
         "SMTP_URL": smtp.url,
         "BASE_URL": "http://localhost",
+        # Real argon2id at its lowest cost: production's ~0.2 s a hash would dominate the run.
+        "ARGON2_TIME_COST": 1,
+        "ARGON2_MEMORY_KIB": 64,
     }
+    # @pytest.mark.config(SESSION_IDLE=..., ...) adds to or replaces these for one test.
+    marker = request.node.get_closest_marker("config")
+    if marker is not None:
+        config.update(marker.kwargs)
+    return config
+
+
+class _SharedTemplateCache(BytecodeCache):
+    """Compiled templates kept for the whole run: every test builds a new app, and compiling
+    the same templates again for each one would be most of a short test's time. Jinja checks
+    each entry against the template's source checksum, so an edited template is recompiled."""
+
+    def __init__(self):
+        self.store = {}
+
+    def load_bytecode(self, bucket):
+        if bucket.key in self.store:
+            bucket.bytecode_from_string(self.store[bucket.key])
+
+    def dump_bytecode(self, bucket):
+        self.store[bucket.key] = bucket.bytecode_to_string()
+
+
+TEMPLATE_CACHE = _SharedTemplateCache()
+
+
+def build_app(config: dict, migrate: bool = True):
+    """The app for `config`, its database migrated (unless migrate=False)."""
+    app = create_app(config)
+    app.jinja_env.bytecode_cache = TEMPLATE_CACHE
+    if migrate:
+        with app.app_context(), connection():
+            migrations.run()
+    return app
 
 
 @pytest.fixture
 def app(app_config):
-    app = create_app(app_config)
-    with app.app_context(), connection():
-        migrations.run()
-    return app
+    return build_app(app_config)
 
 
 class Client:
@@ -94,3 +156,33 @@ def log_in(client, email="owner@example.com", password=PASSWORD):
 def auth(client, user):
     log_in(client)
     return client
+
+
+def old_token(app, purpose: str, payload, age: timedelta) -> str:
+    """A signed link token as the app makes it, but stamped `age` ago (an expired link
+    without waiting): the app's own serializer with a signer whose clock is in the past."""
+    from app.accounts import service
+
+    class PastSigner(TimestampSigner):
+        def get_timestamp(self) -> int:
+            return int(time.time() - age.total_seconds())
+
+    with app.app_context():
+        serializer = service._serializer(purpose)
+        serializer.signer = PastSigner
+        return serializer.dumps(payload)
+
+
+def db_state(*models) -> dict:
+    """Every row of the given tables (default: all product tables), to prove that a refused
+    request changed nothing: compare the value before and after."""
+    from app.models import MODELS
+
+    with connection():
+        return {m.__name__: list(m.select().order_by(m.id).dicts()) for m in (models or MODELS)}
+
+
+def strip_csrf(html: str) -> str:
+    """A page without its CSRF tokens (they carry a timestamp), for comparing two pages."""
+    html = re.sub(r'"X-CSRFToken": "[^"]+"', '"X-CSRFToken": ""', html)
+    return re.sub(r'(name="csrf_token" type="hidden" value=")[^"]+"', r'\1"', html)

@@ -3,6 +3,7 @@
 import email
 import re
 import socket
+import threading
 import time
 from email import policy
 
@@ -27,9 +28,9 @@ class _Handler:
 
 
 class MailCatcher:
-    def __init__(self):
+    def __init__(self, port: int | None = None):
         self.messages = []
-        self.port = free_port()
+        self.port = port or free_port()
         self.controller = Controller(_Handler(self.messages), hostname="127.0.0.1", port=self.port)
 
     @property
@@ -53,7 +54,7 @@ class MailCatcher:
             found = [m for m in self.to(address) if subject_part in m["Subject"]]
             if found:
                 return found[-1]
-            time.sleep(0.05)
+            threading.Event().wait(0.05)  # poll until the deadline
         raise AssertionError(f"no e-mail to {address} with {subject_part!r} within {timeout}s")
 
 

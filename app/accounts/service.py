@@ -8,7 +8,7 @@ from flask import current_app, url_for
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from peewee import IntegrityError
 
-from app.accounts import passwords
+from app.accounts import passwords, sessions
 from app.db import database
 from app.mail import service as mail
 from app.models import Invitation, LoginThrottle, Membership, User, Workspace, utcnow
@@ -74,6 +74,7 @@ def sign_up(name: str, email: str, password: str) -> User | None:
     page looks the same either way, so sign-up cannot be used to learn who has an account.
     """
     existing = User.by_email(email)
+    password_hash = passwords.hash_password(password)  # hashed either way: same time, same page
     if existing is not None:
         mail.send(existing.email, "signup_exists", "Someone tried to sign up with your address",
                   user=existing, login_url=_link("accounts.login_form"),
@@ -81,7 +82,7 @@ def sign_up(name: str, email: str, password: str) -> User | None:
         return None
     try:
         with database.atomic():
-            user = User.create(name=name, email=email, password_hash=passwords.hash_password(password))
+            user = User.create(name=name, email=email, password_hash=password_hash)
             workspace = Workspace.create(name=f"{name}'s workspace"[:120])
             Membership.create(workspace=workspace, user=user, role=Membership.OWNER)
     except IntegrityError:
@@ -144,8 +145,7 @@ def authenticate(email: str, password: str) -> User:
 
 
 def log_out_everywhere(user: User) -> None:
-    User.update(session_epoch=User.session_epoch + 1).where(User.id == user.id).execute()
-    user.session_epoch = User.get_by_id(user.id).session_epoch
+    sessions.end_sessions(user)
 
 
 # --- forgotten password --------------------------------------------------------------------
@@ -174,8 +174,8 @@ def reset_password(token: str, password: str) -> User:
         user.password_hash = passwords.hash_password(password)
         # The link proved the address belongs to this person.
         user.email_verified_at = user.email_verified_at or utcnow()
-        user.session_epoch += 1  # every old session ends
         user.save()
+        sessions.end_sessions(user)  # every old session ends
         LoginThrottle.delete().where(LoginThrottle.email == user.email).execute()
     mail.send(user.email, "password_changed", "Your Lumnar password was changed", user=user)
     return user
@@ -194,8 +194,8 @@ def change_password(user: User, current: str, new: str) -> None:
         raise AccountError("Your current password is not right.", field="current_password")
     with database.atomic():
         user.password_hash = passwords.hash_password(new)
-        user.session_epoch += 1  # other sessions end; the caller keeps this one
-        user.save(only=[User.password_hash, User.session_epoch])
+        user.save(only=[User.password_hash])
+        sessions.end_sessions(user, keep_current=True)  # other sessions end; this one stays
     mail.send(user.email, "password_changed", "Your Lumnar password was changed", user=user)
 
 

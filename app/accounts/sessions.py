@@ -1,18 +1,20 @@
 """Who is logged in: the signed-cookie session, its lifetimes and its revocation.
 
-The cookie carries the user id, the user's session epoch at log-in, the log-in time and the
-last-seen time. A session ends when it is idle too long, older than the absolute lifetime,
-or when the user's epoch has moved on (password change, "log out everywhere").
+The cookie carries the id of a UserSession row, the log-in time and the last-seen time. A
+session ends when it is idle too long, older than the absolute lifetime, or when its row is
+gone (log out, "log out everywhere", a password change, or "log out" on one device in the
+settings).
 """
 
+import secrets
 import time
 from functools import wraps
 
 from flask import abort, current_app, flash, g, redirect, request, session, url_for
 
-from app.models import Membership, User
+from app.models import Membership, User, UserSession, utcnow
 
-# Refresh "last seen" at most this often, so that not every request rewrites the cookie.
+# Refresh "last seen" at most this often, so that not every request writes.
 SEEN_GRANULARITY = 60
 
 
@@ -21,35 +23,43 @@ def init_app(app):
     app.context_processor(lambda: {"current_user": g.get("user"), "membership": g.get("membership")})
 
 
+def session_row(data) -> UserSession | None:
+    """The live session row for decoded cookie data, checking both lifetimes."""
+    sid = data.get("sid")
+    if not sid:
+        return None
+    now = int(time.time())
+    if (now - data.get("iat", 0) > current_app.config["SESSION_MAX"].total_seconds()
+            or now - data.get("seen", 0) > current_app.config["SESSION_IDLE"].total_seconds()):
+        return None
+    return (UserSession.select(UserSession, User).join(User)
+            .where(UserSession.sid == sid).first())
+
+
 def load_user():
     g.user = None
     g.membership = None
-    uid = session.get("uid")
-    if uid is None:
+    g.session_row = None
+    if "sid" not in session:
         return
-    now = int(time.time())
-    idle = current_app.config["SESSION_IDLE"].total_seconds()
-    absolute = current_app.config["SESSION_MAX"].total_seconds()
-    user = User.get_or_none(User.id == uid)
-    if (
-        user is None
-        or session.get("ep") != user.session_epoch
-        or now - session.get("iat", 0) > absolute
-        or now - session.get("seen", 0) > idle
-    ):
+    row = session_row(session)
+    if row is None:
         session.clear()
         return
+    now = int(time.time())
     if now - session.get("seen", 0) > SEEN_GRANULARITY:
         session["seen"] = now
-    g.user = user
-    g.membership = current_membership(user)
+        UserSession.update(last_seen_at=utcnow()).where(UserSession.id == row.id).execute()
+    g.user = row.user
+    g.session_row = row
+    g.membership = current_membership(row.user, session.get("ws"))
 
 
-def current_membership(user):
+def current_membership(user, chosen: int | None):
+    """The workspace the user chose (session "ws"), or their first one."""
     memberships = list(Membership.of(user))
     if not memberships:
         return None
-    chosen = session.get("ws")
     for m in memberships:
         if m.workspace_id == chosen:
             return m
@@ -59,18 +69,26 @@ def current_membership(user):
 def login_user(user: User) -> None:
     # A fresh session on log-in: nothing from before (including a CSRF token) carries over.
     session.clear()
+    row = UserSession.create(sid=secrets.token_urlsafe(32), user=user,
+                             user_agent=(request.user_agent.string or "")[:200])
     now = int(time.time())
     session.permanent = True
-    session.update(uid=user.id, ep=user.session_epoch, iat=now, seen=now)
+    session.update(sid=row.sid, iat=now, seen=now)
 
 
 def logout_user() -> None:
+    sid = session.get("sid")
+    if sid:
+        UserSession.delete().where(UserSession.sid == sid).execute()
     session.clear()
 
 
-def refresh_epoch(user: User) -> None:
-    """Keep this session alive after the user's epoch moved (their own password change)."""
-    session["ep"] = user.session_epoch
+def end_sessions(user: User, keep_current: bool = False) -> None:
+    """End every session of `user` (or every other one, keeping this browser's)."""
+    query = UserSession.delete().where(UserSession.user == user)
+    if keep_current and session.get("sid"):
+        query = query.where(UserSession.sid != session["sid"])
+    query.execute()
 
 
 def login_required(view):

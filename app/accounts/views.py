@@ -179,7 +179,11 @@ def reset(token):
 
 
 def settings_forms(**replace):
+    from app.models import UserSession
+
     forms = {
+        "user_sessions": list(UserSession.select().where(UserSession.user == g.user)
+                              .order_by(UserSession.last_seen_at.desc())),
         "profile_form": ProfileForm(name=g.user.name, formdata=None),
         "password_form": PasswordChangeForm(formdata=None),
         "email_form": EmailChangeForm(formdata=None),
@@ -217,7 +221,6 @@ def password_update():
         service.change_password(g.user, form.current_password.data, form.new_password.data)
     except AccountError as err:
         return form_failed(page, fragment, form, err, **settings_forms(password_form=form))
-    sessions.refresh_epoch(g.user)
     fresh = PasswordChangeForm(formdata=None)
     return render(page, fragment, form=fresh, saved=True, **settings_forms(password_form=fresh))
 
@@ -236,6 +239,21 @@ def email_update():
     fresh = EmailChangeForm(formdata=None)
     return render(page, fragment, form=fresh, sent_to=form.new_email.data,
                   **settings_forms(email_form=fresh))
+
+
+@bp.post("/dashboard/settings/sessions/<int:session_id>/end")
+@login_required
+def session_end(session_id):
+    from app.models import UserSession
+
+    ended = UserSession.delete().where((UserSession.id == session_id)
+                                       & (UserSession.user == g.user)).execute()
+    if not ended:
+        abort(404)
+    if g.session_row.id == session_id:
+        session.clear()
+        return go(url_for("accounts.login_form"))
+    return go(url_for("accounts.settings") + "#sessions-title")
 
 
 @bp.get("/settings/email/confirm/<token>")

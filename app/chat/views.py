@@ -1,5 +1,8 @@
 """Dashboard chat: inbox, search, a conversation, sites and saved replies."""
 
+import unicodedata
+from urllib.parse import quote
+
 from flask import Blueprint, Response, abort, g, redirect, request, url_for
 
 from app.accounts.sessions import login_required, owner_required
@@ -183,7 +186,13 @@ def attachment_download(attachment_id):
 def attachment_response(attachment: Attachment, inline: bool) -> Response:
     disposition = "inline" if inline and attachment.is_image else "attachment"
     response = Response(bytes(attachment.data), mimetype=attachment.content_type)
-    response.headers["Content-Disposition"] = f'{disposition}; filename="{attachment.filename}"'
+    # Servers send headers as Latin-1: an ASCII name, plus the real one RFC 6266's way.
+    name = attachment.filename
+    plain = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode() or "file"
+    disposition += f'; filename="{plain}"'
+    if plain != name:
+        disposition += f"; filename*=UTF-8''{quote(name)}"
+    response.headers["Content-Disposition"] = disposition
     response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
     response.headers["Cache-Control"] = "private, max-age=3600"
     return response

@@ -64,6 +64,10 @@ def load_visitor(site):
 
 def visitor_key() -> str:
     visitor = g.get("visitor")
+    if visitor is None and request.view_args and request.headers.get(TOKEN_HEADER):
+        # Route limits are checked before the view has loaded the visitor: load it here.
+        site = service.site_by_key(request.view_args.get("site_key", ""))
+        visitor = site and service.visitor_from_token(site, request.headers.get(TOKEN_HEADER))
     return f"visitor:{visitor.id}" if visitor else f"ip:{request.remote_addr}"
 
 
@@ -139,6 +143,7 @@ def message_create(site_key):
         if data is not None:
             _limit_uploads()
         checked = service.checked_upload(upload.filename if upload else "", data)
+        service._check_body(form.body.data, checked is not None)  # refuse before saving details
         if form.email.data or form.name.data:
             service.update_visitor(visitor, form.name.data or visitor.name, form.email.data or visitor.email)
         elif not visitor.email and not service.agents_online(site.workspace_id):

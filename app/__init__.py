@@ -40,10 +40,10 @@ def create_app(config=None) -> Flask:
 
     from app.accounts.views import bp as accounts_bp
     from app.chat.views import bp as chat_bp
-    from app.widget.views import bp as widget_bp
     from app.dashboard.views import bp as dashboard_bp
     from app.mail.views import bp as mail_bp
     from app.public.views import bp as public_bp
+    from app.widget.views import bp as widget_bp
 
     app.register_blueprint(public_bp)
     app.register_blueprint(accounts_bp)

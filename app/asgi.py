@@ -9,10 +9,10 @@ import logging
 
 import anyio
 from a2wsgi import WSGIMiddleware
+from sse_starlette import EventSourceResponse
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Mount, Route
-from sse_starlette import EventSourceResponse
 
 from app import create_app
 from app.accounts import sessions

@@ -5,7 +5,10 @@ module so the consumer knows all tasks.
 """
 
 from app import create_app
-from jobs import huey  # noqa: F401  (the consumer reads jobs.main.huey)
-from jobs import chat, mail  # noqa: F401
+from jobs import (  # noqa: F401
+    chat,
+    huey,  # noqa: F401  (the consumer reads jobs.main.huey)
+    mail,
+)
 
 app = create_app()

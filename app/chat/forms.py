@@ -3,7 +3,15 @@
 import re
 
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, EmailField, FileField, IntegerField, SelectField, StringField, TextAreaField
+from wtforms import (
+    BooleanField,
+    EmailField,
+    FileField,
+    IntegerField,
+    SelectField,
+    StringField,
+    TextAreaField,
+)
 from wtforms.validators import DataRequired, Email, Length, NumberRange, Optional, Regexp
 
 from app.chat.text import MAX_CHARS

@@ -12,7 +12,6 @@ from peewee import (
     IntegerField,
     TextField,
 )
-
 from playhouse.sqlite_ext import AutoIncrementField
 
 from app.models import BaseModel, User, Workspace, utcnow

@@ -67,22 +67,34 @@ def build(flask_app=None) -> Starlette:
         if found is None:
             return PlainTextResponse("Log in to receive live updates.", status_code=401)
         user, membership = found
+        cookie = request.cookies.get(cookie_name)
+
+        def still_allowed():
+            again = session_user(flask_app, cookie)
+            return again is not None and again[1].workspace_id == membership.workspace_id
+
         presence = streams.Presences("agent", membership.workspace_id, user.id)
-        return sse(streams.follow(flask_app, hub, streams.agent_render, streams.parse_after(request),
-                                  presence, heartbeat=streams.status_heartbeat(flask_app),
-                                  workspace_id=membership.workspace_id))
+        return sse(streams.follow(flask_app, hub, "agent", streams.agent_render,
+                                  streams.parse_after(request), presence,
+                                  heartbeat=streams.status_heartbeat(flask_app),
+                                  allowed=still_allowed, workspace_id=membership.workspace_id))
 
     async def visitor_stream(request):
+        ticket = request.query_params.get("ticket", "")
+
         def check():
             with flask_app.app_context():
-                return service.visitor_stream_scope(request.query_params.get("ticket", ""))
+                return service.visitor_stream_scope(ticket)
+
         scope = await anyio.to_thread.run_sync(check)
         if scope is None:
             return PlainTextResponse("This chat link is not valid any more.", status_code=403)
         workspace_id, conversation_id = scope
         presence = streams.Presences("visitor", workspace_id, conversation_id)
-        return sse(streams.follow(flask_app, hub, streams.visitor_render, streams.parse_after(request),
-                                  presence, conversation_id=conversation_id))
+        return sse(streams.follow(flask_app, hub, "visitor", streams.visitor_render,
+                                  streams.parse_after(request), presence,
+                                  allowed=lambda: check() is not None,
+                                  conversation_id=conversation_id))
 
     @contextlib.asynccontextmanager
     async def lifespan(app):

@@ -11,12 +11,13 @@ LISTEN/NOTIFY.)
 import asyncio
 import sqlite3
 import threading
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 
 import anyio
 
 WATCH_INTERVAL = 0.01  # seconds between data_version checks
 QUEUE_LIMIT = 2000  # a stream this far behind is dropped; its browser reconnects and replays
+RENDER_CACHE = 512  # recent (audience, event id) renderings shared by every stream
 
 _hub = None
 _hub_lock = threading.Lock()
@@ -50,6 +51,18 @@ class Hub:
         self.loop = None
         self.wake = None
         self.task = None
+        self.rendered = OrderedDict()
+
+    async def render(self, key, make):
+        """Render an event once per audience: the first stream to ask renders it, the others
+        await the same result (fifty agents watching one workspace cost one rendering)."""
+        future = self.rendered.get(key)
+        if future is None:
+            future = asyncio.ensure_future(make())
+            self.rendered[key] = future
+            if len(self.rendered) > RENDER_CACHE:
+                self.rendered.popitem(last=False)
+        return await asyncio.shield(future)
 
     # -- subscribers ---------------------------------------------------------------------------
     def subscribe(self, workspace_id=None, conversation_id=None) -> Subscriber:

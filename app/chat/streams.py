@@ -75,30 +75,45 @@ class Presences:
             Presence.delete().where(Presence.stream_id == self.values["stream_id"]).execute()
 
 
-async def follow(flask_app, hub, render_fn, after: int, presence: Presences, heartbeat=None,
-                 workspace_id=None, conversation_id=None):
-    """Replay, then follow the dispatcher. `render_fn(row)` gives the HTML to send (or None)."""
+async def follow(flask_app, hub, audience: str, render_fn, after: int, presence: Presences,
+                 heartbeat=None, allowed=None, workspace_id=None, conversation_id=None):
+    """Replay, then follow the dispatcher.
+
+    `render_fn(row)` gives the HTML to send (or None); every subscriber of the same audience
+    shares one rendering of each event. `allowed()` is asked again at every heartbeat, so a
+    stream ends soon after its session is logged out or its member removed.
+    """
 
     def rendered(row):
         with render_context(flask_app), connection():
             return render_fn(row)
+
+    async def event(row):
+        html = await hub.render((audience, row.id), lambda: anyio.to_thread.run_sync(rendered, row))
+        return ServerSentEvent(data=html, event="update", id=str(row.id)) if html else None
 
     sub = hub.subscribe(workspace_id=workspace_id, conversation_id=conversation_id)
     try:
         await anyio.to_thread.run_sync(presence.beat)
         if heartbeat is not None:
             yield ServerSentEvent(data=await anyio.to_thread.run_sync(heartbeat), event="status")
-        # Subscribed before the replay query, so nothing falls between the two.
-        for row in await anyio.to_thread.run_sync(replay, after, workspace_id, conversation_id):
-            html = await anyio.to_thread.run_sync(rendered, row)
-            after = row.id
-            if html:
-                yield ServerSentEvent(data=html, event="update", id=str(row.id))
+        # Subscribed before the replay query, so nothing falls between the two; replayed in
+        # pages until caught up with what the subscription has queued.
+        while True:
+            rows = await anyio.to_thread.run_sync(replay, after, workspace_id, conversation_id)
+            for row in rows:
+                after = row.id
+                if (sse := await event(row)) is not None:
+                    yield sse
+            if len(rows) < REPLAY_LIMIT:
+                break
         next_beat = time.monotonic() + HEARTBEAT_SECONDS
         while not sub.dropped:
             try:
                 row = await asyncio.wait_for(sub.queue.get(), max(0.1, next_beat - time.monotonic()))
             except TimeoutError:
+                if allowed is not None and not await anyio.to_thread.run_sync(allowed):
+                    return
                 await anyio.to_thread.run_sync(presence.beat)
                 if heartbeat is not None:
                     yield ServerSentEvent(data=await anyio.to_thread.run_sync(heartbeat), event="status")
@@ -107,9 +122,8 @@ async def follow(flask_app, hub, render_fn, after: int, presence: Presences, hea
             if row.id <= after:
                 continue
             after = row.id
-            html = await anyio.to_thread.run_sync(rendered, row)
-            if html:
-                yield ServerSentEvent(data=html, event="update", id=str(row.id))
+            if (sse := await event(row)) is not None:
+                yield sse
     except asyncio.CancelledError:
         raise  # client gone or server stopping
     finally:

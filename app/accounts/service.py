@@ -10,6 +10,7 @@ from peewee import IntegrityError
 
 from app.accounts import passwords, sessions
 from app.db import database
+from app.errors import RuleError
 from app.mail import service as mail
 from app.models import Invitation, LoginThrottle, Membership, User, Workspace, utcnow
 
@@ -19,14 +20,8 @@ EMAIL_CHANGE_MAX_AGE = timedelta(days=1)
 INVITE_LIFETIME = timedelta(days=7)
 
 
-class AccountError(Exception):
-    """A rule said no. `field` names the form field the message belongs beside (or None)."""
-
-    def __init__(self, message, field=None, status=422):
-        super().__init__(message)
-        self.message = message
-        self.field = field
-        self.status = status
+class AccountError(RuleError):
+    """An account or team rule said no."""
 
 
 class BadLink(AccountError):

@@ -19,6 +19,7 @@ from app.chat.models import (
 )
 from app.chat.text import MAX_CHARS, preview
 from app.db import connection, database
+from app.errors import RuleError
 from app.models import Membership, User, utcnow
 
 VISITOR_TOKEN_AGE = timedelta(days=365)
@@ -29,12 +30,8 @@ AWAY_NOTICE_GAP = timedelta(minutes=10)
 INBOX_PAGE = 25
 
 
-class ChatError(Exception):
-    def __init__(self, message, field=None, status=422):
-        super().__init__(message)
-        self.message = message
-        self.field = field
-        self.status = status
+class ChatError(RuleError):
+    """A chat rule said no."""
 
 
 # --- sites ------------------------------------------------------------------------------------

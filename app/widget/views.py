@@ -43,23 +43,30 @@ def frame_csp(site) -> str:
             f"frame-ancestors {ancestors}")
 
 
+@bp.before_request
+def identify():
+    """Site and visitor, known before any view runs, so the per-visitor rate limits below
+    count per visitor (their key function reads g.visitor) and not per address."""
+    key = (request.view_args or {}).get("site_key")
+    g.site = service.site_by_key(key) if key else None
+    g.visitor = (service.visitor_from_token(g.site, request.headers.get(TOKEN_HEADER))
+                 if g.site else None)
+
+
 def load_site(site_key):
-    site = service.site_by_key(site_key)
-    if site is None:
+    if g.get("site") is None:
         response = render("widget/unavailable.html", status=404)
         # The message must be readable inside any page's frame, so no frame-ancestors limit.
         response.headers["Content-Security-Policy"] = frame_csp(None)
         abort(response)
-    return site
+    return g.site
 
 
 def load_visitor(site):
-    visitor = service.visitor_from_token(site, request.headers.get(TOKEN_HEADER))
-    if visitor is None:
+    if g.get("visitor") is None:
         abort(Response("This chat session is not valid; reload the page to start again.",
                        status=401, mimetype="text/plain"))
-    g.visitor = visitor
-    return visitor
+    return g.visitor
 
 
 def visitor_key() -> str:

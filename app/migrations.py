@@ -43,9 +43,16 @@ def _0002_live_chat(db):
         db.execute_sql(sql)
 
 
+def _0003_site_usage(db):
+    from app.chat.models import SiteUsage
+
+    db.create_tables([SiteUsage], safe=True)
+
+
 STEPS = [
     (1, "initial", _0001_initial),
     (2, "live_chat", _0002_live_chat),
+    (3, "site_usage", _0003_site_usage),
 ]
 
 

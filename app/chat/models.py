@@ -47,6 +47,19 @@ class Site(BaseModel):
         return cls.select().where(cls.workspace == workspace).order_by(cls.name)
 
 
+class SiteUsage(BaseModel):
+    """Visitor messages per site and calendar month (UTC), counted as they arrive, so the plan
+    check reads one row instead of counting a month of messages."""
+
+    site = ForeignKeyField(Site, backref="usage", on_delete="CASCADE")
+    month = CharField(max_length=7)  # YYYY-MM
+    visitor_messages = IntegerField(default=0)
+
+    class Meta:
+        table_name = "site_usage"
+        indexes = ((("site", "month"), True),)
+
+
 class Visitor(BaseModel):
     site = ForeignKeyField(Site, backref="visitors", on_delete="CASCADE")
     public_id = CharField(max_length=32, unique=True, default=lambda: secrets.token_urlsafe(16))

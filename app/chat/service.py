@@ -15,6 +15,7 @@ from app.chat.models import (
     Presence,
     SavedReply,
     Site,
+    SiteUsage,
     Visitor,
 )
 from app.chat.text import MAX_CHARS, preview
@@ -155,12 +156,17 @@ def _check_body(body: str, has_file: bool) -> str:
     return body
 
 
-def _over_plan_limit(site: Site) -> bool:
-    start = utcnow().replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    count = (Message.select().join(Conversation)
-             .where((Conversation.site == site) & (Message.created_at >= start)
-                    & (Message.sender == Message.VISITOR)).count())
-    return count >= site.monthly_message_limit
+def _count_visitor_message(site: Site) -> bool:
+    """Count one more visitor message this month; True when it goes past the plan's limit.
+    Runs inside the message's transaction, so the count and the message agree."""
+    month = utcnow().strftime("%Y-%m")
+    (SiteUsage.insert(site=site, month=month, visitor_messages=1)
+     .on_conflict(conflict_target=[SiteUsage.site, SiteUsage.month],
+                  update={SiteUsage.visitor_messages: SiteUsage.visitor_messages + 1})
+     .execute())
+    used = (SiteUsage.select(SiteUsage.visitor_messages)
+            .where((SiteUsage.site == site) & (SiteUsage.month == month)).scalar())
+    return used > site.monthly_message_limit
 
 
 def _add_message(conversation, sender, body, upload, author=None, over_limit=False) -> Message:
@@ -189,8 +195,8 @@ def post_visitor_message(site: Site, visitor: Visitor, body: str, upload=None,
                          page_url: str = "") -> Message:
     body = _check_body(body, upload is not None)
     # A visitor's words are never refused for the plan: stored, and flagged for the owner.
-    over = _over_plan_limit(site)
     with database.atomic():
+        over = _count_visitor_message(site)
         conversation = current_conversation(visitor)
         if conversation is None:
             conversation = Conversation.create(workspace=site.workspace_id, site=site,

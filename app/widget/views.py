@@ -160,15 +160,21 @@ def message_create(site_key):
                                      page_url=request.form.get("page", ""))
     except ChatError as err:
         form.form_errors.append(err.message)
-        return render("widget/_compose.html", status=err.status,
-                      **chat_context(site, visitor, form=form))
+        return render("widget/_compose.html", status=err.status, **compose_context(site, visitor, form))
     if not had_conversation:
         # The first message starts the conversation: swap the whole chat in, stream included.
         response = render("widget/_chat.html", **chat_context(site, visitor))
         response.headers["HX-Retarget"] = "#chat"
         response.headers["HX-Reswap"] = "innerHTML"
         return response
-    return render("widget/_compose.html", **chat_context(site, visitor))
+    # The message itself reaches the page through the stream; here only a fresh form.
+    return render("widget/_compose.html", **compose_context(site, visitor))
+
+
+def compose_context(site, visitor, form=None):
+    """Just what the message form needs: sending is the hot path, so no conversation load."""
+    return dict(site=site, visitor=visitor, away=not service.agents_online(site.workspace_id),
+                form=form or WidgetMessageForm(formdata=None))
 
 
 def _limit_uploads():

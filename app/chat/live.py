@@ -102,7 +102,11 @@ class Hub:
 
     async def stop(self) -> None:
         if self.task is not None:
-            self.task.cancel()
+            # Python 3.11's wait_for() drops a cancellation that lands as the wake event
+            # fires (a notify() during shutdown): cancel again until the task has ended.
+            while not self.task.done():
+                self.task.cancel()
+                await asyncio.wait({self.task}, timeout=0.1)
             try:
                 await self.task
             except asyncio.CancelledError:

@@ -6,7 +6,7 @@ from datetime import timedelta
 from peewee import fn
 
 from app.chat import live
-from app.chat.models import ChatEvent, Conversation, Presence, Site
+from app.chat.models import ChatEvent, Conversation, Presence, Site, Visitor
 from app.db import database
 from app.models import utcnow
 
@@ -28,6 +28,11 @@ def purge_expired(now=None) -> int:
                 ChatEvent.delete().where(ChatEvent.conversation_id.in_(ids)).execute()
                 Conversation.delete().where(Conversation.id.in_(ids)).execute()
             deleted += len(ids)
+        # Visitors with nothing left and not seen within the window go as well.
+        idle = Visitor.select(Visitor.id).where(
+            (Visitor.site == site.id) & (Visitor.last_seen_at < cutoff)
+            & ~fn.EXISTS(Conversation.select().where(Conversation.visitor == Visitor.id)))
+        Visitor.delete().where(Visitor.id.in_(idle)).execute()
     if deleted:
         live.notify()
     return deleted
@@ -50,6 +55,3 @@ def purge_stale_events(now=None) -> int:
     Presence.delete().where(Presence.seen_at < now - timedelta(minutes=5)).execute()
     return removed
 
-
-def oldest_activity():
-    return Conversation.select(fn.MIN(Conversation.last_activity_at)).scalar()

@@ -146,7 +146,7 @@ def update_visitor(visitor: Visitor, name: str, email: str) -> None:
 # --- messages ------------------------------------------------------------------------------------
 
 
-def _check_body(body: str, has_file: bool) -> str:
+def check_body(body: str, has_file: bool) -> str:
     body = (body or "").replace("\r\n", "\n").strip()
     if not body and not has_file:
         raise ChatError("Write a message or attach a file.", field="body")
@@ -193,7 +193,7 @@ def checked_upload(filename: str | None, data: bytes | None):
 
 def post_visitor_message(site: Site, visitor: Visitor, body: str, upload=None,
                          page_url: str = "") -> Message:
-    body = _check_body(body, upload is not None)
+    body = check_body(body, upload is not None)
     # A visitor's words are never refused for the plan: stored, and flagged for the owner.
     with database.atomic():
         over = _count_visitor_message(site)
@@ -220,7 +220,7 @@ def post_visitor_message(site: Site, visitor: Visitor, body: str, upload=None,
 
 
 def post_agent_reply(conversation: Conversation, user: User, body: str, upload=None) -> Message:
-    body = _check_body(body, upload is not None)
+    body = check_body(body, upload is not None)
     with database.atomic():
         message = _add_message(conversation, Message.AGENT, body, upload, author=user)
         Conversation.update(
@@ -281,12 +281,20 @@ def assign(conversation: Conversation, assignee_id: int | None) -> None:
 
 
 def delete_conversation(conversation: Conversation, actor: str) -> None:
-    """Gone at once: messages, attachments, search entries (triggers) and past events."""
+    """Gone at once: messages, attachments, search entries (triggers) and past events.
+
+    When the visitor deletes their last conversation, what they told us about themselves
+    (name, e-mail, the page they came from) goes too; the bare visitor row stays so that
+    their widget keeps working."""
     with database.atomic():
         ChatEvent.delete().where(ChatEvent.conversation_id == conversation.id).execute()
         conversation.delete_instance()  # messages and attachments cascade
         ChatEvent.create(workspace_id=conversation.workspace_id, conversation_id=conversation.id,
                          kind=ChatEvent.DELETED, actor=actor)
+        if actor == Message.VISITOR and not Conversation.select().where(
+                Conversation.visitor == conversation.visitor_id).exists():
+            Visitor.update(name="", email="", first_page_url="").where(
+                Visitor.id == conversation.visitor_id).execute()
     live.notify()
 
 

@@ -13,6 +13,7 @@ from app.chat.models import Attachment, ChatEvent, Conversation, Message, SavedR
 from app.chat.service import ChatError
 from app.models import User
 from app.rendering import render
+from app.security import error_page
 
 bp = Blueprint("chat", __name__, url_prefix="/dashboard")
 
@@ -134,7 +135,7 @@ def conversation_status(conversation_id):
     try:
         service.set_status(conv, request.form.get("status", ""))
     except ChatError as err:
-        abort(err.status)
+        return error_page(err.status, "Check the form", err.message)
     return go(url_for("chat.conversation_show", conversation_id=conv.id))
 
 
@@ -147,8 +148,8 @@ def conversation_assign(conversation_id):
         raw = str(g.user.id)
     try:
         service.assign(conv, int(raw) if raw.isdigit() else None)
-    except ChatError:
-        abort(422)
+    except ChatError as err:
+        return error_page(err.status, "Check the form", err.message)
     return go(url_for("chat.conversation_show", conversation_id=conv.id))
 
 
@@ -169,7 +170,7 @@ def visitor_update(conversation_id):
                       **conversation_context(conv, visitor_form=form))
     service.update_visitor(conv.visitor, form.name.data or "", form.email.data or "")
     conv = scoped_conversation(conversation_id)
-    return render("chat/conversation.html", "chat/_visitor_form.html", saved=True,
+    return render("chat/conversation.html", "chat/_visitor_form.html", visitor_saved=True,
                   **conversation_context(conv))
 
 
@@ -214,7 +215,7 @@ def sites():
     return render("chat/sites.html", **sites_context())
 
 
-def _save_site(site, form, page, fragment, **context):
+def _save_site(site, form, page, fragment, /, **context):
     if not form.validate_on_submit():
         return render(page, fragment, status=422, form=form, **context)
     try:

@@ -150,7 +150,7 @@ def message_create(site_key):
         if data is not None:
             _limit_uploads()
         checked = service.checked_upload(upload.filename if upload else "", data)
-        service._check_body(form.body.data, checked is not None)  # refuse before saving details
+        service.check_body(form.body.data, checked is not None)  # refuse before saving details
         if form.email.data or form.name.data:
             service.update_visitor(visitor, form.name.data or visitor.name, form.email.data or visitor.email)
         elif not visitor.email and not service.agents_online(site.workspace_id):

@@ -1,0 +1,266 @@
+"""Shared pieces for the chat tests: sites, widget visitors speaking the real visitor API,
+a second workspace, tiny real files, and ways to look at what the database holds.
+
+A test module imports the fixtures it uses by their function names (`site_fixture` is the
+fixture `site`), so that the test's parameters do not shadow the imported names.
+"""
+
+import base64
+import io
+import struct
+import zlib
+
+import pytest
+from werkzeug.datastructures import FileStorage
+from werkzeug.test import stream_encode_multipart
+
+from app.chat import service
+from app.chat.models import (
+    CHAT_MODELS,
+    Attachment,
+    Conversation,
+    Message,
+    Presence,
+    Site,
+    Visitor,
+)
+from app.db import connection, database
+from app.models import Membership, User, utcnow
+from tests.conftest import Client, db_state, log_in, make_user
+
+ORIGIN = "https://shop.example.com"
+TOKEN_HEADER = "X-Lumnar-Visitor"
+OTHER_EMAIL = "rival@example.com"
+AGENT_EMAIL = "agent@example.com"
+
+
+# --- tiny real files -------------------------------------------------------------------------
+
+
+def png_bytes() -> bytes:
+    """A valid 1x1 PNG, built chunk by chunk."""
+
+    def chunk(kind, data):
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    header = struct.pack(">IIBBBBB", 1, 1, 8, 6, 0, 0, 0)
+    pixels = zlib.compress(b"\x00\xff\x00\x00\xff")
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels)
+            + chunk(b"IEND", b""))
+
+
+JPEG = base64.b64decode(
+    "/9j/4AAQSkZJRgABAQEASABIAAD/2wBDAP//////////////////////////////////////////////////////"
+    "////////////////////////////////wgALCAABAAEBAREA/8QAFBABAAAAAAAAAAAAAAAAAAAAAP/aAAgB"
+    "AQABPxA=")
+GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
+WEBP = base64.b64decode("UklGRhoAAABXRUJQVlA4TA0AAAAvAAAAEAcQERGIiP4HAA==")
+PDF = (b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n"
+       b"2 0 obj<</Type/Pages/Kids[]/Count 0>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n")
+TXT = "Order 1234: two mugs, one teapot. Merci, ça va.\n".encode()
+
+
+# --- the database ----------------------------------------------------------------------------
+
+
+def chat_state() -> dict:
+    """Every row of every chat table, to prove that a refused request changed nothing."""
+    return db_state(*CHAT_MODELS)
+
+
+def count(model, *where) -> int:
+    with connection():
+        query = model.select()
+        if where:
+            query = query.where(*where)
+        return query.count()
+
+
+def fts_hits(word: str) -> list[int]:
+    """Message ids the search index holds for `word` (straight from message_fts)."""
+    with connection():
+        rows = database.execute_sql(
+            "SELECT rowid FROM message_fts WHERE message_fts MATCH ?", ('"' + word + '"',))
+        return [r[0] for r in rows.fetchall()]
+
+
+def get(model, *where):
+    with connection():
+        return model.get(*where)
+
+
+def workspace_id_of(email: str) -> int:
+    """The workspace the user with `email` owns."""
+    with connection():
+        return (Membership.select(Membership.workspace).join(User)
+                .where((User.email == email) & (Membership.role == Membership.OWNER)).get()
+                .workspace_id)
+
+
+def make_site(app, workspace_id: int, name="Shop", origins=ORIGIN, **fields) -> Site:
+    with app.app_context(), connection():
+        site = Site(workspace=workspace_id)
+        values = {"name": name, "allowed_origins": origins}
+        values.update(fields)
+        return service.save_site(site, **values)
+
+
+def set_agent_online(workspace_id: int, user_id: int = 0) -> None:
+    """What an open dashboard stream records: the team counts as online (no away mode)."""
+    with connection():
+        Presence.create(kind=Presence.AGENT, workspace_id=workspace_id, subject_id=user_id,
+                        stream_id=f"test-{workspace_id}-{user_id}", seen_at=utcnow())
+
+
+def set_visitor_connected(conversation_id: int, workspace_id: int) -> None:
+    with connection():
+        Presence.create(kind=Presence.VISITOR, workspace_id=workspace_id,
+                        subject_id=conversation_id, stream_id=f"test-v-{conversation_id}",
+                        seen_at=utcnow())
+
+
+# --- a visitor, through the widget's API -----------------------------------------------------
+
+
+class WidgetVisitor:
+    """One browser's widget: its own test client and the token the iframe keeps."""
+
+    def __init__(self, app, site_key: str, token: str):
+        self.app = app
+        self.site_key = site_key
+        self.token = token
+        self.http = app.test_client()
+
+    @classmethod
+    def arrive(cls, app, site_key: str, page="https://shop.example.com/pricing"):
+        http = app.test_client()
+        response = http.post(f"/widget/{site_key}/visitors", data={"page": page})
+        assert response.status_code == 200, response.get_data(as_text=True)
+        return cls(app, site_key, response.get_json()["token"])
+
+    @property
+    def headers(self):
+        return {TOKEN_HEADER: self.token, "HX-Request": "true"}
+
+    def url(self, tail: str) -> str:
+        return f"/widget/{self.site_key}/{tail}"
+
+    def chat(self):
+        return self.http.get(self.url("chat"), headers=self.headers)
+
+    def send(self, body="", file=None, email=None, name=None, page=None):
+        """`file` is (bytes, filename, claimed content type)."""
+        data = {"body": body}
+        if email is not None:
+            data["email"] = email
+        if name is not None:
+            data["name"] = name
+        if page is not None:
+            data["page"] = page
+        if file is not None:
+            content, filename, content_type = file
+            data["file"] = FileStorage(io.BytesIO(content), filename, content_type=content_type)
+        return self.post_multipart(self.url("messages"), data)
+
+    def post_multipart(self, url, data):
+        # Encoded in memory: Werkzeug's test client would spool a large body to a temporary
+        # file that it never closes (a ResourceWarning, an error in this suite).
+        stream, length, boundary = stream_encode_multipart(data, use_tempfile=False)
+        with stream:
+            return self.http.post(url, input_stream=stream, content_length=length,
+                                  content_type=f'multipart/form-data; boundary="{boundary}"',
+                                  headers=self.headers)
+
+    def typing(self):
+        return self.http.post(self.url("typing"), headers=self.headers)
+
+    def profile(self, name="", email=""):
+        return self.http.post(self.url("profile"), data={"name": name, "email": email},
+                              headers=self.headers)
+
+    def transcript(self):
+        return self.http.post(self.url("transcript"), headers=self.headers)
+
+    def delete(self):
+        return self.http.post(self.url("delete"), headers=self.headers)
+
+    def record(self) -> Visitor:
+        with self.app.app_context(), connection():
+            return service.visitor_from_token(Site.get(Site.site_key == self.site_key), self.token)
+
+    def conversation(self) -> Conversation | None:
+        with self.app.app_context(), connection():
+            return service.current_conversation(self.record())
+
+
+def text(response) -> str:
+    return response.get_data(as_text=True)
+
+
+# --- fixtures --------------------------------------------------------------------------------
+
+
+@pytest.fixture(name="ws")
+def ws_fixture(user) -> int:
+    """The logged-in owner's workspace id."""
+    return workspace_id_of(user.email)
+
+
+@pytest.fixture(name="site")
+def site_fixture(app, ws) -> Site:
+    return make_site(app, ws)
+
+
+@pytest.fixture(name="online")
+def online_fixture(ws):
+    """An agent of the owner's workspace has the dashboard open: messages need no e-mail."""
+    set_agent_online(ws)
+
+
+@pytest.fixture(name="visitor")
+def visitor_fixture(app, site) -> WidgetVisitor:
+    return WidgetVisitor.arrive(app, site.site_key)
+
+
+@pytest.fixture(name="conversation")
+def conversation_fixture(visitor, online) -> Conversation:
+    """An open conversation started by `visitor` with one message."""
+    response = visitor.send("Hello, do you ship to Iceland?")
+    assert response.status_code == 200, text(response)
+    return visitor.conversation()
+
+
+@pytest.fixture(name="rival")
+def rival_fixture(app):
+    """Another workspace: its owner (logged in on their own client), site, visitor and a
+    conversation with one message, attachment included."""
+    rival_user = make_user(app, email=OTHER_EMAIL, name="Rita Rival")
+    client = Client(app.test_client())
+    log_in(client, OTHER_EMAIL)
+    rival_ws = workspace_id_of(OTHER_EMAIL)
+    rival_site = make_site(app, rival_ws, name="Rival shop", origins="https://rival.example.org")
+    set_agent_online(rival_ws, rival_user.id)
+    guest = WidgetVisitor.arrive(app, rival_site.site_key)
+    response = guest.send("Rival secret about teapots", file=(png_bytes(), "rival.png", "image/png"))
+    assert response.status_code == 200, text(response)
+    conv = guest.conversation()
+    with connection():
+        attachment = Attachment.select().join(Message).where(Message.conversation == conv.id).get()
+    return {"user": rival_user, "client": client, "ws": rival_ws, "site": rival_site,
+            "visitor": guest, "conversation": conv, "attachment": attachment}
+
+
+@pytest.fixture(name="agent")
+def agent_fixture(app, user, ws):
+    """A second member of the owner's workspace with the agent role, logged in there."""
+    agent_user = make_user(app, email=AGENT_EMAIL, name="Andy Agent")
+    with connection():
+        Membership.create(workspace=ws, user=agent_user, role=Membership.AGENT)
+    client = Client(app.test_client())
+    log_in(client, AGENT_EMAIL)
+    response = client.post_form("/dashboard/workspace", {"workspace_id": ws})
+    assert response.status_code == 303
+    return {"user": agent_user, "client": client}
+
+

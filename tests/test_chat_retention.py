@@ -1,0 +1,143 @@
+"""Retention: conversations idle longer than their site keeps them are deleted with every
+trace, in batches; short-lived typing/read events and stale presence rows are swept too."""
+
+from datetime import timedelta
+
+from app.chat import retention
+from app.chat.models import Attachment, ChatEvent, Conversation, Message, Presence, Visitor
+from app.db import connection, database
+from app.models import utcnow
+from tests.chat_fixtures import (  # noqa: F401  (fixtures: `site_fixture` is `site`)
+    WidgetVisitor,
+    count,
+    fts_hits,
+    make_site,
+    online_fixture,
+    png_bytes,
+    site_fixture,
+    ws_fixture,
+)
+
+
+def conversation_with(app, site, body, idle_days, file=None) -> int:
+    """A conversation (message, attachment, events) whose last activity was `idle_days` ago."""
+    guest = WidgetVisitor.arrive(app, site.site_key)
+    assert guest.send(body, file=file).status_code == 200
+    conv_id = guest.conversation().id
+    with connection():
+        Conversation.update(last_activity_at=utcnow() - timedelta(days=idle_days)).where(
+            Conversation.id == conv_id).execute()
+    return conv_id
+
+
+def test_conversations_past_their_sites_retention_are_deleted_with_every_trace(app, ws, online):
+    month = make_site(app, ws, name="Month", retention_days=30)
+    year = make_site(app, ws, name="Year", origins="https://year.example.com", retention_days=365)
+    old = conversation_with(app, month, "expired zebra words", 31,
+                            file=(png_bytes(), "old.png", "image/png"))
+    young = conversation_with(app, month, "recent giraffe words", 29)
+    old_but_kept = conversation_with(app, year, "kept okapi words", 31)
+
+    assert retention.purge_expired() == 1
+
+    with connection():
+        assert [c.id for c in Conversation.select().order_by(Conversation.id)] == [
+            young, old_but_kept]
+        assert Message.select().where(Message.conversation == old).count() == 0
+        assert ChatEvent.select().where(ChatEvent.conversation_id == old).count() == 0
+        assert Attachment.select().count() == 0
+        assert Message.select().count() == 2
+    assert fts_hits("zebra") == []
+    assert len(fts_hits("giraffe")) == 1
+
+
+def test_purge_uses_the_given_moment(app, ws, site, online):
+    conversation_with(app, site, "hello", 0)  # site keeps 180 days
+    assert retention.purge_expired(now=utcnow() + timedelta(days=179)) == 0
+    assert retention.purge_expired(now=utcnow() + timedelta(days=181)) == 1
+    assert count(Conversation) == 0
+
+
+def test_purge_deletes_more_than_one_batch(app, ws, online):
+    site = make_site(app, ws, name="Busy", retention_days=10)
+    n = retention.BATCH * 2 + 5
+    old = utcnow() - timedelta(days=11)
+    with connection(), database.atomic():
+        Visitor.insert_many(
+            [{"site": site.id, "public_id": f"bulk-{i}"} for i in range(n + 1)]).execute()
+        visitor_ids = [v.id for v in Visitor.select(Visitor.id).order_by(Visitor.id)]
+        Conversation.insert_many([
+            {"workspace": ws, "site": site.id, "visitor": vid, "last_activity_at": old}
+            for vid in visitor_ids[:n]]).execute()
+        Conversation.insert(workspace=ws, site=site.id, visitor=visitor_ids[n],
+                            last_activity_at=utcnow()).execute()
+        conv_ids = [c.id for c in Conversation.select(Conversation.id).order_by(Conversation.id)]
+        Message.insert_many([
+            {"conversation": cid, "workspace_id": ws, "sender": "visitor", "body": f"bulk {cid}"}
+            for cid in conv_ids]).execute()
+        ChatEvent.insert_many([
+            {"workspace_id": ws, "conversation_id": cid, "kind": "message"}
+            for cid in conv_ids]).execute()
+
+    assert retention.purge_expired() == n
+    assert count(Conversation) == 1
+    assert count(Message) == 1
+    assert count(ChatEvent) == 1
+    assert len(fts_hits("bulk")) == 1
+
+
+def test_nightly_job_runs_the_purge(app, ws, site, online):
+    from jobs.chat import purge_old_conversations
+
+    conversation_with(app, site, "ancient", 400)
+    with app.app_context():
+        purge_old_conversations.call_local()
+    assert count(Conversation) == 0
+
+
+def test_stale_typing_and_read_events_and_presence_rows_are_swept(app, ws, site, online):
+    conv = conversation_with(app, site, "hello", 0)
+    now = utcnow()
+    stale, fresh = now - timedelta(days=2), now - timedelta(hours=1)
+    with connection(), database.atomic():
+        ChatEvent.delete().execute()
+        ChatEvent.insert_many(
+            [{"workspace_id": ws, "conversation_id": conv, "kind": kind, "created_at": at}
+             for kind in ("typing", "read") for at in [stale] * 600]).execute()
+        ChatEvent.insert_many(
+            [{"workspace_id": ws, "conversation_id": conv, "kind": kind, "created_at": at}
+             for kind, at in [("typing", fresh), ("read", fresh), ("message", stale),
+                              ("status", stale), ("deleted", stale), ("visitor", stale)]]).execute()
+        Presence.delete().execute()
+        Presence.insert_many([
+            {"kind": "agent", "workspace_id": ws, "subject_id": 1, "stream_id": "gone",
+             "seen_at": now - timedelta(minutes=6)},
+            {"kind": "visitor", "workspace_id": ws, "subject_id": conv, "stream_id": "here",
+             "seen_at": now - timedelta(seconds=10)},
+        ]).execute()
+
+    assert retention.purge_stale_events(now=now) == 1200
+
+    with connection():
+        left = sorted((e.kind, e.created_at == fresh) for e in ChatEvent.select())
+        assert left == [("deleted", False), ("message", False), ("read", True),
+                        ("status", False), ("typing", True), ("visitor", False)]
+        assert [p.stream_id for p in Presence.select()] == ["here"]
+
+
+def test_purge_removes_visitors_left_with_nothing_and_unseen_for_the_window(app):
+    from datetime import timedelta
+
+    from app.chat import retention
+    from app.chat.models import Site, Visitor
+    from app.db import connection
+    from app.models import Workspace, utcnow
+
+    with app.app_context(), connection():
+        ws = Workspace.create(name="W")
+        site = Site.create(workspace=ws, name="S", allowed_origins="https://a.example", retention_days=30)
+        old = Visitor.create(site=site, email="gone@example.com", last_seen_at=utcnow() - timedelta(days=31))
+        recent = Visitor.create(site=site, email="kept@example.com", last_seen_at=utcnow() - timedelta(days=2))
+        retention.purge_expired()
+        assert Visitor.get_or_none(Visitor.id == old.id) is None
+        assert Visitor.get_or_none(Visitor.id == recent.id) is not None

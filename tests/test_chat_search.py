@@ -1,0 +1,177 @@
+"""Searching message text from the inbox: full-text (SQLite FTS5), scoped to the workspace,
+highlighted safely, and calm about anything a person may type."""
+
+import re
+from urllib.parse import quote
+
+import pytest
+
+from app.chat import service
+from app.db import connection
+from tests.chat_fixtures import (  # noqa: F401  (fixtures: `site_fixture` is `site`)
+    WidgetVisitor,
+    online_fixture,
+    rival_fixture,
+    site_fixture,
+    text,
+    ws_fixture,
+)
+
+NO_MATCH = "No messages match."
+
+MESSAGES = [
+    "Is the blue teapot still in stock?",
+    "Bună ziua, aș dori o ședință de degustare",
+    "Un café crème, s'il vous plaît",
+    "I love it 😀 thanks",
+    "Order (#42) AND \"gift wrap\" NOT needed: price^2 * 3 - discount",
+]
+
+
+@pytest.fixture(name="messages")
+def messages_fixture(app, site, online):
+    """Each message in its own conversation; returns {text: conversation id}."""
+    found = {}
+    for body in MESSAGES:
+        guest = WidgetVisitor.arrive(app, site.site_key)
+        assert guest.send(body).status_code == 200
+        found[body] = guest.conversation().id
+    return found
+
+
+def search(client, q: str):
+    return client.get(f"/dashboard/inbox?q={quote(q)}")
+
+
+def hit_conversations(html: str) -> list[int]:
+    results = re.search(r'<ul class="results">(.*?)</ul>', html, re.S)
+    if not results:
+        return []
+    return [int(i) for i in re.findall(r"/dashboard/conversations/(\d+)#msg-", results.group(1))]
+
+
+def test_search_finds_a_word_and_links_to_the_message(auth, messages):
+    html = text(search(auth, "teapot"))
+    assert hit_conversations(html) == [messages[MESSAGES[0]]]
+    assert "Results for “teapot”" in html
+    assert "Is the blue <mark>teapot</mark> still in stock?" in html
+
+
+def test_last_word_also_matches_as_a_prefix(auth, messages):
+    assert hit_conversations(text(search(auth, "blue teap"))) == [messages[MESSAGES[0]]]
+
+
+def test_every_word_must_be_found(auth, messages):
+    assert NO_MATCH in text(search(auth, "teapot degustare"))
+
+
+def test_search_never_shows_another_workspaces_messages(auth, rival, messages):
+    html = text(search(auth, "teapot"))  # rival's message: "Rival secret about teapots"
+    assert "Rival secret" not in html
+    assert hit_conversations(html) == [messages[MESSAGES[0]]]
+    assert NO_MATCH in text(search(auth, "rival secret"))
+    theirs = text(search(rival["client"], "teapot"))
+    assert hit_conversations(theirs) == [rival["conversation"].id]
+
+
+def test_results_are_newest_first(app, auth, site, messages):
+    guest = WidgetVisitor.arrive(app, site.site_key)
+    guest.send("Another teapot question")
+    html = text(search(auth, "teapot"))
+    assert hit_conversations(html) == [guest.conversation().id, messages[MESSAGES[0]]]
+
+
+def test_highlight_marks_the_match_and_escapes_the_rest(app, auth, site, online):
+    guest = WidgetVisitor.arrive(app, site.site_key)
+    guest.send('<img src=x onerror=alert(1)> kettle & "mugs" <mark>fake</mark>')
+    html = text(search(auth, "kettle"))
+    assert ("&lt;img src=x onerror=alert(1)&gt; <mark>kettle</mark> &amp; &#34;mugs&#34; "
+            "&lt;mark&gt;fake&lt;/mark&gt;") in html
+    assert "<img src=x" not in html
+
+
+ACCENTS = [
+    ("cafe", MESSAGES[2]),       # diacritics are ignored both ways
+    ("café crème", MESSAGES[2]),
+    ("sedinta", MESSAGES[1]),    # Romanian comma-below ș and ț
+    ("ședință", MESSAGES[1]),
+    ("aș dori", MESSAGES[1]),
+    ("BUNA ZIUA", MESSAGES[1]),
+]
+
+
+def test_search_ignores_accents_and_case(auth, messages):
+    for query, stored in ACCENTS:
+        response = search(auth, query)
+        assert response.status_code == 200, query
+        assert hit_conversations(text(response)) == [messages[stored]], query
+
+
+OPERATORS = [
+    ('"gift wrap"', MESSAGES[4]),
+    ("gift AND wrap", MESSAGES[4]),  # AND is a plain word here, and it is in the message
+    ("(#42)", MESSAGES[4]),
+    ("price^2", MESSAGES[4]),
+    ("order: gift", MESSAGES[4]),
+    ("-discount", MESSAGES[4]),
+    ("stock?", MESSAGES[0]),
+    ("teapot*", MESSAGES[0]),
+]
+
+
+def test_operators_and_punctuation_are_plain_text(auth, messages):
+    for query, stored in OPERATORS:
+        response = search(auth, query)
+        assert response.status_code == 200, query
+        assert hit_conversations(text(response)) == [messages[stored]], query
+
+
+ODD_QUERIES = [
+    '"', '""', '"teapot', 'teapot"', "'", "''teapot", "*", "**", "^", ":", "body:teapot",
+    "message_fts:teapot", "(", ")", "(teapot", "teapot)", "()", "-", "--teapot", "+", "AND",
+    "OR", "NOT", "NEAR", "NEAR(teapot stock)", "NEAR/2", "teapot NOT stock", "teapot OR kettle",
+    "{teapot}", "[x]", "%", "_", "\\", "\\\"", "teapot\x00", "\x00", "%ff", "😀", "😀😀 teapot",
+    "ș", "ț", "中文", "שָׁלוֹם", "ﷺ", "\u200b", "e\u0301", "'; DROP TABLE message; --",
+    "a" * 10_000, "teapot " * 500, " ".join(f"w{i}" for i in range(50)),
+]
+
+
+def test_any_input_gives_results_or_the_friendly_hint(auth, messages):
+    for query in ODD_QUERIES:
+        response = search(auth, query)
+        assert response.status_code == 200, repr(query)
+        html = text(response)
+        assert ('<ul class="results">' in html) != (NO_MATCH in html), repr(query)
+
+
+def test_emoji_alone_gives_the_friendly_hint(auth, messages):
+    html = text(search(auth, "😀"))
+    assert NO_MATCH in html
+    assert "quotes and operators are treated as plain text" in html
+
+
+def test_empty_search_shows_the_inbox(auth, messages):
+    for q in ("", "   "):
+        html = text(search(auth, q))
+        assert NO_MATCH not in html and "Results for" not in html
+        assert len(re.findall(r'<li id="conv-\d+" class="conv-row', html)) == len(MESSAGES)
+
+
+def test_query_text_is_escaped_in_the_results_heading(auth, messages):
+    html = text(search(auth, '<script>alert(1)</script>'))
+    assert "<script>alert(1)" not in html
+    assert "Results for “&lt;script&gt;alert(1)&lt;/script&gt;”" in html
+
+
+def test_fts_query_quotes_every_word(app):
+    assert service.fts_query('tea "pot" OR NOT*') == '"tea" "pot" "OR" "NOT"*'
+    assert service.fts_query('" * ( ) : ^') is None
+    assert service.fts_query(" ".join(str(i) for i in range(20))).count('"') == 24
+
+
+def test_search_service_is_scoped_by_workspace_id(app, ws, rival, messages):
+    with connection():
+        assert [row[1] for row in service.search(ws, "teapot")] == [messages[MESSAGES[0]]]
+        assert [row[1] for row in service.search(rival["ws"], "teapot")] == [
+            rival["conversation"].id]
+        assert service.search(ws + rival["ws"] + 1, "teapot") == []

@@ -1,0 +1,356 @@
+"""The live side of chat, below HTTP: the per-process Hub that fans chat events out to
+streams, the replay a reconnecting browser gets, and the HTML each event becomes."""
+
+import asyncio
+import sqlite3
+
+import anyio
+
+from app.chat import live, render, service, streams
+from app.chat.models import ChatEvent, Conversation, Message, Presence
+from app.db import connection
+from tests.chat_fixtures import (  # noqa: F401  (fixtures: `site_fixture` is `site`)
+    WidgetVisitor,
+    online_fixture,
+    rival_fixture,
+    site_fixture,
+    ws_fixture,
+)
+
+WAIT = 5  # seconds: an upper bound for something that normally takes milliseconds
+
+
+def new_conversation(app, site, body="Hello") -> Conversation:
+    guest = WidgetVisitor.arrive(app, site.site_key)
+    assert guest.send(body).status_code == 200
+    return guest.conversation()
+
+
+def in_app(app, fn, *args):
+    """Run a service call as a web request would: app context and its own connection."""
+    with app.app_context(), connection():
+        return fn(*args)
+
+
+def visitor_message(app, conversation_id, body):
+    def post():
+        conv = Conversation.get_by_id(conversation_id)
+        return service.post_visitor_message(conv.site, conv.visitor, body).id
+    return in_app(app, post)
+
+
+def typing(app, conversation_id, actor):
+    in_app(app, lambda: service.typing(Conversation.get_by_id(conversation_id), actor))
+
+
+class running_hub:
+    """A started Hub, installed as this process's dispatcher, stopped on exit."""
+
+    def __init__(self, app):
+        self.hub = live.Hub(app.config["DATABASE"], streams.fetch_after, streams.max_event_id)
+
+    async def __aenter__(self):
+        await self.hub.start()
+        live.install(self.hub)
+        return self.hub
+
+    async def __aexit__(self, *exc):
+        live.uninstall()
+        await self.hub.stop()
+
+
+async def take(sub, n):
+    return [await asyncio.wait_for(sub.queue.get(), WAIT) for _ in range(n)]
+
+
+# --- the hub ---------------------------------------------------------------------------------------
+
+
+def test_subscriber_receives_exactly_its_conversations_events_in_order(app, ws, site, online,
+                                                                      rival):
+    mine = new_conversation(app, site, "first")
+    other = new_conversation(app, site, "second")
+    theirs = rival["conversation"]
+
+    async def scenario():
+        async with running_hub(app) as hub:
+            conv_sub = hub.subscribe(conversation_id=mine.id)
+            ws_sub = hub.subscribe(workspace_id=ws)
+            rival_sub = hub.subscribe(workspace_id=rival["ws"])
+
+            def write():
+                ids = [visitor_message(app, mine.id, "one")]
+                visitor_message(app, other.id, "not for the conversation stream")
+                visitor_message(app, theirs.id, "another workspace")
+                typing(app, mine.id, Message.AGENT)
+                ids.append(visitor_message(app, mine.id, "two"))
+                return ids
+
+            message_ids = await anyio.to_thread.run_sync(write)
+            got = await take(conv_sub, 3)
+            assert [(r.kind, r.ref_id) for r in got] == [
+                ("message", message_ids[0]), ("typing", 0), ("message", message_ids[1])]
+            assert [r.conversation_id for r in got] == [mine.id] * 3
+            assert conv_sub.queue.empty()  # the other rows came earlier: none of them queued
+
+            workspace_rows = await take(ws_sub, 4)
+            assert [r.conversation_id for r in workspace_rows] == [mine.id, other.id, mine.id,
+                                                                   mine.id]
+            assert ws_sub.queue.empty()
+            [rival_row] = await take(rival_sub, 1)
+            assert rival_row.conversation_id == theirs.id
+            assert rival_sub.queue.empty()
+            ids = [r.id for r in workspace_rows]
+            assert ids == sorted(ids)
+
+    asyncio.run(scenario())
+
+
+def test_hub_skips_events_from_before_it_started(app, ws, site, online):
+    conv = new_conversation(app, site)
+
+    async def scenario():
+        async with running_hub(app) as hub:
+            sub = hub.subscribe(conversation_id=conv.id)
+            await anyio.to_thread.run_sync(typing, app, conv.id, Message.VISITOR)
+            [row] = await take(sub, 1)
+            assert row.kind == ChatEvent.TYPING  # not the older message event
+
+    asyncio.run(scenario())
+
+
+def test_hub_notices_a_commit_by_another_connection_without_notify(app, ws, site, online):
+    conv = new_conversation(app, site)
+
+    async def scenario():
+        async with running_hub(app) as hub:
+            sub = hub.subscribe(workspace_id=ws)
+
+            def insert_elsewhere():
+                # Another process (the Huey worker, a second web process): a plain sqlite3
+                # connection, and no notify() call.
+                db = sqlite3.connect(app.config["DATABASE"])
+                try:
+                    with db:
+                        cursor = db.execute(
+                            "INSERT INTO chat_event (workspace_id, conversation_id, kind, ref_id,"
+                            " actor, created_at) VALUES (?, ?, 'status', 0, '', datetime('now'))",
+                            (ws, conv.id))
+                    return cursor.lastrowid
+                finally:
+                    db.close()
+
+            event_id = await anyio.to_thread.run_sync(insert_elsewhere)
+            [row] = await take(sub, 1)
+            assert (row.id, row.kind, row.conversation_id) == (event_id, "status", conv.id)
+
+    asyncio.run(scenario())
+
+
+def test_hub_notices_the_service_writing_from_another_thread(app, ws, site, online):
+    conv = new_conversation(app, site)
+
+    async def scenario():
+        async with running_hub(app) as hub:
+            sub = hub.subscribe(conversation_id=conv.id)
+            live.uninstall()  # so the service's notify() wakes nobody: only data_version tells
+            message_id = await anyio.to_thread.run_sync(visitor_message, app, conv.id, "quiet")
+            [row] = await take(sub, 1)
+            assert (row.kind, row.ref_id) == ("message", message_id)
+
+    asyncio.run(scenario())
+
+
+def test_unsubscribed_streams_get_nothing_more(app, ws, site, online):
+    conv = new_conversation(app, site)
+
+    async def scenario():
+        async with running_hub(app) as hub:
+            gone = hub.subscribe(conversation_id=conv.id)
+            stays = hub.subscribe(conversation_id=conv.id)
+            hub.unsubscribe(gone)
+            assert hub.subscriber_count == 1
+            await anyio.to_thread.run_sync(typing, app, conv.id, Message.AGENT)
+            await take(stays, 1)
+            assert gone.queue.empty()
+            hub.unsubscribe(stays)
+            assert hub.subscriber_count == 0
+
+    asyncio.run(scenario())
+
+
+# --- replay ---------------------------------------------------------------------------------------
+
+
+def test_replay_returns_only_later_events_in_scope(app, ws, site, online, rival):
+    a = new_conversation(app, site, "a")
+    b = new_conversation(app, site, "b")
+    cut = streams.max_event_id()
+    visitor_message(app, a.id, "a again")
+    typing(app, b.id, Message.VISITOR)
+    visitor_message(app, rival["conversation"].id, "theirs")
+    typing(app, a.id, Message.AGENT)
+
+    only_a = streams.replay(cut, conversation_id=a.id)
+    assert [(r.conversation_id, r.kind) for r in only_a] == [(a.id, "message"), (a.id, "typing")]
+    workspace = streams.replay(cut, workspace_id=ws)
+    assert [(r.conversation_id, r.kind) for r in workspace] == [
+        (a.id, "message"), (b.id, "typing"), (a.id, "typing")]
+    assert all(r.id > cut for r in workspace)
+    assert [r.id for r in workspace] == sorted(r.id for r in workspace)
+    assert streams.replay(streams.max_event_id(), workspace_id=ws) == []
+    everything = streams.replay(0, workspace_id=ws)
+    assert {r.workspace_id for r in everything} == {ws}
+    assert len(everything) == 5
+
+
+def test_fetch_after_returns_every_workspace_in_id_order(app, ws, site, online, rival):
+    new_conversation(app, site)
+    rows = streams.fetch_after(0)
+    assert {r.workspace_id for r in rows} == {ws, rival["ws"]}
+    assert [r.id for r in rows] == sorted(r.id for r in rows)
+    assert streams.fetch_after(rows[-1].id) == []
+    assert streams.max_event_id() == rows[-1].id
+
+
+# --- a stream from start to end ----------------------------------------------------------------------
+
+
+def test_visitor_stream_replays_then_follows_without_gaps_or_repeats(app, ws, site, online):
+    conv = new_conversation(app, site, "before the stream")
+    first = streams.max_event_id()
+    visitor_message(app, conv.id, "missed while reconnecting")
+
+    async def scenario():
+        async with running_hub(app) as hub:
+            presence = streams.Presences(Presence.VISITOR, ws, conv.id)
+            events = streams.follow(app, hub, audience="visitor",
+                                    render_fn=streams.visitor_render, after=first,
+                                    presence=presence, conversation_id=conv.id)
+            try:
+                replayed = await asyncio.wait_for(anext(events), WAIT)
+                assert "missed while reconnecting" in replayed.data
+                assert await anyio.to_thread.run_sync(in_app, app, service.visitor_connected,
+                                                      conv.id)
+
+                def reply():
+                    conversation = Conversation.get_by_id(conv.id)
+                    user = conversation.workspace.memberships[0].user
+                    return service.post_agent_reply(conversation, user, "live <b>answer</b>").id
+
+                await anyio.to_thread.run_sync(in_app, app, reply)
+                live_event = await asyncio.wait_for(anext(events), WAIT)
+                assert "live &lt;b&gt;answer&lt;/b&gt;" in live_event.data
+                assert int(live_event.id) > int(replayed.id)
+            finally:
+                await events.aclose()
+            # The stream said goodbye: the visitor no longer counts as connected.
+            assert not await anyio.to_thread.run_sync(in_app, app, service.visitor_connected,
+                                                      conv.id)
+
+    asyncio.run(scenario())
+
+
+# --- what each event looks like ------------------------------------------------------------------
+
+
+def render_event(app, fn, event_id):
+    with streams.render_context(app), connection():
+        return fn(ChatEvent.get_by_id(event_id))
+
+
+def last_event(**where):
+    with connection():
+        query = ChatEvent.select().order_by(ChatEvent.id.desc())
+        for field, value in where.items():
+            query = query.where(getattr(ChatEvent, field) == value)
+        return query.first().id
+
+
+SCRIPT = '<script>alert("stream")</script><img src=x onerror=alert(1)>'
+
+
+def test_streamed_message_fragments_escape_the_text(app, ws, site, online):
+    conv = new_conversation(app, site, SCRIPT)
+    event = last_event(kind="message")
+    agent = render_event(app, render.agent_html, event)
+    visitor = render_event(app, render.visitor_html, event)
+    for html in (agent, visitor):
+        assert "<script>" not in html
+        assert "<img src=x" not in html
+        assert "&lt;script&gt;alert(&#34;stream&#34;)&lt;/script&gt;" in html
+    assert f'hx-swap-oob="beforeend:#messages-{conv.id}"' in agent
+    assert "csrf_token" not in agent  # stream fragments carry no token of their own
+    assert 'hx-swap-oob="beforeend:#messages"' in visitor
+
+
+def test_agent_sees_the_visitor_typing_but_not_their_own(app, ws, site, online):
+    conv = new_conversation(app, site)
+    typing(app, conv.id, Message.VISITOR)
+    assert "is typing…" in render_event(app, render.agent_html, last_event())
+    assert render_event(app, render.visitor_html, last_event()) is None
+    typing(app, conv.id, Message.AGENT)
+    assert render_event(app, render.agent_html, last_event()) is None
+    assert "The team is typing…" in render_event(app, render.visitor_html, last_event())
+
+
+def test_visitor_sees_seen_when_an_agent_reads(app, ws, site, online):
+    conv = new_conversation(app, site)
+    in_app(app, lambda: service.mark_read(Conversation.get_by_id(conv.id)))
+    html = render_event(app, render.visitor_html, last_event(kind="read"))
+    assert '<p id="seen" class="w-seen" hx-swap-oob="true">Seen</p>' in html
+
+
+def test_status_and_visitor_changes_are_for_agents_only(app, ws, site, online):
+    conv = new_conversation(app, site)
+    in_app(app, lambda: service.set_status(Conversation.get_by_id(conv.id), "resolved"))
+    event = last_event(kind="status")
+    assert render_event(app, render.visitor_html, event) is None
+    assert "Reopen" in render_event(app, render.agent_html, event)
+
+
+def test_deleted_conversation_events_show_who_deleted_it_and_nothing_of_it(app, ws, site, online):
+    by_visitor = new_conversation(app, site, "secret words one")
+    by_agent = new_conversation(app, site, "secret words two")
+    old_message_event = last_event(kind="message", conversation_id=by_agent.id)
+    in_app(app, lambda: service.delete_conversation(Conversation.get_by_id(by_visitor.id),
+                                                    Message.VISITOR))
+    in_app(app, lambda: service.delete_conversation(Conversation.get_by_id(by_agent.id),
+                                                    Message.AGENT))
+    visitor_deleted = last_event(conversation_id=by_visitor.id)
+    agent_deleted = last_event(conversation_id=by_agent.id)
+
+    html = render_event(app, render.agent_html, visitor_deleted)
+    assert "The visitor deleted this conversation." in html
+    assert "secret words" not in html
+    assert "This conversation was deleted." in render_event(app, render.agent_html, agent_deleted)
+    assert "Your conversation was deleted" in render_event(app, render.visitor_html,
+                                                            visitor_deleted)
+    assert "The team deleted this conversation." in render_event(app, render.visitor_html,
+                                                                 agent_deleted)
+    # Its older events are gone with it; none could show its words again.
+    with connection():
+        assert ChatEvent.get_or_none(ChatEvent.id == old_message_event) is None
+
+
+def test_hub_stops_even_when_woken_at_the_moment_it_is_stopped(app, ws, site):
+    """Server shutdown must not hang: a notify() landing as the dispatcher is cancelled
+    (asyncio.wait_for in Python 3.11 may then swallow the cancellation) still stops it."""
+
+    async def scenario():
+        hub = live.Hub(app.config["DATABASE"], streams.fetch_after, streams.max_event_id)
+        await hub.start()
+        await asyncio.sleep(0)  # the dispatcher is now waiting for a wake-up or its next check
+        hub.wake.set()  # a commit's notify() arrives...
+        stopping = asyncio.ensure_future(hub.stop())  # ...just as the server stops
+        try:
+            done, _ = await asyncio.wait({stopping}, timeout=WAIT)
+            assert stopping in done, "Hub.stop() did not return"
+            assert hub.task.done()
+        finally:
+            while not hub.task.done():  # clean up after a failure
+                hub.task.cancel()
+                await asyncio.wait({hub.task}, timeout=0.1)
+            await stopping
+
+    asyncio.run(scenario())

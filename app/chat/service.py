@@ -378,7 +378,7 @@ def search(workspace_id: int, q: str, limit: int = 50):
         "SELECT m.id, m.conversation_id, m.created_at, "
         f"highlight(message_fts, 0, '{HL_START}', '{HL_END}') "
         "FROM message_fts JOIN message m ON m.id = message_fts.rowid "
-        "WHERE message_fts MATCH ? AND m.workspace_id = ? ORDER BY m.id DESC LIMIT ?"
+        "WHERE message_fts MATCH ? AND m.workspace_id = ? ORDER BY message_fts.rowid DESC LIMIT ?"
     )
     return list(database.execute_sql(sql, (match, workspace_id, limit)).fetchall())
 

@@ -44,7 +44,8 @@ def _axe_source() -> str:
 
 
 def violations(page) -> list[dict]:
-    """All axe violations on the page as it is now."""
+    """All axe violations on the page as it is now. `page` may also be a Frame (the chat
+    iframe, from `locator.element_handle().content_frame()`): axe then runs inside it."""
     if not page.evaluate("typeof window.axe !== 'undefined'"):
         page.evaluate(_axe_source())
     return page.evaluate(_RUN)

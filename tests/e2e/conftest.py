@@ -6,13 +6,16 @@ the live server, so `page.goto("/login")` works.
 """
 
 import os
+import re
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -107,6 +110,15 @@ class LiveServer:
                 # a test waiting for an e-mail should not wait that long.
                 self._run("worker", "huey_consumer", "jobs.main.huey", "--workers", "2",
                           "--worker-type", "thread", "--max-delay", "0.2")
+                # The demo account and its "Demo shop" site (what `flask demo` makes on an
+                # empty database), so that /demo/shop exists; it runs while the two
+                # processes above import.
+                demo = subprocess.run(
+                    [str(BIN / "flask"), "--app", "app", "demo"], cwd=ROOT, env=self.env,
+                    capture_output=True, text=True, timeout=STARTUP_SECONDS, check=False,
+                )
+                if demo.returncode != 0 or "demo login:" not in demo.stdout:
+                    raise RuntimeError(f"flask demo failed:\n{demo.stdout}\n{demo.stderr}")
             except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
                 # handed to wait_ready(), which runs in the test's thread
                 self._boot_error = exc
@@ -138,12 +150,37 @@ class LiveServer:
             raise RuntimeError(f"process exited early: {dead}")
         return True
 
-    def _healthy(self) -> bool:
+    def _healthy(self, url: str | None = None) -> bool:
         self._alive()
         try:
-            return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
+            return httpx.get(f"{url or self.url}/healthz", timeout=1).status_code == 200
         except httpx.TransportError:
             return False
+
+    def start_web(self, name: str) -> str:
+        """Another uvicorn process on the same database, with the same environment (data dir,
+        secret key, base URL), on a port of its own: its URL. Stop it with stop_process()."""
+        port = free_port()
+        self._run(name, "uvicorn", "app.asgi:app", "--host", "127.0.0.1", "--port", str(port),
+                  "--timeout-graceful-shutdown", "2")
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_until(lambda: self._healthy(url), STARTUP_SECONDS, f"{url}/healthz to answer 200")
+        except (AssertionError, RuntimeError) as exc:
+            self.stop_process(name)
+            raise RuntimeError(f"{name} did not start: {exc}\n{self.all_logs()}") from None
+        return url
+
+    def stop_process(self, name: str) -> None:
+        """Stop one process started by start_web(); its log stays in the failure reports."""
+        proc = self.procs.pop(name)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=STOP_SECONDS)
 
     def check(self) -> None:
         """Fail when uvicorn or the consumer has died."""
@@ -304,3 +341,226 @@ def verified_user(live_server, new_context):
         return email
 
     return make
+
+
+def confirmed_user_over_http(live_server, label: str = "user", name: str = "Olive Owner") -> str:
+    """A new confirmed account made without a browser (sign-up form, e-mailed link): its e-mail."""
+    email = unique_email(label)
+    with HttpUser(live_server.url) as http:
+        http.post_form("/signup", "/signup", name=name, email=email, password=PASSWORD)
+        assert "Check your inbox" in http.last.text, http.last.text[:2000]
+        link = link_in(live_server.wait_for_mail(email, "Confirm your e-mail"))
+        http.get(link)
+    return email
+
+
+class HttpUser:
+    """A person's cookies over plain HTTP (httpx), for tests that need no browser: posts forms
+    with the CSRF token the page they come from carries, as a browser without JavaScript does."""
+
+    CSRF = re.compile(r'"X-CSRFToken": "([^"]+)"')
+
+    def __init__(self, base_url: str):
+        self.http = httpx.Client(base_url=base_url, timeout=10, follow_redirects=True)
+        self.last = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.http.close()
+
+    def get(self, url: str, **kwargs) -> httpx.Response:
+        self.last = self.http.get(url, **kwargs)
+        return self.last
+
+    def post_form(self, page: str, url: str, **fields) -> httpx.Response:
+        """GET `page` for its CSRF token, then post `fields` to `url` (following redirects)."""
+        token = self.CSRF.search(self.get(page).text).group(1)
+        self.last = self.http.post(url, data={"csrf_token": token, **fields})
+        return self.last
+
+    def log_in(self, email: str, password: str = PASSWORD) -> None:
+        self.post_form("/login", "/login", email=email, password=password)
+        assert self.last.url.path == "/dashboard/inbox", (self.last.url, self.last.text[:2000])
+
+    def create_site(self, name: str, origins: list[str]) -> tuple[int, str]:
+        """Posts the "Add a site" form: (site id, site key from the snippet)."""
+        self.post_form("/dashboard/sites", "/dashboard/sites", name=name,
+                       allowed_origins="\n".join(origins), greeting="Hello from the test shop",
+                       away_message="We are away; leave your e-mail.", accent_color="#4338ca",
+                       retention_days="30", enabled="y")
+        found = re.fullmatch(r"/dashboard/sites/(\d+)", self.last.url.path)
+        assert found, (self.last.url, self.last.text[:2000])
+        key = re.search(r'data-site=(?:&#34;|&quot;|")([\w-]+)', self.last.text).group(1)
+        return int(found.group(1)), key
+
+
+# --- a customer's website on other origins ------------------------------------------------------
+
+
+def snippet_page(snippet: str, title: str = "Test shop") -> str:
+    """A customer's page with the chat snippet pasted before </body>, as the site page says."""
+    return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
+            f'<link rel="icon" href="data:,"></head><body><main><h1>{title}</h1>'
+            f"<p>Mugs, tea towels and candles.</p></main>{snippet}</body></html>")
+
+
+class HostSite:
+    """A customer's website: a threaded http.server in this process, serving the pages given to
+    add() on its own origin. Lumnar runs on http://127.0.0.1:<port>; this one is
+    http://localhost:<other port>: another origin, and another *site* too, so the chat frame
+    is a third-party frame there, as on a real shop."""
+
+    def __init__(self, hostname: str = "localhost"):
+        self.pages: dict[str, str] = {}
+        pages = self.pages
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 (http.server's naming)
+                body = pages.get(self.path.split("?", 1)[0])
+                data = (body or "Not found").encode()
+                self.send_response(200 if body is not None else 404)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(data)))
+                self.send_header("Cache-Control", "no-store")
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass  # quiet: pytest shows nothing of a passing run anyway
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.origin = f"http://{hostname}:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, name="host-site",
+                                       daemon=True)
+
+    def start(self) -> "HostSite":
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def add(self, path: str, html: str) -> str:
+        """Serve `html` at `path`; returns the page's absolute URL."""
+        self.pages[path] = html
+        return self.origin + path
+
+
+@pytest.fixture(scope="session")
+def host_site():
+    """A customer's website on another origin than Lumnar's (see HostSite)."""
+    site = HostSite().start()
+    yield site
+    site.stop()
+
+
+@pytest.fixture(scope="session")
+def evil_site():
+    """A third origin, never in any site's allowed origins."""
+    site = HostSite().start()
+    yield site
+    site.stop()
+
+
+def watch_csp(page) -> list[str]:
+    """Console messages about Content Security Policy on this page and in its frames
+    (Chromium reports the chat iframe's console on its page too), as they come."""
+    seen = []
+    page.on("console", lambda msg: seen.append(msg.text)
+            if "Content Security Policy" in msg.text else None)
+    return seen
+
+
+class FlakyLink:
+    """A TCP relay from a port of its own to the live server: a visitor's network that a test
+    can cut. cut() closes every connection through it (an open SSE stream ends with the
+    connection, as when a phone loses its signal) and refuses new ones until restore().
+
+    Needed because Playwright's context.set_offline(True) only fails *new* requests in
+    Chromium: an EventSource that is already open keeps receiving events (checked with
+    Chromium 156), so it cannot show what a stream misses while it is down.
+    """
+
+    def __init__(self, target_port: int):
+        self.target_port = target_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.up = True
+        self.lock = threading.Lock()
+        self.sockets: set[socket.socket] = set()
+        self.thread = threading.Thread(target=self._accept, name="flaky-link", daemon=True)
+
+    def start(self) -> "FlakyLink":
+        self.thread.start()
+        return self
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return  # stop() closed the listener
+            with self.lock:
+                if not self.up:
+                    client.close()
+                    continue
+                try:
+                    upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
+                except OSError:
+                    client.close()
+                    continue
+                upstream.settimeout(None)
+                self.sockets |= {client, upstream}
+            for src, dst in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            self._close(src, dst)
+
+    def _close(self, *socks: socket.socket) -> None:
+        with self.lock:
+            for sock in socks:
+                self.sockets.discard(sock)
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                sock.close()
+
+    def cut(self) -> None:
+        with self.lock:
+            self.up = False
+            live = list(self.sockets)
+        self._close(*live)
+
+    def restore(self) -> None:
+        with self.lock:
+            self.up = True
+
+    def stop(self) -> None:
+        self.cut()
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() (close() alone may not)
+        except OSError:
+            pass
+        self.listener.close()
+        self.thread.join(STOP_SECONDS)
+
+
+@pytest.fixture
+def flaky_link(live_server):
+    """A cuttable network path to the live server (see FlakyLink); its .url replaces the
+    server's URL in what the visitor loads."""
+    link = FlakyLink(live_server.port).start()
+    yield link
+    link.stop()

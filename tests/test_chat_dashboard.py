@@ -519,3 +519,18 @@ def test_saved_replies_are_offered_in_the_reply_form(auth, conversation):
     html = text(auth.get(conversation_url(conversation.id)))
     assert '<option value="Open 9 to 5." data-shortcut="hours">/hours</option>' in html
 
+
+
+def test_an_accent_colour_too_light_for_white_text_is_refused(auth, user):
+    from app.chat.models import Site
+    from app.db import connection
+
+    with connection():
+        before = Site.select().count()
+    response = auth.post_form("/dashboard/sites", {
+        "name": "Pale", "allowed_origins": "https://pale.example", "greeting": "Hi",
+        "away_message": "Away", "accent_color": "#ffee88", "retention_days": "30"})
+    assert response.status_code == 422
+    assert "White text is hard to read on this colour" in response.get_data(as_text=True)
+    with connection():
+        assert Site.select().count() == before

@@ -44,7 +44,8 @@ def test_conversations_past_their_sites_retention_are_deleted_with_every_trace(a
         assert [c.id for c in Conversation.select().order_by(Conversation.id)] == [
             young, old_but_kept]
         assert Message.select().where(Message.conversation == old).count() == 0
-        assert ChatEvent.select().where(ChatEvent.conversation_id == old).count() == 0
+        # Only a bare "deleted" marker stays, so open views drop the conversation live.
+        assert [e.kind for e in ChatEvent.select().where(ChatEvent.conversation_id == old)] == ["deleted"]
         assert Attachment.select().count() == 0
         assert Message.select().count() == 2
     assert fts_hits("zebra") == []
@@ -82,7 +83,9 @@ def test_purge_deletes_more_than_one_batch(app, ws, online):
     assert retention.purge_expired() == n
     assert count(Conversation) == 1
     assert count(Message) == 1
-    assert count(ChatEvent) == 1
+    # the kept conversation's event, plus one bare "deleted" marker per purged conversation
+    assert count(ChatEvent) == 1 + n
+    assert count(ChatEvent, ChatEvent.kind == "deleted") == n
     assert len(fts_hits("bulk")) == 1
 
 
@@ -141,3 +144,22 @@ def test_purge_removes_visitors_left_with_nothing_and_unseen_for_the_window(app)
         retention.purge_expired()
         assert Visitor.get_or_none(Visitor.id == old.id) is None
         assert Visitor.get_or_none(Visitor.id == recent.id) is not None
+
+
+def test_purged_conversations_leave_a_deleted_event_so_open_views_drop_them(app):
+    from datetime import timedelta
+
+    from app.chat import retention
+    from app.chat.models import ChatEvent, Conversation, Site, Visitor
+    from app.db import connection
+    from app.models import Workspace, utcnow
+
+    with app.app_context(), connection():
+        ws = Workspace.create(name="W")
+        site = Site.create(workspace=ws, name="S", allowed_origins="https://a.example", retention_days=30)
+        visitor = Visitor.create(site=site)
+        old = Conversation.create(workspace=ws, site=site, visitor=visitor,
+                                  last_activity_at=utcnow() - timedelta(days=40))
+        retention.purge_expired()
+        events = list(ChatEvent.select().where(ChatEvent.conversation_id == old.id))
+        assert [(e.kind, e.actor) for e in events] == [(ChatEvent.DELETED, "retention")]

@@ -12,12 +12,38 @@ from wtforms import (
     StringField,
     TextAreaField,
 )
-from wtforms.validators import DataRequired, Email, Length, NumberRange, Optional, Regexp
+from wtforms.validators import (
+    DataRequired,
+    Email,
+    Length,
+    NumberRange,
+    Optional,
+    Regexp,
+    ValidationError,
+)
 
 from app.chat.text import MAX_CHARS
 
 strip = [lambda v: v.strip() if isinstance(v, str) else v]
 lower = [lambda v: v.strip().lower() if isinstance(v, str) else v]
+
+
+def contrast_with_white(hex_colour: str) -> float:
+    """WCAG contrast ratio of white text on this colour."""
+    def channel(c):
+        c = c / 255
+        return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
+
+    r, g, b = (int(hex_colour[i:i + 2], 16) for i in (1, 3, 5))
+    luminance = 0.2126 * channel(r) + 0.7152 * channel(g) + 0.0722 * channel(b)
+    return 1.05 / (luminance + 0.05)
+
+
+def readable_accent(form, field):
+    # The widget puts white text on the accent colour (header, Send, the visitor's bubbles).
+    if re.fullmatch(r"#[0-9a-fA-F]{6}", field.data or "") and contrast_with_white(field.data) < 4.5:
+        raise ValidationError("White text is hard to read on this colour; choose a darker one "
+                              f"(contrast {contrast_with_white(field.data):.1f}:1, 4.5:1 needed).")
 
 
 class SiteForm(FlaskForm):
@@ -28,7 +54,8 @@ class SiteForm(FlaskForm):
     greeting = StringField("Greeting", validators=[DataRequired("Write a greeting."), Length(max=300)], filters=strip)
     away_message = StringField("Away message", validators=[DataRequired("Write an away message."), Length(max=300)], filters=strip)
     accent_color = StringField("Accent colour", validators=[
-        Regexp(r"^#[0-9a-fA-F]{6}$", message="Use a colour like #4338ca.")], filters=strip)
+        Regexp(r"^#[0-9a-fA-F]{6}$", message="Use a colour like #4338ca."), readable_accent],
+        filters=strip)
     retention_days = IntegerField("Keep chats for (days)", validators=[
         NumberRange(1, 3650, "Choose between 1 and 3,650 days.")])
     enabled = BooleanField("Widget switched on", default=True)

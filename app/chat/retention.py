@@ -20,13 +20,18 @@ def purge_expired(now=None) -> int:
     for site in Site.select(Site.id, Site.retention_days):
         cutoff = now - timedelta(days=site.retention_days)
         while True:
-            ids = [c.id for c in Conversation.select(Conversation.id).where(
-                (Conversation.site == site.id) & (Conversation.last_activity_at < cutoff)).limit(BATCH)]
-            if not ids:
+            rows = list(Conversation.select(Conversation.id, Conversation.workspace).where(
+                (Conversation.site == site.id) & (Conversation.last_activity_at < cutoff)).limit(BATCH))
+            if not rows:
                 break
+            ids = [c.id for c in rows]
             with database.atomic():
                 ChatEvent.delete().where(ChatEvent.conversation_id.in_(ids)).execute()
                 Conversation.delete().where(Conversation.id.in_(ids)).execute()
+                # Open inboxes and widgets drop them live, as for any other deletion.
+                ChatEvent.insert_many([
+                    {"workspace_id": c.workspace_id, "conversation_id": c.id,
+                     "kind": ChatEvent.DELETED, "actor": "retention"} for c in rows]).execute()
             deleted += len(ids)
         # Visitors with nothing left and not seen within the window go as well.
         idle = Visitor.select(Visitor.id).where(

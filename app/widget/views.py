@@ -1,6 +1,7 @@
 """Visitor-facing routes. The visitor is known by a signed token kept in the iframe's
 localStorage and sent as the X-Lumnar-Visitor header (never a cookie, never in a URL)."""
 
+import functools
 import hashlib
 from pathlib import Path
 
@@ -19,12 +20,20 @@ bp = Blueprint("widget", __name__)
 # No CSRF tokens here: see WidgetMessageForm. Unsafe requests need the visitor header.
 csrf.exempt(bp)
 
-LOADER = Path(__file__).resolve().parents[2] / "static" / "widget" / "loader.js"
+STATIC = Path(__file__).resolve().parents[2] / "static"
+LOADER = STATIC / "widget" / "loader.js"
+# Everything the iframe page loads from us: its URLs carry a hash of all of them.
+FRAME_FILES = [LOADER, STATIC / "widget" / "frame.js", STATIC / "widget" / "frame.css",
+               STATIC / "js" / "live.js"]
 TOKEN_HEADER = "X-Lumnar-Visitor"
 
 
+@functools.cache
 def loader_version() -> str:
-    return hashlib.sha256(LOADER.read_bytes()).hexdigest()[:10]
+    digest = hashlib.sha256()
+    for path in FRAME_FILES:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:10]
 
 
 @bp.get("/widget.js")

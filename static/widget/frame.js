@@ -89,9 +89,14 @@
     }
   });
 
+  // "Typing…" for the team, at most every 3 s; only once a conversation exists (before the
+  // first message there is nobody to tell), and again right after each message is sent.
   var lastTyping = 0;
+  document.addEventListener("htmx:afterRequest", function (e) {
+    if (e.detail.elt && e.detail.elt.id === "compose") { lastTyping = 0; }
+  });
   document.addEventListener("input", function (e) {
-    if (e.target.id !== "w-body" || Date.now() - lastTyping < 3000) { return; }
+    if (e.target.id !== "w-body" || !document.getElementById("live") || Date.now() - lastTyping < 3000) { return; }
     lastTyping = Date.now();
     htmx.ajax("POST", body.getAttribute("data-typing-url"), { swap: "none", source: e.target });
   });

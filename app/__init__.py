@@ -32,6 +32,15 @@ def create_app(config=None) -> Flask:
 
     jobs.init_app(app)
 
+    from app.automations import vault
+
+    try:
+        with db.connection():
+            vault.check_keys(app.config)
+    except vault.VaultError as exc:
+        # Refuse to start now, with the reason, rather than fail at the first automation run.
+        raise SystemExit(f"Lumnar cannot start: {exc}") from None
+
     from app.accounts import passwords, sessions
 
     passwords.configure(app)
@@ -86,6 +95,42 @@ def register_cli(app: Flask) -> None:
             user.is_staff = not revoke
             user.save()
         click.echo(f"{user.email}: is_staff={user.is_staff}")
+
+    from flask.cli import AppGroup
+
+    vault_cli = AppGroup("vault", help="The credential vault's keys.")
+
+    @vault_cli.command("rotate-master")
+    @click.option("--new-key", is_flag=True,
+                  help="Make a new master key first (only with the data/master_keys file).")
+    def rotate_master(new_key):
+        """Re-wrap every workspace's data key under the newest master key."""
+        from app.automations import vault
+
+        if new_key:
+            if app.config["MASTER_KEYS"]:
+                raise click.ClickException("With LUMNAR_MASTER_KEYS set, put the new key first "
+                                           "in that variable yourself, then run this again.")
+            path = app.config["DATA_DIR"] / vault.KEY_FILE
+            from cryptography.fernet import Fernet
+
+            path.write_text(Fernet.generate_key().decode() + "\n" + path.read_text())
+        with db.connection():
+            count = vault.rotate_master()
+        click.echo(f"re-wrapped {count} workspace keys under the newest master key; "
+                   "older keys can be removed once every backup made before now has expired")
+
+    @vault_cli.command("rekey")
+    @click.argument("workspace_id", type=int)
+    def rekey(workspace_id):
+        """Give WORKSPACE_ID a fresh data key and re-encrypt its credentials under it."""
+        from app.automations import vault
+
+        with db.connection():
+            count = vault.rekey_workspace(workspace_id)
+        click.echo(f"re-encrypted {count} credentials of workspace {workspace_id}")
+
+    app.cli.add_command(vault_cli)
 
     @app.cli.command("demo")
     def demo_command():

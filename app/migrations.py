@@ -56,11 +56,18 @@ def _0004_unread_index(db):
                    "ON conversation (workspace_id) WHERE unread_count > 0")
 
 
+def _0005_vault(db):
+    from app.automations.models import AUTOMATION_MODELS
+
+    db.create_tables(AUTOMATION_MODELS, safe=True)
+
+
 STEPS = [
     (1, "initial", _0001_initial),
     (2, "live_chat", _0002_live_chat),
     (3, "site_usage", _0003_site_usage),
     (4, "unread_index", _0004_unread_index),
+    (5, "vault", _0005_vault),
 ]
 
 

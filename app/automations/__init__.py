@@ -1,0 +1,1 @@
+"""Tailored automations: the credential vault, flows, triggers and runs."""

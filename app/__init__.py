@@ -48,6 +48,7 @@ def create_app(config=None) -> Flask:
     security.init_app(app)
 
     from app.accounts.views import bp as accounts_bp
+    from app.automations.views import bp as automations_bp
     from app.chat.views import bp as chat_bp
     from app.dashboard.views import bp as dashboard_bp
     from app.mail.views import bp as mail_bp
@@ -57,6 +58,7 @@ def create_app(config=None) -> Flask:
     app.register_blueprint(public_bp)
     app.register_blueprint(accounts_bp)
     app.register_blueprint(chat_bp)
+    app.register_blueprint(automations_bp)
     app.register_blueprint(dashboard_bp)
     app.register_blueprint(widget_bp)
     if app.config["DEV_OUTBOX"]:

@@ -95,9 +95,13 @@ def _data_key(workspace_id: int, create: bool = False) -> Fernet:
     return Fernet(master().decrypt(bytes(row.wrapped_key)))
 
 
-def _hint(secrets: dict) -> str:
+def _hint(kind: str, secrets: dict) -> str:
+    """Last four characters of a long token, to tell credentials apart. Never for passwords
+    or secret maps, where four characters would give too much away."""
+    if kind not in ("api_token", "oauth", "webhook_url"):
+        return ""
     main = next((str(v) for v in secrets.values() if v), "")
-    return main[-4:] if len(main) >= 12 else ""
+    return main[-4:] if len(main) >= 16 else ""
 
 
 def store(workspace_id: int, platform: str, label: str, kind: str, secrets: dict,
@@ -110,7 +114,7 @@ def store(workspace_id: int, platform: str, label: str, kind: str, secrets: dict
         if credential is None:
             credential = Credential(workspace=workspace_id, created_at=utcnow())
         credential.platform, credential.label, credential.kind = platform, label, kind
-        credential.payload, credential.hint, credential.rotated_at = token, _hint(secrets), utcnow()
+        credential.payload, credential.hint, credential.rotated_at = token, _hint(kind, secrets), utcnow()
         credential.save()
     return credential
 

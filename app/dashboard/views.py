@@ -13,6 +13,7 @@ NAV = [
     ("chat.sites", None, "Sites"),
     ("chat.saved_replies", None, "Saved replies"),
     ("dashboard.area", "automations", "Automations"),
+    ("automations.credentials", None, "Credentials"),
     ("dashboard.area", "billing", "Billing"),
     ("dashboard.area", "privacy", "Privacy & data"),
     ("accounts.settings", None, "Settings"),

@@ -264,3 +264,13 @@ def agent_fixture(app, user, ws):
     return {"user": agent_user, "client": client}
 
 
+
+
+def run_async(coro):
+    """asyncio.run in a thread of its own: the browser tests' Playwright keeps an event loop
+    running on the main thread for the whole session, and asyncio.run refuses to nest."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()

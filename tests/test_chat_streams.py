@@ -13,6 +13,7 @@ from tests.chat_fixtures import (  # noqa: F401  (fixtures: `site_fixture` is `s
     WidgetVisitor,
     online_fixture,
     rival_fixture,
+    run_async,
     site_fixture,
     ws_fixture,
 )
@@ -103,7 +104,7 @@ def test_subscriber_receives_exactly_its_conversations_events_in_order(app, ws, 
             ids = [r.id for r in workspace_rows]
             assert ids == sorted(ids)
 
-    asyncio.run(scenario())
+    run_async(scenario())
 
 
 def test_hub_skips_events_from_before_it_started(app, ws, site, online):
@@ -116,7 +117,7 @@ def test_hub_skips_events_from_before_it_started(app, ws, site, online):
             [row] = await take(sub, 1)
             assert row.kind == ChatEvent.TYPING  # not the older message event
 
-    asyncio.run(scenario())
+    run_async(scenario())
 
 
 def test_hub_notices_a_commit_by_another_connection_without_notify(app, ws, site, online):
@@ -144,7 +145,7 @@ def test_hub_notices_a_commit_by_another_connection_without_notify(app, ws, site
             [row] = await take(sub, 1)
             assert (row.id, row.kind, row.conversation_id) == (event_id, "status", conv.id)
 
-    asyncio.run(scenario())
+    run_async(scenario())
 
 
 def test_hub_notices_the_service_writing_from_another_thread(app, ws, site, online):
@@ -158,7 +159,7 @@ def test_hub_notices_the_service_writing_from_another_thread(app, ws, site, onli
             [row] = await take(sub, 1)
             assert (row.kind, row.ref_id) == ("message", message_id)
 
-    asyncio.run(scenario())
+    run_async(scenario())
 
 
 def test_unsubscribed_streams_get_nothing_more(app, ws, site, online):
@@ -176,7 +177,7 @@ def test_unsubscribed_streams_get_nothing_more(app, ws, site, online):
             hub.unsubscribe(stays)
             assert hub.subscriber_count == 0
 
-    asyncio.run(scenario())
+    run_async(scenario())
 
 
 # --- replay ---------------------------------------------------------------------------------------
@@ -248,7 +249,7 @@ def test_visitor_stream_replays_then_follows_without_gaps_or_repeats(app, ws, si
             assert not await anyio.to_thread.run_sync(in_app, app, service.visitor_connected,
                                                       conv.id)
 
-    asyncio.run(scenario())
+    run_async(scenario())
 
 
 # --- what each event looks like ------------------------------------------------------------------
@@ -353,4 +354,4 @@ def test_hub_stops_even_when_woken_at_the_moment_it_is_stopped(app, ws, site):
                 await asyncio.wait({hub.task}, timeout=0.1)
             await stopping
 
-    asyncio.run(scenario())
+    run_async(scenario())

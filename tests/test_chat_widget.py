@@ -1,7 +1,6 @@
 """The chat widget as a visitor's browser uses it: the frame, the visitor token, messages,
 files, away mode, plan and rate limits, and the visitor's own transcript and deletion."""
 
-import asyncio
 import re
 from datetime import timedelta
 from urllib.parse import unquote
@@ -30,6 +29,7 @@ from tests.chat_fixtures import (  # noqa: F401  (fixtures: `site_fixture` is `s
     make_site,
     online_fixture,
     png_bytes,
+    run_async,
     site_fixture,
     text,
     visitor_fixture,
@@ -411,7 +411,7 @@ def test_attachment_with_a_non_latin_name_downloads_through_the_asgi_server(app,
         async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as http:
             return await http.get(link)
 
-    response = asyncio.run(download())
+    response = run_async(download())
     assert response.status_code == 200
     assert response.content == TXT
     disposition = response.headers["content-disposition"]

@@ -2,6 +2,7 @@
 
 import click
 from flask import Flask
+from peewee import OperationalError
 from htmx_flask import Htmx
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -40,6 +41,8 @@ def create_app(config=None) -> Flask:
     except vault.VaultError as exc:
         # Refuse to start now, with the reason, rather than fail at the first automation run.
         raise SystemExit(f"Lumnar cannot start: {exc}") from None
+    except OperationalError:
+        pass  # the database itself cannot be opened: /healthz reports that with a 503
 
     from app.accounts import passwords, sessions
 

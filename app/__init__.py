@@ -2,8 +2,8 @@
 
 import click
 from flask import Flask
-from peewee import OperationalError
 from htmx_flask import Htmx
+from peewee import OperationalError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app import config as config_module

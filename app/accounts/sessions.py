@@ -116,3 +116,19 @@ def owner_required(view):
         return view(*args, **kwargs)
 
     return wrapper
+
+
+def workspace_id() -> int:
+    """The current member's workspace; 404 for a user who belongs to none."""
+    if g.get("membership") is None:
+        abort(404)
+    return g.membership.workspace_id
+
+
+def scoped_or_404(model, record_id):
+    """A record of the current workspace by id. Another workspace's id gets 404, never 403,
+    so ids reveal nothing about other customers."""
+    record = model.get_or_none((model.id == record_id) & (model.workspace == workspace_id()))
+    if record is None:
+        abort(404)
+    return record

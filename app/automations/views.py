@@ -1,9 +1,9 @@
 """Dashboard: the workspace's credentials (write-only secrets, shown masked)."""
 
-from flask import Blueprint, abort, g, url_for
+from flask import Blueprint, url_for
 from wtforms.validators import ValidationError
 
-from app.accounts.sessions import login_required, owner_required
+from app.accounts.sessions import login_required, owner_required, scoped_or_404, workspace_id
 from app.accounts.views import go
 from app.automations import vault
 from app.automations.forms import CredentialForm
@@ -11,12 +11,6 @@ from app.automations.models import Credential
 from app.rendering import render
 
 bp = Blueprint("automations", __name__, url_prefix="/dashboard")
-
-
-def workspace_id() -> int:
-    if g.membership is None:
-        abort(404)
-    return g.membership.workspace_id
 
 
 def replace_form(cred, formdata=None):
@@ -58,18 +52,10 @@ def credential_create():
     return go(url_for("automations.credentials"))
 
 
-def scoped_credential(credential_id) -> Credential:
-    cred = Credential.get_or_none((Credential.id == credential_id)
-                                  & (Credential.workspace == workspace_id()))
-    if cred is None:
-        abort(404)
-    return cred
-
-
 @bp.post("/credentials/<int:credential_id>/replace")
 @owner_required
 def credential_replace(credential_id):
-    cred = scoped_credential(credential_id)
+    cred = scoped_or_404(Credential, credential_id)
     form = CredentialForm(prefix=f"c{cred.id}")
     try:
         if not form.validate_on_submit():
@@ -85,5 +71,5 @@ def credential_replace(credential_id):
 @bp.post("/credentials/<int:credential_id>/delete")
 @owner_required
 def credential_delete(credential_id):
-    scoped_credential(credential_id).delete_instance()
+    scoped_or_404(Credential, credential_id).delete_instance()
     return go(url_for("automations.credentials"))

@@ -5,7 +5,7 @@ from urllib.parse import quote
 
 from flask import Blueprint, Response, abort, g, redirect, request, url_for
 
-from app.accounts.sessions import login_required, owner_required
+from app.accounts.sessions import login_required, owner_required, scoped_or_404, workspace_id
 from app.accounts.views import go
 from app.chat import service
 from app.chat.forms import AssignForm, ReplyForm, SavedReplyForm, SiteForm, VisitorForm
@@ -18,12 +18,6 @@ from app.security import error_page
 bp = Blueprint("chat", __name__, url_prefix="/dashboard")
 
 UPLOAD_LIMIT = 11 * 1024 * 1024  # a 10 MB file plus the form around it
-
-
-def workspace_id() -> int:
-    if g.membership is None:
-        abort(404)
-    return g.membership.workspace_id
 
 
 def scoped_conversation(conversation_id: int) -> Conversation:
@@ -237,17 +231,10 @@ def site_create():
                       sites=list(Site.for_workspace(workspace_id())), action=url_for("chat.site_create"))
 
 
-def scoped_site(site_id) -> Site:
-    site = Site.get_or_none((Site.id == site_id) & (Site.workspace == workspace_id()))
-    if site is None:
-        abort(404)
-    return site
-
-
 @bp.get("/sites/<int:site_id>")
 @login_required
 def site_show(site_id):
-    site = scoped_site(site_id)
+    site = scoped_or_404(Site, site_id)
     form = SiteForm(formdata=None, obj=site)
     return render("chat/site.html", site=site, form=form,
                   action=url_for("chat.site_update", site_id=site.id))
@@ -256,7 +243,7 @@ def site_show(site_id):
 @bp.post("/sites/<int:site_id>")
 @owner_required
 def site_update(site_id):
-    site = scoped_site(site_id)
+    site = scoped_or_404(Site, site_id)
     return _save_site(site, SiteForm(), "chat/site.html", "chat/_site_form.html", site=site,
                       action=url_for("chat.site_update", site_id=site.id))
 

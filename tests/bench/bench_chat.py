@@ -61,7 +61,8 @@ CSRF_META = re.compile(r'"X-CSRFToken":\s*"([^"]+)"')
 CSRF_INPUT = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 COOKIE = "lumnar_session"
 KEY = fill_chat.SITE_KEY
-ENV = {"LUMNAR_SECRET_KEY": fill_chat.SECRET_KEY, "LUMNAR_RATELIMIT": "0", "LUMNAR_ENV": "production"}
+ENV = {"LUMNAR_SECRET_KEY": fill_chat.SECRET_KEY, "LUMNAR_MASTER_KEYS": fill_chat.MASTER_KEYS,
+       "LUMNAR_RATELIMIT": "0", "LUMNAR_ENV": "production"}
 
 
 def log(msg: str) -> None:
@@ -99,7 +100,8 @@ def seed(data_dir: Path, visitors: int, extra_streams: int):
     from app.chat.models import ChatEvent, Conversation, Message, Site, Visitor
     from app.db import connection, database
 
-    app = create_app({"DATA_DIR": data_dir, "SECRET_KEY": fill_chat.SECRET_KEY})
+    app = create_app({"DATA_DIR": data_dir, "SECRET_KEY": fill_chat.SECRET_KEY,
+                      "MASTER_KEYS": fill_chat.MASTER_KEYS})
     loaders, extra = [], []
     with app.app_context(), connection():
         with database.atomic():
@@ -377,7 +379,7 @@ def new_pools(port):
 
 
 async def floor_memory(port, pid, counts, deadline):
-    per = {}
+    per, rates = {}, {}
     warm = [hc.SSEStream(port, "/sse/idle") for _ in range(100)]
     await hc.open_streams(warm)
     await hc.close_streams(warm)
@@ -387,14 +389,16 @@ async def floor_memory(port, pid, counts, deadline):
     streams = []
     for n in counts:
         more = [hc.SSEStream(port, "/sse/idle") for _ in range(n - len(streams))]
+        t0 = time.perf_counter()
         opened = await hc.open_streams(more, deadline=deadline)
+        rates[n] = sum(1 for s in more if s.task is not None) / (time.perf_counter() - t0)
         streams += more
         await asyncio.to_thread(settle, pid)
         n_open = sum(1 for s in streams if s.task is not None)
         per[n] = ((rss_kb(pid) - base) / max(1, n_open), n_open)
         log(f"floor: {n} idle streams {opened}, {per[n][0]:.1f} KB each")
     await hc.close_streams(streams)
-    return per
+    return per, rates
 
 
 async def floor_insert(port, rate, seconds, conns=16, max_seconds=3.0):
@@ -464,7 +468,7 @@ async def page_times(port, path, headers, requests, seconds):
 
 async def floor_phase(port, pid, p):
     f = {}
-    f["memory"] = await floor_memory(port, pid, p["streams"], p["open_deadline"])
+    f["memory"], f["open_rate"] = await floor_memory(port, pid, p["streams"], p["open_deadline"])
     await asyncio.to_thread(settle, pid)
     f["insert_lat"], f["insert_max"] = await floor_insert(port, p["rate"], p["floor_seconds"])
     log(f"floor insert: p50 {percentile(f['insert_lat'], .5):.2f} ms, p99 "
@@ -563,15 +567,18 @@ async def lumnar_phase(port, pid, p, loaders, extra_paths, t_start):
     visitor_streams = [make_stream(port, ld["path"], ld["conversation"], tracker) for ld in loaders]
     t0 = time.perf_counter()
     opened = await hc.open_streams(visitor_streams, deadline=p["open_deadline"])
+    n_open = sum(1 for s in visitor_streams if s.task is not None)
+    r["open_rate"] = {p["streams"][0]: n_open / (time.perf_counter() - t0)}
     log(f"opened in {time.perf_counter() - t0:.1f} s; settling")
     await asyncio.to_thread(settle, pid)
-    n_open = sum(1 for s in visitor_streams if s.task is not None)
     r["memory"] = {p["streams"][0]: ((rss_kb(pid) - base) / max(1, n_open), n_open)}
     log(f"{len(visitor_streams)} visitor streams {opened}: {r['memory'][p['streams'][0]][0]:.1f} KB each "
         f"(server threads {threads(pid)})")
     n_extra = p["streams"][1] - len(visitor_streams)
     extra = [make_stream(port, path, None, tracker) for path in extra_paths[:min(n_extra, len(extra_paths) - 100)]]
+    t0 = time.perf_counter()
     opened = await hc.open_streams(extra, deadline=p["open_deadline"])
+    r["open_rate"][p["streams"][1]] = sum(1 for s in extra if s.task is not None) / (time.perf_counter() - t0)
     await asyncio.to_thread(settle, pid)
     n_all = sum(1 for s in visitor_streams + extra if s.task is not None)
     r["memory"][p["streams"][1]] = ((rss_kb(pid) - base) / max(1, n_all), n_all)
@@ -736,8 +743,15 @@ def report(p, f, r, quick):
         opened = "" if n_ours == n_floor == n else f" (opened: Lumnar {n_ours:,}, floor {n_floor:,})"
         rows.append((f"RSS per idle stream at {n:,} streams{opened}", ours, floor, "KB",
                      goal(ours <= 40, "≤ 40 KB")))
-    table("3. Server memory per idle stream (uvicorn VmRSS after − before, ÷ N). "
-          "Floor: idle sse-starlette stream.", rows)
+    first = True
+    for n in p["streams"]:
+        rows.append((f"streams opened per second, {'first' if first else 'next'} "
+                     f"{n if first else n - p['streams'][0]:,} (100 handshakes at a time)",
+                     r["open_rate"][n], f["open_rate"][n], "/s", ""))
+        first = False
+    table("3. Server memory per idle stream (uvicorn VmRSS after − before, ÷ N streams actually "
+          f"open; the rest were given up after {p['open_deadline']} s). Floor: idle sse-starlette "
+          "stream.", rows)
 
     rows = [
         ("inbox first page p50", percentile(r["inbox"], .5), percentile(f["page"], .5), "ms", ""),

@@ -33,6 +33,7 @@ MESSAGES = 1_000_000
 
 # What the benchmark needs to know about the filled database.
 SECRET_KEY = "lumnar-bench-secret-key-not-for-production"
+MASTER_KEYS = "g1V9mRrUBpfXCwtsKsCth45N54keXs5eMImSos5SWi0="  # a Fernet key, for the bench only
 EMAIL = "agent@bench.example"
 PASSWORD = "bench-password-4711"
 SITE_KEY = "site_bench0000000000"
@@ -78,7 +79,8 @@ def _ts(dt: datetime) -> str:
 
 
 def migrated_schema(folder: Path) -> str:
-    env = {**os.environ, "LUMNAR_DATA_DIR": str(folder), "LUMNAR_SECRET_KEY": SECRET_KEY}
+    env = {**os.environ, "LUMNAR_DATA_DIR": str(folder), "LUMNAR_SECRET_KEY": SECRET_KEY,
+           "LUMNAR_MASTER_KEYS": MASTER_KEYS}
     subprocess.run([str(BIN / "flask"), "--app", "app", "migrate"], cwd=ROOT, env=env,
                    check=True, capture_output=True)
     with sqlite3.connect(folder / "lumnar.db") as db:
@@ -117,7 +119,8 @@ def _base_rows(path: Path, at: datetime) -> None:
     from app.db import connection, database
     from app.models import Membership, User, Workspace
 
-    app = create_app({"DATA_DIR": path.parent, "DATABASE": str(path), "SECRET_KEY": SECRET_KEY})
+    app = create_app({"DATA_DIR": path.parent, "DATABASE": str(path), "SECRET_KEY": SECRET_KEY,
+                      "MASTER_KEYS": MASTER_KEYS})
     with app.app_context(), connection(), database.atomic():
         user = User.create(name="Bea Bench", email=EMAIL, email_verified_at=at, created_at=at,
                            password_hash=passwords.hash_password(PASSWORD))

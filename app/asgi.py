@@ -56,7 +56,8 @@ def build(flask_app=None) -> Starlette:
     flask_app = flask_app or create_app()
     logging.getLogger("uvicorn.access").addFilter(QueryStringFilter())
     cookie_name = flask_app.config["SESSION_COOKIE_NAME"]
-    hub = live.Hub(flask_app.config["DATABASE"], streams.fetch_after, streams.max_event_id)
+    hub = live.Hub(flask_app.config["DATABASE"], streams.fetch_after, streams.max_event_id,
+                   presence=streams.write_presence)
 
     def sse(events):
         return EventSourceResponse(events, ping=streams.HEARTBEAT_SECONDS, send_timeout=10,
@@ -73,7 +74,7 @@ def build(flask_app=None) -> Starlette:
             again = session_user(flask_app, cookie)
             return again is not None and again[1].workspace_id == membership.workspace_id
 
-        presence = streams.Presences("agent", membership.workspace_id, user.id)
+        presence = ("agent", membership.workspace_id, user.id)
         return sse(streams.follow(flask_app, hub, "agent", streams.agent_render,
                                   streams.parse_after(request), presence,
                                   heartbeat=streams.status_heartbeat(flask_app),
@@ -90,7 +91,7 @@ def build(flask_app=None) -> Starlette:
         if scope is None:
             return PlainTextResponse("This chat link is not valid any more.", status_code=403)
         workspace_id, conversation_id = scope
-        presence = streams.Presences("visitor", workspace_id, conversation_id)
+        presence = ("visitor", workspace_id, conversation_id)
         return sse(streams.follow(flask_app, hub, "visitor", streams.visitor_render,
                                   streams.parse_after(request), presence,
                                   allowed=lambda: check() is not None,

@@ -5,8 +5,21 @@ from contextlib import contextmanager
 from flask import request
 from peewee import SqliteDatabase
 
+
+class LumnarDatabase(SqliteDatabase):
+    """Write transactions start with BEGIN IMMEDIATE.
+
+    A deferred transaction that reads first and writes later (an FTS5 trigger reads its
+    config before the insert lands) cannot upgrade to a writer once another connection has
+    committed: SQLite answers "database is locked" at once, without waiting busy_timeout.
+    Taking the write lock at BEGIN makes it wait its turn instead."""
+
+    def atomic(self, lock_type="IMMEDIATE"):
+        return super().atomic(lock_type)
+
+
 # Deferred: the path is only known once the factory has read the configuration.
-database = SqliteDatabase(None)
+database = LumnarDatabase(None)
 
 PRAGMAS = {
     "journal_mode": "wal",

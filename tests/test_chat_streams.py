@@ -48,7 +48,8 @@ class running_hub:
     """A started Hub, installed as this process's dispatcher, stopped on exit."""
 
     def __init__(self, app):
-        self.hub = live.Hub(app.config["DATABASE"], streams.fetch_after, streams.max_event_id)
+        self.hub = live.Hub(app.config["DATABASE"], streams.fetch_after, streams.max_event_id,
+                            presence=streams.write_presence)
 
     async def __aenter__(self):
         await self.hub.start()
@@ -224,7 +225,7 @@ def test_visitor_stream_replays_then_follows_without_gaps_or_repeats(app, ws, si
 
     async def scenario():
         async with running_hub(app) as hub:
-            presence = streams.Presences(Presence.VISITOR, ws, conv.id)
+            presence = (Presence.VISITOR, ws, conv.id)
             events = streams.follow(app, hub, audience="visitor",
                                     render_fn=streams.visitor_render, after=first,
                                     presence=presence, conversation_id=conv.id)

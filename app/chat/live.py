@@ -9,13 +9,18 @@ LISTEN/NOTIFY.)
 """
 
 import asyncio
+import secrets
 import sqlite3
 import threading
+import time
 from collections import OrderedDict, defaultdict
 
 import anyio
 
-WATCH_INTERVAL = 0.01  # seconds between data_version checks
+WATCH_INTERVAL = 0.01  # seconds between data_version checks while chats are active
+IDLE_INTERVAL = 0.1  # ... and once nothing has changed for IDLE_AFTER seconds
+IDLE_AFTER = 5.0
+PRESENCE_EVERY = 15.0  # seconds between refreshes of this process's presence rows
 QUEUE_LIMIT = 2000  # a stream this far behind is dropped; its browser reconnects and replays
 RENDER_CACHE = 512  # recent (audience, event id) renderings shared by every stream
 
@@ -41,10 +46,15 @@ class Subscriber:
 
 
 class Hub:
-    def __init__(self, database_path: str, fetch_after, max_id):
+    def __init__(self, database_path: str, fetch_after, max_id, presence=None):
         self.database_path = database_path
         self.fetch_after = fetch_after  # (last_id) -> list of event rows, in a thread
         self.max_id = max_id
+        # (process_id, keys to write, keys to delete) -> None, in a thread; see arrive().
+        self.presence = presence
+        self.process_id = secrets.token_hex(8)
+        self.present = {}  # (kind, workspace_id, subject_id) -> open streams in this process
+        self.presence_task = None
         self.by_workspace = defaultdict(set)
         self.by_conversation = defaultdict(set)
         self.last_id = 0
@@ -86,6 +96,31 @@ class Hub:
     def subscriber_count(self) -> int:
         return sum(map(len, self.by_workspace.values())) + sum(map(len, self.by_conversation.values()))
 
+    # -- presence: who is here, shared with other processes through the database -------------
+    # One row per (process, kind, workspace, subject), written when the first stream for it
+    # opens and deleted when the last one closes, all of them refreshed together in one
+    # transaction every PRESENCE_EVERY seconds: a few writes, however many streams are open.
+    async def arrive(self, key) -> None:
+        count = self.present.get(key, 0)
+        self.present[key] = count + 1
+        if count == 0 and self.presence is not None:
+            await anyio.to_thread.run_sync(self.presence, self.process_id, [key], [])
+
+    async def leave(self, key) -> None:
+        count = self.present.get(key, 0) - 1
+        if count > 0:
+            self.present[key] = count
+            return
+        self.present.pop(key, None)
+        if self.presence is not None:
+            await anyio.to_thread.run_sync(self.presence, self.process_id, [], [key])
+
+    async def refresh_presence(self) -> None:
+        while True:
+            await asyncio.sleep(PRESENCE_EVERY)
+            if self.present and self.presence is not None:
+                await anyio.to_thread.run_sync(self.presence, self.process_id, list(self.present), [])
+
     # -- the loop ------------------------------------------------------------------------------
     def wake_threadsafe(self) -> None:
         if self.loop is not None and self.wake is not None:
@@ -99,8 +134,13 @@ class Hub:
         self.wake = asyncio.Event()
         self.last_id = await anyio.to_thread.run_sync(self.max_id)
         self.task = asyncio.create_task(self.run(), name="chat-dispatcher")
+        self.presence_task = asyncio.create_task(self.refresh_presence(), name="chat-presence")
 
     async def stop(self) -> None:
+        if self.presence_task is not None:
+            self.presence_task.cancel()
+            if self.present and self.presence is not None:
+                await anyio.to_thread.run_sync(self.presence, self.process_id, [], list(self.present))
         if self.task is not None:
             # Python 3.11's wait_for() drops a cancellation that lands as the wake event
             # fires (a notify() during shutdown): cancel again until the task has ended.
@@ -117,9 +157,11 @@ class Hub:
                                 check_same_thread=False, isolation_level=None)
         try:
             version = watch.execute("PRAGMA data_version").fetchone()[0]
+            last_change = time.monotonic()
             while True:
+                idle = time.monotonic() - last_change > IDLE_AFTER
                 try:
-                    await asyncio.wait_for(self.wake.wait(), WATCH_INTERVAL)
+                    await asyncio.wait_for(self.wake.wait(), IDLE_INTERVAL if idle else WATCH_INTERVAL)
                     woken = True
                 except TimeoutError:
                     woken = False
@@ -128,6 +170,7 @@ class Hub:
                 if not woken and current == version:
                     continue
                 version = current
+                last_change = time.monotonic()
                 await self.dispatch()
         finally:
             watch.close()

@@ -7,7 +7,6 @@ nothing lost, nothing twice.
 """
 
 import asyncio
-import secrets
 import time
 from datetime import datetime, timezone
 
@@ -17,7 +16,7 @@ from sse_starlette import ServerSentEvent
 
 from app.chat import render
 from app.chat.models import ChatEvent, Presence
-from app.db import connection
+from app.db import connection, database
 from app.models import utcnow
 
 HEARTBEAT_SECONDS = 15
@@ -57,25 +56,21 @@ def parse_after(request) -> int:
         return 0
 
 
-class Presences:
-    """Marks a stream as open in the database so every process knows who is here."""
-
-    def __init__(self, kind, workspace_id, subject_id):
-        self.values = dict(kind=kind, workspace_id=workspace_id, subject_id=subject_id,
-                           stream_id=secrets.token_hex(16))
-
-    def beat(self):
-        with connection():
-            (Presence.insert(**self.values, seen_at=utcnow())
-             .on_conflict(conflict_target=[Presence.stream_id], update={Presence.seen_at: utcnow()})
+def write_presence(process_id: str, keys, gone) -> None:
+    """Upsert this process's presence rows for `keys` and delete those for `gone`, in one
+    short transaction (the hub calls it; see live.Hub.arrive)."""
+    now = utcnow()
+    with connection(), database.atomic():
+        for kind, workspace_id, subject_id in keys:
+            (Presence.insert(kind=kind, workspace_id=workspace_id, subject_id=subject_id,
+                             stream_id=f"{process_id}:{kind}:{workspace_id}:{subject_id}", seen_at=now)
+             .on_conflict(conflict_target=[Presence.stream_id], update={Presence.seen_at: now})
              .execute())
-
-    def leave(self):
-        with connection():
-            Presence.delete().where(Presence.stream_id == self.values["stream_id"]).execute()
+        for kind, workspace_id, subject_id in gone:
+            Presence.delete().where(Presence.stream_id == f"{process_id}:{kind}:{workspace_id}:{subject_id}").execute()
 
 
-async def follow(flask_app, hub, audience: str, render_fn, after: int, presence: Presences,
+async def follow(flask_app, hub, audience: str, render_fn, after: int, presence: tuple,
                  heartbeat=None, allowed=None, workspace_id=None, conversation_id=None):
     """Replay, then follow the dispatcher.
 
@@ -93,8 +88,8 @@ async def follow(flask_app, hub, audience: str, render_fn, after: int, presence:
         return ServerSentEvent(data=html, event="update", id=str(row.id)) if html else None
 
     sub = hub.subscribe(workspace_id=workspace_id, conversation_id=conversation_id)
+    await hub.arrive(presence)
     try:
-        await anyio.to_thread.run_sync(presence.beat)
         if heartbeat is not None:
             yield ServerSentEvent(data=await anyio.to_thread.run_sync(heartbeat), event="status")
         # Subscribed before the replay query, so nothing falls between the two; replayed in
@@ -114,7 +109,6 @@ async def follow(flask_app, hub, audience: str, render_fn, after: int, presence:
             except TimeoutError:
                 if allowed is not None and not await anyio.to_thread.run_sync(allowed):
                     return
-                await anyio.to_thread.run_sync(presence.beat)
                 if heartbeat is not None:
                     yield ServerSentEvent(data=await anyio.to_thread.run_sync(heartbeat), event="status")
                 next_beat = time.monotonic() + HEARTBEAT_SECONDS
@@ -129,7 +123,7 @@ async def follow(flask_app, hub, audience: str, render_fn, after: int, presence:
     finally:
         hub.unsubscribe(sub)
         with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(presence.leave)
+            await hub.leave(presence)
 
 
 class render_context:

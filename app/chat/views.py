@@ -104,8 +104,10 @@ def conversation_reply(conversation_id):
                       **conversation_context(conv, reply_form=form))
     if not request.htmx:
         return redirect(url_for("chat.conversation_show", conversation_id=conv.id), code=303)
-    # The reply itself arrives through the stream, like everyone else's; here only a fresh form.
-    return render("chat/conversation.html", "chat/_reply_form.html", **conversation_context(conv))
+    # The reply itself arrives through the stream, like everyone else's; here only a fresh
+    # form, without loading the conversation again (replying is the agent's hot path).
+    return render("chat/_reply_form.html", conversation=conv, reply_form=ReplyForm(formdata=None),
+                  saved=list(service.saved_replies(conv.workspace_id)))
 
 
 @bp.post("/conversations/<int:conversation_id>/typing")

@@ -11,6 +11,7 @@ import anyio
 from a2wsgi import WSGIMiddleware
 from sse_starlette import EventSourceResponse
 from starlette.applications import Starlette
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.responses import PlainTextResponse
 from starlette.routing import Mount, Route
 
@@ -50,6 +51,27 @@ def session_user(flask_app, cookie: str | None):
             return None
         membership = sessions.current_membership(row.user, data.get("ws"))
     return (row.user, membership) if membership else None
+
+
+class StaticGZip:
+    """Compresses what holds no secret: our static files, the widget loader and the widget's
+    frame page (the widget's first open is the bytes budget that matters). Pages with CSRF
+    tokens or chat text stay uncompressed, so response sizes cannot leak them (BREACH)."""
+
+    def __init__(self, app):
+        self.app = app
+        self.gzip = GZipMiddleware(app, minimum_size=500)
+
+    @staticmethod
+    def wanted(path: str) -> bool:
+        return (path.startswith("/static/") or path == "/widget.js"
+                or (path.startswith("/widget/") and path.count("/") == 2))
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and self.wanted(scope["path"]):
+            await self.gzip(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
 
 
 def build(flask_app=None) -> Starlette:
@@ -110,7 +132,7 @@ def build(flask_app=None) -> Starlette:
     routes = [
         Route("/sse/dashboard", dashboard_stream),
         Route("/sse/visitor", visitor_stream),
-        Mount("/", WSGIMiddleware(flask_app)),
+        Mount("/", StaticGZip(WSGIMiddleware(flask_app))),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.flask_app = flask_app

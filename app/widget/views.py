@@ -210,9 +210,9 @@ def profile_update(site_key):
     visitor = load_visitor(site)
     form = WidgetProfileForm()
     if not form.validate():
-        return render("widget/_profile.html", status=422, **chat_context(site, visitor, profile_form=form))
+        return render("widget/_profile.html", status=422, site=site, profile_form=form)
     service.update_visitor(visitor, form.name.data or "", form.email.data)
-    return render("widget/_profile.html", saved=True, **chat_context(site, visitor))
+    return render("widget/_profile.html", saved=True, site=site, profile_form=form)
 
 
 @bp.post("/widget/<site_key>/transcript")
@@ -224,7 +224,8 @@ def transcript(site_key):
     if conv is None:
         abort(Response("There is no conversation to send yet.", status=409, mimetype="text/plain"))
     if not visitor.email:
-        return render("widget/_profile.html", status=422, need_email=True, **chat_context(site, visitor))
+        return render("widget/_profile.html", status=422, need_email=True, site=site,
+                      profile_form=WidgetProfileForm(formdata=None, name=visitor.name))
     messages = list(Message.select().where(Message.conversation == conv).order_by(Message.id))
     mail.send(visitor.email, "transcript", f"Your conversation with {site.name}",
               site=site, messages=messages)

@@ -161,12 +161,11 @@ def _count_visitor_message(site: Site) -> bool:
     """Count one more visitor message this month; True when it goes past the plan's limit.
     Runs inside the message's transaction, so the count and the message agree."""
     month = utcnow().strftime("%Y-%m")
-    (SiteUsage.insert(site=site, month=month, visitor_messages=1)
-     .on_conflict(conflict_target=[SiteUsage.site, SiteUsage.month],
-                  update={SiteUsage.visitor_messages: SiteUsage.visitor_messages + 1})
-     .execute())
-    used = (SiteUsage.select(SiteUsage.visitor_messages)
-            .where((SiteUsage.site == site) & (SiteUsage.month == month)).scalar())
+    cursor = (SiteUsage.insert(site=site, month=month, visitor_messages=1)
+              .on_conflict(conflict_target=[SiteUsage.site, SiteUsage.month],
+                           update={SiteUsage.visitor_messages: SiteUsage.visitor_messages + 1})
+              .returning(SiteUsage.visitor_messages).tuples().execute())
+    (used,) = next(iter(cursor))
     return used > site.monthly_message_limit
 
 
@@ -210,7 +209,9 @@ def post_visitor_message(site: Site, visitor: Visitor, body: str, upload=None,
             status=Conversation.OPEN,
             over_limit=Conversation.over_limit | over,
         ).where(Conversation.id == conversation.id).execute()
-        Visitor.update(last_seen_at=utcnow()).where(Visitor.id == visitor.id).execute()
+        if visitor.last_seen_at < message.created_at - timedelta(minutes=1):
+            # Minute precision is all "last seen" needs; it spares a write per message.
+            Visitor.update(last_seen_at=message.created_at).where(Visitor.id == visitor.id).execute()
         if conversation.status != Conversation.OPEN:
             ChatEvent.create(workspace_id=conversation.workspace_id,
                              conversation_id=conversation.id, kind=ChatEvent.STATUS)

@@ -21,7 +21,7 @@ from app.accounts.service import AccountError
 from app.accounts.sessions import login_required, owner_required
 from app.extensions import limiter
 from app.models import Invitation, Membership
-from app.rendering import render
+from app.rendering import render, wants_fragment
 
 bp = Blueprint("accounts", __name__)
 
@@ -178,24 +178,32 @@ def reset(token):
 # --- settings (profile, password, e-mail) ------------------------------------------------------
 
 
-def settings_forms(**replace):
+def settings_answer(section: str, form, error: AccountError | None = None, status=200, **flags):
+    """The settings page after a post to one of its sections: just that section's partial for
+    htmx, or the whole page (the other forms and the session list built only then).
+    `done=section` marks which section succeeded, so only that one says so."""
     from app.models import UserSession
 
-    forms = {
-        "user_sessions": list(UserSession.select().where(UserSession.user == g.user)
-                              .order_by(UserSession.last_seen_at.desc())),
-        "profile_form": ProfileForm(name=g.user.name, formdata=None),
-        "password_form": PasswordChangeForm(formdata=None),
-        "email_form": EmailChangeForm(formdata=None),
-    }
-    forms.update(replace)
-    return forms
+    fragment = f"accounts/_{section}_form.html"
+    context = dict(flags)
+    if not wants_fragment():
+        context.update({
+            "user_sessions": list(UserSession.select().where(UserSession.user == g.user)
+                                  .order_by(UserSession.last_seen_at.desc())),
+            "profile_form": ProfileForm(name=g.user.name, formdata=None),
+            "password_form": PasswordChangeForm(formdata=None),
+            "email_form": EmailChangeForm(formdata=None),
+            f"{section}_form": form,
+        })
+    if error is not None or status == 422:
+        return form_failed("accounts/settings.html", fragment, form, error, **context)
+    return render("accounts/settings.html", fragment, status=status, form=form, **context)
 
 
 @bp.get("/dashboard/settings")
 @login_required
 def settings():
-    return render("accounts/settings.html", **settings_forms())
+    return settings_answer("profile", ProfileForm(name=g.user.name, formdata=None))
 
 
 @bp.post("/dashboard/settings/name")
@@ -203,42 +211,36 @@ def settings():
 def name_update():
     form = ProfileForm()
     if not form.validate_on_submit():
-        return form_failed("accounts/settings.html", "accounts/_profile_form.html", form,
-                           **settings_forms(profile_form=form))
+        return settings_answer("profile", form, status=422)
     service.change_name(g.user, form.name.data)
-    return render("accounts/settings.html", "accounts/_profile_form.html", form=form, saved=True,
-                  **settings_forms(profile_form=form))
+    return settings_answer("profile", form, done="profile")
 
 
 @bp.post("/dashboard/settings/password")
 @login_required
 def password_update():
     form = PasswordChangeForm()
-    page, fragment = "accounts/settings.html", "accounts/_password_form.html"
     if not form.validate_on_submit():
-        return form_failed(page, fragment, form, **settings_forms(password_form=form))
+        return settings_answer("password", form, status=422)
     try:
         service.change_password(g.user, form.current_password.data, form.new_password.data)
     except AccountError as err:
-        return form_failed(page, fragment, form, err, **settings_forms(password_form=form))
-    fresh = PasswordChangeForm(formdata=None)
-    return render(page, fragment, form=fresh, saved=True, **settings_forms(password_form=fresh))
+        return settings_answer("password", form, err)
+    return settings_answer("password", PasswordChangeForm(formdata=None), done="password")
 
 
 @bp.post("/dashboard/settings/email")
 @login_required
 def email_update():
     form = EmailChangeForm()
-    page, fragment = "accounts/settings.html", "accounts/_email_form.html"
     if not form.validate_on_submit():
-        return form_failed(page, fragment, form, **settings_forms(email_form=form))
+        return settings_answer("email", form, status=422)
     try:
         service.request_email_change(g.user, form.new_email.data, form.current_password.data)
     except AccountError as err:
-        return form_failed(page, fragment, form, err, **settings_forms(email_form=form))
-    fresh = EmailChangeForm(formdata=None)
-    return render(page, fragment, form=fresh, sent_to=form.new_email.data,
-                  **settings_forms(email_form=fresh))
+        return settings_answer("email", form, err)
+    return settings_answer("email", EmailChangeForm(formdata=None), done="email",
+                           sent_to=form.new_email.data)
 
 
 @bp.post("/dashboard/settings/sessions/<int:session_id>/end")

@@ -6,7 +6,7 @@ few and plain. Each step here is a function of the database; steps that add colu
 tables from the current models in step 1).
 """
 
-from peewee import CharField, DateTimeField, IntegerField, Model
+from peewee import BooleanField, CharField, DateTimeField, IntegerField, Model
 from playhouse.migrate import SqliteMigrator, migrate
 
 from app.db import database
@@ -62,12 +62,22 @@ def _0005_vault(db):
     db.create_tables(AUTOMATION_MODELS, safe=True)
 
 
+def _0006_automations(db):
+    from app.automations.models import AuditEntry, Automation, AutomationRun
+
+    add_columns("workspace", timezone=CharField(max_length=64, default="UTC"),
+                run_log_days=IntegerField(default=14),
+                automations_paused=BooleanField(default=False))
+    db.create_tables([Automation, AutomationRun, AuditEntry], safe=True)
+
+
 STEPS = [
     (1, "initial", _0001_initial),
     (2, "live_chat", _0002_live_chat),
     (3, "site_usage", _0003_site_usage),
     (4, "unread_index", _0004_unread_index),
     (5, "vault", _0005_vault),
+    (6, "automations", _0006_automations),
 ]
 
 

@@ -79,6 +79,11 @@ class LoginThrottle(BaseModel):
 class Workspace(BaseModel):
     name = CharField(max_length=120)
     created_at = DateTimeField(default=utcnow)
+    # Automations: schedules are read in this IANA time zone; run logs are kept this long;
+    # `automations_paused` is "pause all" (the restriction right reuses it).
+    timezone = CharField(max_length=64, default="UTC")
+    run_log_days = IntegerField(default=14)
+    automations_paused = BooleanField(default=False)
 
     def members(self):
         return (

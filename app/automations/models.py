@@ -1,8 +1,17 @@
-"""Automation records: the vault's keys and the credentials they protect."""
+"""Automation records: the vault's keys, the credentials they protect, automations, their
+runs, and the audit log of staff access."""
 
-from peewee import BlobField, CharField, DateTimeField, ForeignKeyField
+from peewee import (
+    BlobField,
+    BooleanField,
+    CharField,
+    DateTimeField,
+    ForeignKeyField,
+    IntegerField,
+    TextField,
+)
 
-from app.models import BaseModel, Workspace, utcnow
+from app.models import BaseModel, User, Workspace, utcnow
 
 
 class VaultCheck(BaseModel):
@@ -54,4 +63,75 @@ class Credential(BaseModel):
         return f"••••{self.hint}" if self.hint else "••••"
 
 
-AUTOMATION_MODELS = [VaultCheck, WorkspaceKey, Credential]
+
+class Automation(BaseModel):
+    """One tailored flow set up for a workspace: which registry flow, its configuration,
+    its trigger, and the credentials it may use (by id, inside `config`)."""
+
+    SCHEDULE, CHAT, WEBHOOK, MANUAL = "schedule", "chat", "webhook", "manual"
+    TRIGGERS = {SCHEDULE: "Schedule", CHAT: "Chat event", WEBHOOK: "Inbound webhook",
+                MANUAL: "Run now only"}
+    CHAT_EVENTS = {
+        "conversation_started": "Conversation started",
+        "message_received": "Message received",
+        "visitor_left_email": "Visitor left an e-mail",
+        "conversation_resolved": "Conversation resolved",
+    }
+
+    workspace = ForeignKeyField(Workspace, backref="automations", on_delete="CASCADE")
+    name = CharField(max_length=120)
+    flow = CharField(max_length=60)  # registry name, e.g. "http_request"
+    config = TextField(default="{}")  # JSON, validated against the flow's schema
+    trigger = CharField(max_length=16, default=MANUAL)
+    cron = CharField(max_length=120, default="")  # when trigger == schedule
+    chat_event = CharField(max_length=40, default="")  # when trigger == chat
+    webhook_secret = CharField(max_length=64, default="")  # inbound webhook URL token
+    max_attempts = IntegerField(default=3)
+    paused = BooleanField(default=False)
+    # The next scheduled slot (UTC), kept so the minute ticker finds due rows by index.
+    next_run_at = DateTimeField(null=True, index=True)
+    last_failure_mail_at = DateTimeField(null=True)
+    created_at = DateTimeField(default=utcnow)
+    updated_at = DateTimeField(default=utcnow)
+
+
+class AutomationRun(BaseModel):
+    QUEUED, RUNNING, SUCCEEDED, FAILED, RETRYING, SKIPPED = (
+        "queued", "running", "succeeded", "failed", "retrying", "skipped")
+
+    automation = ForeignKeyField(Automation, backref="runs", on_delete="CASCADE")
+    workspace = ForeignKeyField(Workspace, on_delete="CASCADE")  # scoping without a join
+    trigger = CharField(max_length=16)
+    # Scheduled runs carry their slot; UNIQUE(automation, slot) makes the ticker idempotent.
+    # NULL for other triggers (SQLite lets NULLs repeat in a unique index).
+    slot = DateTimeField(null=True)
+    payload = TextField(default="{}")  # trigger data (JSON)
+    dry_run = BooleanField(default=False)
+    status = CharField(max_length=16, default=QUEUED)
+    attempts = IntegerField(default=0)
+    created_at = DateTimeField(default=utcnow)
+    started_at = DateTimeField(null=True)
+    finished_at = DateTimeField(null=True)
+    duration_ms = IntegerField(null=True)
+    log = TextField(default="")  # redacted, at most 64 KB
+    error = CharField(max_length=500, default="")
+
+    class Meta:
+        table_name = "automation_run"
+        indexes = ((("automation", "slot"), True), (("workspace", "created_at"), False))
+
+
+class AuditEntry(BaseModel):
+    """A Lumnar staff member looked at or changed a customer's data. The customer sees these."""
+
+    workspace = ForeignKeyField(Workspace, backref="audit_entries", on_delete="CASCADE")
+    staff = ForeignKeyField(User, null=True, on_delete="SET NULL")
+    staff_email = CharField(max_length=254)  # kept if the staff account goes
+    action = CharField(max_length=200)
+    created_at = DateTimeField(default=utcnow, index=True)
+
+    class Meta:
+        table_name = "audit_entry"
+
+
+AUTOMATION_MODELS = [VaultCheck, WorkspaceKey, Credential, Automation, AutomationRun, AuditEntry]

@@ -6,8 +6,7 @@ few and plain. Each step here is a function of the database; steps that add colu
 tables from the current models in step 1).
 """
 
-from peewee import BooleanField, CharField, DateTimeField, IntegerField, Model
-from playhouse.migrate import SqliteMigrator, migrate
+from peewee import CharField, DateTimeField, IntegerField, Model
 
 from app.db import database
 from app.models import MODELS, utcnow
@@ -23,12 +22,16 @@ class SchemaVersion(Model):
         table_name = "schema_version"
 
 
-def add_columns(table, **fields):
+def add_columns(table, **columns):
+    """Add each column (given as its SQL definition) unless the table already has it.
+
+    Plain ALTER TABLE ADD COLUMN: SQLite adds a NOT NULL column with a constant default in
+    place. (playhouse's add_column rebuilds the table for NOT NULL, which fails with
+    "database table is locked" on a table other rows reference.)"""
     present = {c.name for c in database.get_columns(table)}
-    migrator = SqliteMigrator(database)
-    ops = [migrator.add_column(table, name, f) for name, f in fields.items() if name not in present]
-    if ops:
-        migrate(*ops)
+    for name, definition in columns.items():
+        if name not in present:
+            database.execute_sql(f'ALTER TABLE "{table}" ADD COLUMN "{name}" {definition}')
 
 
 def _0001_initial(db):
@@ -65,9 +68,9 @@ def _0005_vault(db):
 def _0006_automations(db):
     from app.automations.models import AuditEntry, Automation, AutomationRun
 
-    add_columns("workspace", timezone=CharField(max_length=64, default="UTC"),
-                run_log_days=IntegerField(default=14),
-                automations_paused=BooleanField(default=False))
+    add_columns("workspace", timezone="VARCHAR(64) NOT NULL DEFAULT 'UTC'",
+                run_log_days="INTEGER NOT NULL DEFAULT 14",
+                automations_paused="INTEGER NOT NULL DEFAULT 0")
     db.create_tables([Automation, AutomationRun, AuditEntry], safe=True)
 
 

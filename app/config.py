@@ -18,6 +18,7 @@ ENV_VARS = {
     "LUMNAR_SMTP_URL": ("(empty: mail stays in the outbox)", "`smtp://user:pass@host:port`, `smtp+starttls://…` or `smtps://…`."),
     "LUMNAR_MAIL_FROM": ("Lumnar <no-reply@lumnar.localhost>", "Sender of every e-mail."),
     "LUMNAR_MASTER_KEYS": ("generated into <data dir>/master_keys", "Fernet keys that protect stored credentials, comma-separated, newest first. Keep them outside the database and its backups."),
+    "LUMNAR_AUTOMATIONS_ALLOW_PRIVATE": ("0", "`1` lets automations reach private, loopback and link-local addresses (tests and local set-ups only)."),
     "LUMNAR_TRUST_PROXY": ("0", "Number of reverse proxies in front of the app whose X-Forwarded-* headers to trust."),
     "LUMNAR_RATELIMIT": ("1", "`0` turns per-IP rate limits off."),
     "LUMNAR_RATELIMIT_STORAGE": ("memory://", "flask-limiter storage URI (per process by default)."),
@@ -69,6 +70,8 @@ def load(overrides=None) -> dict:
         "SMTP_URL": _env("LUMNAR_SMTP_URL", ""),
         "MASTER_KEYS": _env("LUMNAR_MASTER_KEYS", ""),
         "MAIL_FROM": _env("LUMNAR_MAIL_FROM", "Lumnar <no-reply@lumnar.localhost>"),
+        # Automations may only reach public addresses unless this is on (SSRF guard).
+        "AUTOMATIONS_ALLOW_PRIVATE": _env("LUMNAR_AUTOMATIONS_ALLOW_PRIVATE", "0") not in ("0", "false", "no"),
         "TRUST_PROXY": int(_env("LUMNAR_TRUST_PROXY", "0")),
         "RATELIMIT_ENABLED": _env("LUMNAR_RATELIMIT", "1") != "0",
         "RATELIMIT_STORAGE_URI": _env("LUMNAR_RATELIMIT_STORAGE", "memory://"),

@@ -28,6 +28,7 @@ ENV_VARS = {
     "LUMNAR_LOCKOUT_MINUTES": ("15", "How long such a lock lasts."),
     "LUMNAR_MAX_BODY_BYTES": ("1048576", "Largest request body accepted (413 beyond)."),
     "PORT": ("5000", "Port the web process listens on (Procfile)."),
+    "LUMNAR_AUTOMATIONS_RETRY_BASE_SECONDS": ("30", "Wait before an automation's second try; each later try waits twice as long (with jitter)."),
 }
 
 
@@ -91,6 +92,7 @@ def load(overrides=None) -> dict:
         "WTF_CSRF_TIME_LIMIT": None,  # the token lives as long as the session that holds it
         "WTF_CSRF_SSL_STRICT": secure,
         "HUEY_IMMEDIATE": False,
+        "AUTOMATIONS_RETRY_BASE_SECONDS": float(_env("LUMNAR_AUTOMATIONS_RETRY_BASE_SECONDS", "30")),
         # argon2id cost: the library's recommendation (RFC 9106 low-memory profile).
         "ARGON2_TIME_COST": 3,
         "ARGON2_MEMORY_KIB": 65536,

@@ -51,6 +51,7 @@ def create_app(config=None) -> Flask:
     security.init_app(app)
 
     from app.accounts.views import bp as accounts_bp
+    from app.automations.hooks import bp as hooks_bp
     from app.automations.views import bp as automations_bp
     from app.chat.views import bp as chat_bp
     from app.dashboard.views import bp as dashboard_bp
@@ -62,6 +63,7 @@ def create_app(config=None) -> Flask:
     app.register_blueprint(accounts_bp)
     app.register_blueprint(chat_bp)
     app.register_blueprint(automations_bp)
+    app.register_blueprint(hooks_bp)
     app.register_blueprint(dashboard_bp)
     app.register_blueprint(widget_bp)
     if app.config["DEV_OUTBOX"]:

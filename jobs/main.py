@@ -10,5 +10,6 @@ from jobs import (  # noqa: F401
     huey,  # noqa: F401  (the consumer reads jobs.main.huey)
     mail,
 )
+from jobs.automations import tasks as automation_tasks  # noqa: F401
 
 app = create_app()

@@ -57,6 +57,7 @@ def create_app(config=None) -> Flask:
     from app.dashboard.views import bp as dashboard_bp
     from app.mail.views import bp as mail_bp
     from app.public.views import bp as public_bp
+    from app.staff.views import bp as staff_bp
     from app.widget.views import bp as widget_bp
 
     app.register_blueprint(public_bp)
@@ -66,6 +67,7 @@ def create_app(config=None) -> Flask:
     app.register_blueprint(hooks_bp)
     app.register_blueprint(dashboard_bp)
     app.register_blueprint(widget_bp)
+    app.register_blueprint(staff_bp)
     if app.config["DEV_OUTBOX"]:
         app.register_blueprint(mail_bp)
 

@@ -18,7 +18,7 @@ from starlette.routing import Mount, Route
 from app import create_app
 from app.accounts import sessions
 from app.chat import live, service, streams
-from app.db import connection
+from app.db import thread_connection
 
 SSE_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
 
@@ -45,7 +45,7 @@ def session_user(flask_app, cookie: str | None):
         data = serializer.loads(cookie, max_age=max_age)
     except Exception:  # bad signature, expired, or garbage: not logged in
         return None
-    with flask_app.app_context(), connection():
+    with flask_app.app_context(), thread_connection():
         row = sessions.session_row(data)
         if row is None:
             return None

@@ -1,4 +1,4 @@
-"""The one SQLite database: declared here, initialised by the factory, opened per request."""
+"""The one SQLite database: declared here, initialised by the factory, one connection per thread."""
 
 from contextlib import contextmanager
 
@@ -44,9 +44,24 @@ def init_app(app):
         database.connect(reuse_if_open=True)
 
     @app.teardown_request
-    def _close(exc):
-        if not database.is_closed():
+    def _release(exc):
+        # The connection stays open for the thread's next request: a fresh one re-reads the
+        # schema and starts with a cold page cache, which cost more than the queries of a
+        # chat message. Only a transaction left open by an error is undone.
+        if database.is_closed():
+            return
+        if database.in_transaction():
+            database.rollback()
+        if not app.config.get("DB_KEEP_OPEN", True):
             database.close()
+
+
+@contextmanager
+def thread_connection():
+    """For the streams' long-lived worker threads: the thread's connection, opened once and
+    kept, for the same reason requests keep theirs (schema and page cache stay warm)."""
+    database.connect(reuse_if_open=True)
+    yield database
 
 
 @contextmanager

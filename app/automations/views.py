@@ -1,14 +1,19 @@
-"""Dashboard: the workspace's credentials (write-only secrets, shown masked)."""
+"""Dashboard: the workspace's credentials (write-only secrets, shown masked), its automations
+with their runs and chart, and the access log of what Lumnar staff looked at."""
 
-from flask import Blueprint, url_for
+import json
+
+from flask import Blueprint, current_app, g, request, url_for
 from wtforms.validators import ValidationError
 
 from app.accounts.sessions import login_required, owner_required, scoped_or_404, workspace_id
 from app.accounts.views import go
-from app.automations import vault
+from app.automations import screens, service, vault
 from app.automations.forms import CredentialForm
-from app.automations.models import Credential
+from app.automations.models import Automation, AutomationRun, Credential
+from app.errors import RuleError
 from app.rendering import render
+from app.security import error_page
 
 bp = Blueprint("automations", __name__, url_prefix="/dashboard")
 
@@ -73,3 +78,137 @@ def credential_replace(credential_id):
 def credential_delete(credential_id):
     scoped_or_404(Credential, credential_id).delete_instance()
     return go(url_for("automations.credentials"))
+
+
+# --- automations ---------------------------------------------------------------------------------
+# Lumnar staff set automations up (app/staff); customers watch them, pause them and run them.
+
+
+def runs_per_day(ws_id, automation_id=None):
+    return screens.chart(service.runs_per_day(ws_id, days=30, automation_id=automation_id))
+
+
+def run_filters() -> dict:
+    """The runs table's filters from the query string; unknown values mean "any"."""
+    status = request.args.get("status", "")
+    trigger = request.args.get("trigger", "")
+    return {"status": status if status in screens.STATUSES else "",
+            "trigger": trigger if trigger in Automation.TRIGGERS else "",
+            "page": max(1, request.args.get("page", 1, type=int) or 1)}
+
+
+@bp.get("/automations")
+@login_required
+def automation_list():
+    ws = g.membership.workspace
+    return render("automations/list.html", "automations/_list.html", workspace=ws,
+                  rows=screens.automation_rows(ws), chart=runs_per_day(ws.id))
+
+
+@bp.post("/automations/pause-all")
+@owner_required
+def automations_pause_all():
+    service.pause_all(workspace_id())
+    return go(url_for("automations.automation_list"))
+
+
+@bp.post("/automations/resume-all")
+@owner_required
+def automations_resume_all():
+    service.resume_all(workspace_id())
+    return go(url_for("automations.automation_list"))
+
+
+@bp.get("/automations/<int:automation_id>")
+@login_required
+def automation_show(automation_id):
+    automation = scoped_or_404(Automation, automation_id)
+    ws = g.membership.workspace
+    runs, more = screens.runs_page(ws.id, automation_id=automation.id)
+    hook_url = (f"{current_app.config['BASE_URL']}/hooks/{automation.webhook_secret}"
+                if automation.trigger == Automation.WEBHOOK and automation.webhook_secret else "")
+    last = screens.last_runs([automation.id]).get(automation.id)
+    return render("automations/detail.html", workspace=ws, automation=automation,
+                  flow_title=screens.flow_title(automation.flow),
+                  state=screens.state(automation, ws, last),
+                  config=screens.config_items(automation, json.loads(automation.config or "{}")),
+                  runs=runs, more=more, hook_url=hook_url, triggers_all=Automation.TRIGGERS,
+                  chart=runs_per_day(ws.id, automation.id))
+
+
+@bp.post("/automations/<int:automation_id>/pause")
+@owner_required
+def automation_pause(automation_id):
+    service.pause(scoped_or_404(Automation, automation_id))
+    return go(url_for("automations.automation_show", automation_id=automation_id))
+
+
+@bp.post("/automations/<int:automation_id>/resume")
+@owner_required
+def automation_resume(automation_id):
+    service.resume(scoped_or_404(Automation, automation_id))
+    return go(url_for("automations.automation_show", automation_id=automation_id))
+
+
+@bp.post("/automations/<int:automation_id>/run")
+@owner_required
+def automation_run(automation_id):
+    try:
+        run = service.run_now(scoped_or_404(Automation, automation_id))
+    except RuleError as err:  # paused: nothing was queued
+        return error_page(err.status, "Not run", err.message)
+    return go(url_for("automations.run_show", run_id=run.id))
+
+
+@bp.get("/automations/runs")
+@login_required
+def run_list():
+    ws = g.membership.workspace
+    filters = run_filters()
+    automation = None
+    if request.args.get("automation", type=int):
+        automation = scoped_or_404(Automation, request.args.get("automation", type=int))
+    runs, more = screens.runs_page(ws.id, automation_id=automation.id if automation else None,
+                                   **filters)
+    return render("automations/runs.html", "automations/_runs.html", workspace=ws, runs=runs,
+                  more=more, automation=automation, statuses=screens.STATUSES,
+                  triggers=Automation.TRIGGERS, **filters)
+
+
+@bp.get("/automations/runs/<int:run_id>")
+@login_required
+def run_show(run_id):
+    run = scoped_or_404(AutomationRun, run_id)
+    return render("automations/run.html", "automations/_run.html", workspace=g.membership.workspace,
+                  run=run, automation=run.automation, triggers_all=Automation.TRIGGERS,
+                  run_url=url_for("automations.run_show", run_id=run.id))
+
+
+@bp.get("/access-log")
+@login_required
+def access_log():
+    ws = g.membership.workspace
+    page = max(1, request.args.get("page", 1, type=int) or 1)
+    entries, more = screens.audit_page(ws.id, page)
+    return render("automations/access_log.html", "automations/_access_log.html", workspace=ws,
+                  entries=entries, more=more, page=page)
+
+
+@bp.app_template_filter("local_time")
+def local_time(value, tz_name="UTC"):
+    """A stored UTC time in the workspace's zone, to the minute; a dash for none."""
+    if value is None:
+        return "—"
+    from datetime import timezone
+
+    return value.replace(tzinfo=timezone.utc).astimezone(screens.zone(tz_name)).strftime(
+        "%Y-%m-%d %H:%M")
+
+
+@bp.app_template_filter("trigger_label")
+def trigger_label(automation) -> str:
+    if automation.trigger == Automation.SCHEDULE:
+        return f"Schedule: {automation.cron}"
+    if automation.trigger == Automation.CHAT:
+        return "Chat: " + Automation.CHAT_EVENTS.get(automation.chat_event, automation.chat_event)
+    return Automation.TRIGGERS.get(automation.trigger, automation.trigger)

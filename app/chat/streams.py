@@ -16,7 +16,7 @@ from sse_starlette import ServerSentEvent
 
 from app.chat import render
 from app.chat.models import ChatEvent, Presence
-from app.db import connection, database
+from app.db import database, thread_connection
 from app.models import utcnow
 
 HEARTBEAT_SECONDS = 15
@@ -24,20 +24,20 @@ REPLAY_LIMIT = 1000
 
 
 def fetch_after(last_id: int):
-    with connection():
+    with thread_connection():
         return list(ChatEvent.select(ChatEvent.id, ChatEvent.workspace_id, ChatEvent.conversation_id,
                                      ChatEvent.kind, ChatEvent.ref_id, ChatEvent.actor)
                     .where(ChatEvent.id > last_id).order_by(ChatEvent.id).limit(500).namedtuples())
 
 
 def max_event_id() -> int:
-    with connection():
+    with thread_connection():
         row = ChatEvent.select(ChatEvent.id).order_by(ChatEvent.id.desc()).first()
         return row.id if row else 0
 
 
 def replay(after: int, workspace_id=None, conversation_id=None):
-    with connection():
+    with thread_connection():
         query = ChatEvent.select(ChatEvent.id, ChatEvent.workspace_id, ChatEvent.conversation_id,
                                  ChatEvent.kind, ChatEvent.ref_id, ChatEvent.actor)
         if conversation_id is not None:
@@ -60,7 +60,7 @@ def write_presence(process_id: str, keys, gone) -> None:
     """Upsert this process's presence rows for `keys` and delete those for `gone`, in one
     short transaction (the hub calls it; see live.Hub.arrive)."""
     now = utcnow()
-    with connection(), database.atomic():
+    with thread_connection(), database.atomic():
         for kind, workspace_id, subject_id in keys:
             (Presence.insert(kind=kind, workspace_id=workspace_id, subject_id=subject_id,
                              stream_id=f"{process_id}:{kind}:{workspace_id}:{subject_id}", seen_at=now)
@@ -80,7 +80,7 @@ async def follow(flask_app, hub, audience: str, render_fn, after: int, presence:
     """
 
     def rendered(row):
-        with render_context(flask_app), connection():
+        with render_context(flask_app), thread_connection():
             return render_fn(row)
 
     async def event(row):

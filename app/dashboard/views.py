@@ -12,8 +12,9 @@ NAV = [
     ("chat.inbox", None, "Inbox"),
     ("chat.sites", None, "Sites"),
     ("chat.saved_replies", None, "Saved replies"),
-    ("dashboard.area", "automations", "Automations"),
+    ("automations.automation_list", None, "Automations"),
     ("automations.credentials", None, "Credentials"),
+    ("automations.access_log", None, "Access log"),
     ("dashboard.area", "billing", "Billing"),
     ("dashboard.area", "privacy", "Privacy & data"),
     ("accounts.settings", None, "Settings"),
@@ -21,8 +22,6 @@ NAV = [
 ]
 
 COMING = {
-    "automations": ("Automations", "Automations that our team sets up for you will be listed "
-                    "here with their runs and logs. Not available yet."),
     "billing": ("Billing", "Plans, invoices and your payment method will be managed here. "
                 "Nothing is charged yet."),
     "privacy": ("Privacy & data", "Here you will download a copy of your data, correct it, "

@@ -150,7 +150,7 @@ def message_create(site_key):
     site = load_site(site_key)
     visitor = load_visitor(site)
     form = WidgetMessageForm()
-    had_conversation = service.current_conversation(visitor) is not None
+    conversation = service.current_conversation(visitor)
     upload = request.files.get("file")
     try:
         if not form.validate():
@@ -166,11 +166,11 @@ def message_create(site_key):
             raise ChatError("The team is away: leave your e-mail so that we can answer you there.",
                             field="email")
         service.post_visitor_message(site, visitor, form.body.data or "", checked,
-                                     page_url=request.form.get("page", ""))
+                                     page_url=request.form.get("page", ""), conversation=conversation)
     except ChatError as err:
         form.form_errors.append(err.message)
         return render("widget/_compose.html", status=err.status, **compose_context(site, visitor, form))
-    if not had_conversation:
+    if conversation is None:
         # The first message starts the conversation: swap the whole chat in, stream included.
         response = render("widget/_chat.html", **chat_context(site, visitor))
         response.headers["HX-Retarget"] = "#chat"

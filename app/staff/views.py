@@ -1,0 +1,215 @@
+"""Staff pages (/staff/...): pick a workspace, then create, edit, test-run and delete its
+automations with forms generated from each flow's Field schema. Anyone who is not staff gets
+404, as if the area did not exist; every look at a customer's data goes to their access log."""
+
+import json
+
+from flask import Blueprint, abort, g, request, url_for
+
+from app.accounts.views import go
+from app.automations import screens, service
+from app.automations.forms import AutomationForm, TestRunForm, config_form, config_values
+from app.automations.models import Automation, AutomationRun
+from app.models import Workspace
+from app.rendering import render
+from app.staff.audit import record
+
+bp = Blueprint("staff", __name__, url_prefix="/staff")
+
+WORKSPACES_SHOWN = 100
+
+
+@bp.before_request
+def staff_only():
+    # Checked for every staff URL here rather than per view, so none can forget it.
+    if g.get("user") is None or not g.user.is_staff:
+        abort(404)
+
+
+def registry():
+    # Imported late, as the service does: the flow modules import app code.
+    from jobs.automations import registry
+
+    return registry
+
+
+def workspace_or_404(workspace_id: int) -> Workspace:
+    ws = Workspace.get_or_none(Workspace.id == workspace_id)
+    if ws is None:
+        abort(404)
+    return ws
+
+
+def automation_or_404(ws: Workspace, automation_id: int) -> Automation:
+    automation = Automation.get_or_none((Automation.id == automation_id)
+                                        & (Automation.workspace == ws))
+    if automation is None:
+        abort(404)
+    return automation
+
+
+def place_errors(errors: dict, form, cfg) -> None:
+    """A ConfigError's messages beside the fields they name; any other key above the form."""
+    for key, message in errors.items():
+        if key in cfg._fields:
+            cfg[key].errors = [*cfg[key].errors, message]
+        elif key in form._fields and key != "csrf_token":
+            form[key].errors = [*form[key].errors, message]
+        else:
+            form.form_errors.append(message)
+
+
+def save(form, cfg, flow, ws, automation=None):
+    """Create or update through the service; on bad input put every message beside its field
+    (the automation's own fields and the flow's settings, all at once) and return None."""
+    reg = registry()
+    # The forms only carry the typed values (CSRFProtect has checked the token): the service
+    # judges every field, the flow's settings included, in one pass.
+    fields = dict(name=form.name.data, flow=flow.name, config=config_values(cfg),
+                  trigger=form.trigger.data, cron=form.cron.data or "",
+                  chat_event=form.chat_event.data or "", max_attempts=form.max_attempts.data)
+    try:
+        if automation is None:
+            return service.create_automation(ws.id, **fields)
+        return service.update_automation(automation, **fields)
+    except reg.ConfigError as err:
+        place_errors(err.errors, form, cfg)
+        return None
+
+
+def form_page(ws, flow, form, cfg, automation=None, status=200):
+    context = dict(workspace=ws, staff_ws=ws, flow=flow, form=form, cfg=cfg, automation=automation)
+    if automation is None:
+        context["action"] = url_for("staff.automation_create", workspace_id=ws.id)
+        return render("staff/automation_new.html", "staff/_automation_form.html", status=status,
+                      **context)
+    runs, _ = screens.runs_page(ws.id, automation_id=automation.id)
+    context.update(action=url_for("staff.automation_update", workspace_id=ws.id,
+                                  automation_id=automation.id),
+                   runs=runs, triggers_all=Automation.TRIGGERS, test_form=TestRunForm(formdata=None))
+    return render("staff/automation.html", "staff/_automation_form.html", status=status, **context)
+
+
+# --- workspaces ----------------------------------------------------------------------------------
+
+
+@bp.get("/")
+def workspace_list():
+    q = request.args.get("q", "").strip()[:120]
+    query = Workspace.select().order_by(Workspace.name, Workspace.id)
+    if q:
+        query = query.where(Workspace.name.contains(q))
+    workspaces = list(query.limit(WORKSPACES_SHOWN + 1))
+    return render("staff/workspaces.html", "staff/_workspaces.html", q=q,
+                  workspaces=workspaces[:WORKSPACES_SHOWN], more=len(workspaces) > WORKSPACES_SHOWN)
+
+
+@bp.get("/workspaces/<int:workspace_id>")
+def workspace_show(workspace_id):
+    ws = workspace_or_404(workspace_id)
+    record(ws.id, "viewed the automations list")
+    return render("staff/workspace.html", workspace=ws, staff_ws=ws,
+                  rows=screens.automation_rows(ws))
+
+
+# --- automations ---------------------------------------------------------------------------------
+
+
+@bp.get("/workspaces/<int:workspace_id>/automations/new")
+def automation_new(workspace_id):
+    ws = workspace_or_404(workspace_id)
+    reg = registry()
+    name = request.args.get("flow", "")
+    if name not in reg.FLOWS:
+        # First pick a flow; its form follows, built from the flow's fields.
+        return render("staff/flows.html", workspace=ws, staff_ws=ws, flows=reg.FLOWS,
+                      error="Unknown flow: choose one from the list." if name else "")
+    flow = reg.FLOWS[name]
+    record(ws.id, f"opened a new automation form ({flow.title}), listing credential labels")
+    return form_page(ws, flow, AutomationForm(formdata=None), config_form(flow, ws.id))
+
+
+@bp.post("/workspaces/<int:workspace_id>/automations")
+def automation_create(workspace_id):
+    ws = workspace_or_404(workspace_id)
+    reg = registry()
+    try:
+        flow = reg.get(request.form.get("flow", ""))
+    except reg.ConfigError as err:
+        return render("staff/flows.html", status=422, workspace=ws, staff_ws=ws, flows=reg.FLOWS,
+                      error=" ".join(err.errors.values()))
+    form = AutomationForm()
+    cfg = config_form(flow, ws.id, formdata=request.form)
+    automation = save(form, cfg, flow, ws)
+    if automation is None:
+        record(ws.id, f"tried to create an automation ({flow.title}); refused, nothing saved")
+        return form_page(ws, flow, form, cfg, status=422)
+    record(ws.id, f"created automation '{automation.name}'")
+    return go(url_for("staff.automation_edit", workspace_id=ws.id, automation_id=automation.id))
+
+
+@bp.get("/workspaces/<int:workspace_id>/automations/<int:automation_id>")
+def automation_edit(workspace_id, automation_id):
+    ws = workspace_or_404(workspace_id)
+    automation = automation_or_404(ws, automation_id)
+    flow = flow_of(automation)
+    record(ws.id, f"viewed automation '{automation.name}'")
+    return form_page(ws, flow, AutomationForm(formdata=None, obj=automation),
+                     config_form(flow, ws.id, data=json.loads(automation.config or "{}")),
+                     automation=automation)
+
+
+@bp.post("/workspaces/<int:workspace_id>/automations/<int:automation_id>")
+def automation_update(workspace_id, automation_id):
+    ws = workspace_or_404(workspace_id)
+    automation = automation_or_404(ws, automation_id)
+    flow = flow_of(automation)
+    form = AutomationForm()
+    cfg = config_form(flow, ws.id, formdata=request.form)
+    old_name = automation.name
+    if save(form, cfg, flow, ws, automation) is None:
+        record(ws.id, f"tried to edit automation '{old_name}'; refused, nothing changed")
+        return form_page(ws, flow, form, cfg, automation=Automation.get_by_id(automation.id),
+                         status=422)
+    record(ws.id, f"edited automation '{old_name}'")
+    return go(url_for("staff.automation_edit", workspace_id=ws.id, automation_id=automation.id))
+
+
+@bp.post("/workspaces/<int:workspace_id>/automations/<int:automation_id>/delete")
+def automation_delete(workspace_id, automation_id):
+    ws = workspace_or_404(workspace_id)
+    automation = automation_or_404(ws, automation_id)
+    record(ws.id, f"deleted automation '{automation.name}'")
+    service.delete_automation(automation)
+    return go(url_for("staff.workspace_show", workspace_id=ws.id))
+
+
+@bp.post("/workspaces/<int:workspace_id>/automations/<int:automation_id>/test")
+def automation_test(workspace_id, automation_id):
+    ws = workspace_or_404(workspace_id)
+    automation = automation_or_404(ws, automation_id)
+    dry = bool(TestRunForm().dry_run.data)  # CSRFProtect has checked the token already
+    record(ws.id, f"test-ran automation '{automation.name}'" + (" (dry run)" if dry else ""))
+    run = service.run_now(automation, dry_run=dry)
+    return go(url_for("staff.run_show", workspace_id=ws.id, run_id=run.id))
+
+
+@bp.get("/workspaces/<int:workspace_id>/runs/<int:run_id>")
+def run_show(workspace_id, run_id):
+    ws = workspace_or_404(workspace_id)
+    run = AutomationRun.get_or_none((AutomationRun.id == run_id) & (AutomationRun.workspace == ws))
+    if run is None:
+        abort(404)
+    # The page refreshes itself until the run ends; those refreshes are the same look.
+    if not request.htmx:
+        record(ws.id, f"viewed run #{run.id} of '{run.automation.name}'")
+    return render("staff/run.html", "automations/_run.html", workspace=ws, staff_ws=ws, run=run,
+                  automation=run.automation, triggers_all=Automation.TRIGGERS,
+                  run_url=url_for("staff.run_show", workspace_id=ws.id, run_id=run.id))
+
+
+def flow_of(automation: Automation):
+    flow = registry().FLOWS.get(automation.flow)
+    if flow is None:
+        abort(404)  # a flow removed from the code: nothing to build a form from
+    return flow

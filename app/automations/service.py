@@ -550,7 +550,7 @@ def runs_per_day(workspace_id: int, days: int = 30, automation_id: int | None = 
     since = _utc(datetime.combine(first, datetime.min.time(), tzinfo=zone))
     # Counted per quarter hour in SQL (a few thousand groups at most), then put into local
     # days here, where the zone's offsets (half and quarter hours included) are known.
-    quarter = fn.CAST(fn.strftime("%s", AutomationRun.created_at), "INTEGER") / 900
+    quarter = fn.strftime("%s", AutomationRun.created_at).cast("INTEGER") / 900
     query = (AutomationRun.select(quarter.alias("q"), AutomationRun.status, fn.COUNT(1))
              .where((AutomationRun.workspace == workspace_id)
                     & (AutomationRun.created_at >= since)

@@ -401,7 +401,7 @@ async def floor_memory(port, pid, counts, deadline):
     return per, rates
 
 
-async def floor_insert(port, rate, seconds, conns=16, max_seconds=3.0):
+async def floor_insert(port, rate, seconds, conns=16, max_seconds=3.0, path="/insert"):
     """Latency of the bare insert at the figure-1 rate, then its closed-loop maximum rate."""
     lat = []
     pool = asyncio.Queue()
@@ -412,7 +412,7 @@ async def floor_insert(port, rate, seconds, conns=16, max_seconds=3.0):
     async def one(conn, n):
         sent = []
         try:
-            r = await conn.request("POST", "/insert", {}, hc.form({"body": f"bench mk{n:07d}x hello"}),
+            r = await conn.request("POST", path, {}, hc.form({"body": f"bench mk{n:07d}x hello"}),
                                    POST_TIMEOUT, on_sent=sent.append)
             if r.status == 200:
                 lat.append(ms(time.perf_counter_ns() - sent[0]))
@@ -441,7 +441,7 @@ async def floor_insert(port, rate, seconds, conns=16, max_seconds=3.0):
         nonlocal done
         conn = hc.Connection(port)
         while time.perf_counter() < stop:
-            r = await conn.request("POST", "/insert", {}, hc.form({"body": "bench hello"}), POST_TIMEOUT)
+            r = await conn.request("POST", path, {}, hc.form({"body": "bench hello"}), POST_TIMEOUT)
             if r.status == 200:
                 done += 1
         conn.close()
@@ -473,6 +473,9 @@ async def floor_phase(port, pid, p):
     f["insert_lat"], f["insert_max"] = await floor_insert(port, p["rate"], p["floor_seconds"])
     log(f"floor insert: p50 {percentile(f['insert_lat'], .5):.2f} ms, p99 "
         f"{percentile(f['insert_lat'], .99):.2f} ms at {p['rate']}/s; max {f['insert_max']:,.0f}/s")
+    f["asgi_insert_lat"], f["asgi_insert_max"] = await floor_insert(
+        port, p["rate"], p["floor_seconds"], path="/insert-asgi")
+    log(f"floor insert from Starlette itself: max {f['asgi_insert_max']:,.0f}/s")
     f["page"], _ = await page_times(port, "/healthz", {}, p["page_requests"], p["page_seconds"])
     return f
 
@@ -733,6 +736,9 @@ def report(p, f, r, quick):
     rows.append(("highest sustained rate (p99 ≤ 100 ms, 0 lost)",
                  float(best) if best else f"< {min(s['rate'] for s in r['steps']):,} msg/s",
                  f["insert_max"], "msg/s", goal(bool(best) and best >= 1500, "≥ 1,500 msg/s")))
+    rows.append(("floor only: the same bare insert served by a Starlette endpoint (no a2wsgi, no "
+                 "Flask) — the most a hot write could gain by leaving the Flask path",
+                 f["asgi_insert_max"], f["insert_max"], "msg/s", ""))
     table(f"2. Sustained message rate ({p['step_seconds']} s steps). Floor: bare POST /insert, "
           "closed loop, 16 connections.", rows)
 

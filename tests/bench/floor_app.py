@@ -1,7 +1,8 @@
 """The bare stack, for floors: Flask behind a2wsgi under uvicorn, no Lumnar code.
 
 GET /healthz: hello world. POST /insert: one SQLite insert and commit of the posted `body`
-into a throw-away table (same pragmas as the app: WAL, synchronous NORMAL). GET /sse/idle:
+into a throw-away table (same pragmas as the app: WAL, synchronous NORMAL); POST
+/insert-asgi: the same insert from a Starlette endpoint (a thread for the write). GET /sse/idle:
 an sse-starlette stream that sends nothing, forever (the cost of an idle stream).
 """
 
@@ -11,10 +12,12 @@ import sqlite3
 import threading
 from pathlib import Path
 
+import anyio
 from a2wsgi import WSGIMiddleware
 from flask import Flask, request
 from sse_starlette import EventSourceResponse
 from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
 from starlette.routing import Mount, Route
 
 flask_app = Flask(__name__)
@@ -49,6 +52,22 @@ def insert():
     return "ok"
 
 
+async def insert_asgi(request):
+    """The same insert served by Starlette itself (no a2wsgi, no Flask): how much a hot write
+    could gain by leaving the Flask path."""
+    form = await request.form()
+    body = form.get("body", "")
+
+    def write():
+        db = _db()
+        db.execute("BEGIN IMMEDIATE")
+        db.execute("INSERT INTO floor_insert (body) VALUES (?)", (body,))
+        db.execute("COMMIT")
+
+    await anyio.to_thread.run_sync(write)
+    return PlainTextResponse("ok")
+
+
 async def idle_stream(request):
     async def nothing():
         await asyncio.Event().wait()
@@ -58,4 +77,5 @@ async def idle_stream(request):
                                headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
 
-app = Starlette(routes=[Route("/sse/idle", idle_stream), Mount("/", WSGIMiddleware(flask_app))])
+app = Starlette(routes=[Route("/sse/idle", idle_stream), Route("/insert-asgi", insert_asgi, methods=["POST"]),
+                        Mount("/", WSGIMiddleware(flask_app))])

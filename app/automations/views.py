@@ -170,9 +170,10 @@ def run_list():
         automation = scoped_or_404(Automation, request.args.get("automation", type=int))
     runs, more = screens.runs_page(ws.id, automation_id=automation.id if automation else None,
                                    **filters)
+    # The filters travel as one dict: "status" is also render()'s HTTP status argument.
     return render("automations/runs.html", "automations/_runs.html", workspace=ws, runs=runs,
                   more=more, automation=automation, statuses=screens.STATUSES,
-                  triggers=Automation.TRIGGERS, **filters)
+                  triggers=Automation.TRIGGERS, filters=filters)
 
 
 @bp.get("/automations/runs/<int:run_id>")

@@ -350,6 +350,23 @@ def test_a_dry_run_sends_nothing_and_logs_what_it_would_send(ws):
     assert "dry run: not sent" in log and '"a":1' in log and TOKEN not in log
 
 
+def test_a_dry_run_still_refuses_a_private_address(ws):
+    ctx = context(ws, {}, dry_run=True)
+    with pytest.raises(FlowFailed, match="private, loopback or link-local"):
+        ctx.http("GET", "http://10.0.0.1/")
+
+
+@ALLOW
+def test_a_header_that_cannot_be_sent_fails_the_attempt_with_a_message(ws):
+    with Recorder() as srv:
+        ctx = context(ws, {})
+        with pytest.raises(FlowFailed):
+            ctx.http("GET", srv.url(), headers={"X-Bad": "line\nbreak"})
+        with pytest.raises(FlowFailed):
+            ctx.http("GET", "http://exa mple.com/")
+    assert srv.requests == []
+
+
 @ALLOW
 def test_http_request_logs_that_a_large_answer_was_cut(ws):
     with Recorder(body=b"z" * (2 * 1024 * 1024)) as srv:

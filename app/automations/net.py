@@ -92,7 +92,10 @@ def resolve(url: str) -> tuple[httpx.URL, list[str]]:
     problem = literal_problem(url)
     if problem:
         raise BlockedAddress(problem) if "may not" in problem else FlowFailed(problem)
-    target = httpx.URL(url)
+    try:
+        target = httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        raise FlowFailed(f"Invalid URL: {exc}") from None
     addresses = _addresses(target.host, target.port or (443 if target.scheme == "https" else 80))
     if not allow_private():
         bad = [a for a in addresses if not is_public(a)]
@@ -122,8 +125,11 @@ def request(method: str, url: str, *, headers=None, json=None, content=None,
     with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client:
         for address in addresses:
             ip_url = target.copy_with(host=address)
-            req = client.build_request(method.upper(), ip_url, headers=sent_headers, json=json,
-                                       content=content, extensions=extensions)
+            try:
+                req = client.build_request(method.upper(), ip_url, headers=sent_headers,
+                                           json=json, content=content, extensions=extensions)
+            except (ValueError, TypeError, httpx.InvalidURL) as exc:
+                raise FlowFailed(f"Could not build the request: {exc}") from None
             try:
                 return _read_capped(client, req, target, deadline)
             except httpx.ConnectError as exc:

@@ -12,7 +12,8 @@ LIMIT = 64 * 1024
 _SHAPES = [
     # The whole value of an Authorization header (Basic, Bearer, Token, anything else).
     (re.compile(r"(?i)\b((?:proxy-)?authorization[\"']?\s*[:=]\s*[\"']?)[^\r\n\"',}]+"), r"\1" + MARK),
-    (re.compile(r"(?i)\b(bearer|basic|token)\s+[A-Za-z0-9\-._~+/]{8,}=*"), r"\1 " + MARK),
+    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9\-._~+/]{8,}=*"), r"\1 " + MARK),
+    (re.compile(r"(?i)\b(token)\s+[A-Za-z0-9\-._~+/]{16,}=*"), r"\1 " + MARK),  # not "token expired"
     (re.compile(r"\b(?:sk|pk|rk)_(?:live|test)_[A-Za-z0-9]{8,}"), MARK),  # Stripe
     (re.compile(r"\bgh[pousr]_[A-Za-z0-9]{20,}"), MARK),  # GitHub
     (re.compile(r"\bgithub_pat_[A-Za-z0-9_]{20,}"), MARK),

@@ -287,6 +287,12 @@ class RunContext:
                 body = body.decode(errors="replace")
             self.log(f"  body: {body[:1000]}" + (" …" if len(body) > 1000 else ""))
         if self.dry_run:
+            # A dry run still says no to an address a real run could not reach (judged on the
+            # URL alone: it resolves nothing and sends nothing).
+            problem = net.literal_problem(url)
+            if problem:
+                error = net.BlockedAddress if "may not" in problem else FlowFailed
+                raise error(self.redact(problem))
             self.log("  dry run: not sent; pretending the answer was 200 OK.")
             return httpx.Response(200, content=b"", request=httpx.Request(method, url))
         try:

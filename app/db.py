@@ -1,6 +1,8 @@
 """The one SQLite database: declared here, initialised by the factory, one connection per thread."""
 
+import sqlite3
 from contextlib import contextmanager
+from pathlib import Path
 
 from flask import request
 from peewee import SqliteDatabase
@@ -54,6 +56,22 @@ def init_app(app):
             database.rollback()
         if not app.config.get("DB_KEEP_OPEN", True):
             database.close()
+
+
+def answers() -> bool:
+    """Whether the database file can be opened and read, asked on a fresh connection of its
+    own: the threads' kept connections could answer from their page cache after the file
+    went bad."""
+    try:
+        uri = Path(database.database).resolve().as_uri() + "?mode=ro"
+        probe = sqlite3.connect(uri, uri=True, timeout=5)
+        try:
+            probe.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        finally:
+            probe.close()
+        return True
+    except sqlite3.Error:
+        return False
 
 
 @contextmanager

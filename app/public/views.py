@@ -2,7 +2,7 @@
 
 from flask import Blueprint, jsonify
 
-from app.db import database
+from app import db
 from app.rendering import render
 
 bp = Blueprint("public", __name__)
@@ -22,11 +22,7 @@ def privacy():
 def healthz():
     import jobs
 
-    try:
-        database.execute_sql("select 1").fetchone()
-        db_ok = True
-    except Exception:  # any failure means the database does not answer
-        db_ok = False
+    db_ok = db.answers()
     queue_ok = jobs.queue_ok()
     ok = db_ok and queue_ok
     body = {"status": "ok" if ok else "failing", "database": db_ok, "queue": queue_ok}

@@ -2,6 +2,7 @@
 with their runs and chart, and the access log of what Lumnar staff looked at."""
 
 import json
+from datetime import timezone
 
 from flask import Blueprint, current_app, g, request, url_for
 from wtforms.validators import ValidationError
@@ -84,6 +85,11 @@ def credential_delete(credential_id):
 # Lumnar staff set automations up (app/staff); customers watch them, pause them and run them.
 
 
+def current_workspace():
+    workspace_id()  # 404 for someone who belongs to no workspace
+    return g.membership.workspace
+
+
 def runs_per_day(ws_id, automation_id=None):
     return screens.chart(service.runs_per_day(ws_id, days=30, automation_id=automation_id))
 
@@ -100,7 +106,7 @@ def run_filters() -> dict:
 @bp.get("/automations")
 @login_required
 def automation_list():
-    ws = g.membership.workspace
+    ws = current_workspace()
     return render("automations/list.html", "automations/_list.html", workspace=ws,
                   rows=screens.automation_rows(ws), chart=runs_per_day(ws.id))
 
@@ -123,7 +129,7 @@ def automations_resume_all():
 @login_required
 def automation_show(automation_id):
     automation = scoped_or_404(Automation, automation_id)
-    ws = g.membership.workspace
+    ws = current_workspace()
     runs, more = screens.runs_page(ws.id, automation_id=automation.id)
     hook_url = (f"{current_app.config['BASE_URL']}/hooks/{automation.webhook_secret}"
                 if automation.trigger == Automation.WEBHOOK and automation.webhook_secret else "")
@@ -163,7 +169,7 @@ def automation_run(automation_id):
 @bp.get("/automations/runs")
 @login_required
 def run_list():
-    ws = g.membership.workspace
+    ws = current_workspace()
     filters = run_filters()
     automation = None
     if request.args.get("automation", type=int):
@@ -180,7 +186,7 @@ def run_list():
 @login_required
 def run_show(run_id):
     run = scoped_or_404(AutomationRun, run_id)
-    return render("automations/run.html", "automations/_run.html", workspace=g.membership.workspace,
+    return render("automations/run.html", "automations/_run.html", workspace=current_workspace(),
                   run=run, automation=run.automation, triggers_all=Automation.TRIGGERS,
                   run_url=url_for("automations.run_show", run_id=run.id))
 
@@ -188,7 +194,7 @@ def run_show(run_id):
 @bp.get("/access-log")
 @login_required
 def access_log():
-    ws = g.membership.workspace
+    ws = current_workspace()
     page = max(1, request.args.get("page", 1, type=int) or 1)
     entries, more = screens.audit_page(ws.id, page)
     return render("automations/access_log.html", "automations/_access_log.html", workspace=ws,
@@ -200,8 +206,6 @@ def local_time(value, tz_name="UTC"):
     """A stored UTC time in the workspace's zone, to the minute; a dash for none."""
     if value is None:
         return "—"
-    from datetime import timezone
-
     return value.replace(tzinfo=timezone.utc).astimezone(screens.zone(tz_name)).strftime(
         "%Y-%m-%d %H:%M")
 

@@ -287,8 +287,14 @@ def saved_reply_delete(reply_id):
 
 @bp.app_template_filter("assignee_name")
 def assignee_name(user_id):
-    user = User.get_or_none(User.id == user_id) if user_id else None
-    return user.name if user else "Nobody"
+    if not user_id:
+        return "Nobody"
+    # An inbox page names the same few teammates on many rows: look each up once.
+    names = g.setdefault("assignee_names", {})
+    if user_id not in names:
+        user = User.get_or_none(User.id == user_id)
+        names[user_id] = user.name if user else "Nobody"
+    return names[user_id]
 
 
 # --- template helpers ----------------------------------------------------------------------------

@@ -26,24 +26,31 @@ MESSAGES = {
 }
 
 
+def apply_headers(h, secure: bool, signed_in: bool) -> None:
+    """Our defaults onto a response's headers (Flask's, or Starlette's for the hot writes)."""
+    # Pages may set their own policy (the chat widget's frame-ancestors lists the
+    # customer's origins); only pages without one get ours and the old-browser frame ban.
+    if "Content-Security-Policy" not in h:
+        h["Content-Security-Policy"] = CSP
+        h["X-Frame-Options"] = "DENY"
+    h["X-Content-Type-Options"] = "nosniff"
+    h["Referrer-Policy"] = "strict-origin-when-cross-origin"
+    h["Permissions-Policy"] = "camera=(), microphone=(), geolocation=(), payment=(), usb=()"
+    h["Cross-Origin-Opener-Policy"] = "same-origin"
+    if secure:
+        h["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
+    if signed_in:
+        h["Cache-Control"] = "no-store"  # signed-in pages never sit in a shared cache
+    if hasattr(h, "add_vary_header"):  # Starlette's headers
+        h.add_vary_header("HX-Request")
+    else:  # werkzeug's
+        h.add("Vary", "HX-Request")
+
+
 def init_app(app):
     @app.after_request
     def headers(response):
-        h = response.headers
-        # Pages may set their own policy (the chat widget's frame-ancestors lists the
-        # customer's origins); only pages without one get ours and the old-browser frame ban.
-        if "Content-Security-Policy" not in h:
-            h["Content-Security-Policy"] = CSP
-            h["X-Frame-Options"] = "DENY"
-        h["X-Content-Type-Options"] = "nosniff"
-        h["Referrer-Policy"] = "strict-origin-when-cross-origin"
-        h["Permissions-Policy"] = "camera=(), microphone=(), geolocation=(), payment=(), usb=()"
-        h["Cross-Origin-Opener-Policy"] = "same-origin"
-        if request.is_secure:
-            h["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
-        if g.get("user") is not None:
-            h["Cache-Control"] = "no-store"  # signed-in pages never sit in a shared cache
-        h.add("Vary", "HX-Request")
+        apply_headers(response.headers, request.is_secure, g.get("user") is not None)
         return response
 
     @app.errorhandler(CSRFError)

@@ -15,6 +15,7 @@ from app.chat.views import UPLOAD_LIMIT, attachment_response
 from app.extensions import csrf, limiter
 from app.mail import service as mail
 from app.rendering import render
+from app.widget import limits
 
 bp = Blueprint("widget", __name__)
 # No CSRF tokens here: see WidgetMessageForm. Unsafe requests need the visitor header.
@@ -26,6 +27,7 @@ LOADER = STATIC / "widget" / "loader.js"
 FRAME_FILES = [LOADER, STATIC / "widget" / "frame.js", STATIC / "widget" / "frame.css",
                STATIC / "js" / "live.js"]
 TOKEN_HEADER = "X-Lumnar-Visitor"
+TOO_FAST = "Too many attempts in a short time. Wait a minute, then send your message again."
 
 
 @functools.cache
@@ -87,10 +89,6 @@ def visitor_key() -> str:
     return f"visitor:{visitor.id}" if visitor else f"ip:{request.remote_addr}"
 
 
-def site_key() -> str:
-    return f"site:{request.view_args.get('site_key')}"
-
-
 @bp.get("/widget/<site_key>")
 def frame(site_key):
     site = load_site(site_key)
@@ -143,9 +141,9 @@ def chat(site_key):
 
 
 @bp.post("/widget/<site_key>/messages")
-@limiter.limit("20 per minute", key_func=visitor_key)
-@limiter.limit("600 per minute", key_func=site_key)
 def message_create(site_key):
+    """A visitor's message. The plain case (text, an ongoing conversation) is usually served by
+    app/hot.py before it gets here; everything is still answered here by the same rules."""
     request.max_content_length = UPLOAD_LIMIT
     site = load_site(site_key)
     visitor = load_visitor(site)
@@ -160,6 +158,8 @@ def message_create(site_key):
             _limit_uploads()
         checked = service.checked_upload(upload.filename if upload else "", data)
         service.check_body(form.body.data, checked is not None)  # refuse before saving details
+        if not limits.message_allowed(site, visitor):
+            raise ChatError(TOO_FAST, status=429)
         if form.email.data or form.name.data:
             service.update_visitor(visitor, form.name.data or visitor.name, form.email.data or visitor.email)
         elif not visitor.email and not service.agents_online(site.workspace_id):

@@ -1,0 +1,150 @@
+"""The visitor's message served by Starlette (app/hot.py) keeps every rule of the Flask view.
+
+Each test sends through the real ASGI app (Starlette routes, then a2wsgi + Flask), encoded as
+the widget's htmx sends it (multipart), and compares with what the Flask view alone answers.
+"""
+
+import httpx
+import pytest
+
+from app.asgi import build
+from app.chat.models import Attachment, Message
+from app.widget.views import TOKEN_HEADER
+from tests.chat_fixtures import (  # noqa: F401  (fixtures by name)
+    WidgetVisitor,
+    chat_state,
+    conversation_fixture,
+    count,
+    online_fixture,
+    png_bytes,
+    run_async,
+    site_fixture,
+    text,
+    visitor_fixture,
+    ws_fixture,
+)
+
+
+def multipart(boundary: str, fields: dict, file=None) -> bytes:
+    """A form encoded as browsers encode it (RFC 7578), an empty file input included."""
+    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n'.encode()
+             + v.encode() + b"\r\n" for k, v in fields.items()]
+    content, filename, ctype = file or (b"", "", "application/octet-stream")
+    parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+                 f'filename="{filename}"\r\nContent-Type: {ctype}\r\n\r\n'.encode()
+                 + content + b"\r\n")
+    return b"".join(parts) + f"--{boundary}--\r\n".encode()
+
+
+class AsgiVisitor:
+    """The same visitor, posting through the ASGI app the web process serves."""
+
+    def __init__(self, app, visitor: WidgetVisitor):
+        self.asgi = build(app)
+        self.visitor = visitor
+
+    def send(self, htmx=True, token=None, files=None, **fields):
+        boundary = "lumnar-test-boundary-7d1f"
+        body = multipart(boundary, fields, files)
+        headers = {TOKEN_HEADER: token or self.visitor.token,
+                   "Content-Type": f"multipart/form-data; boundary={boundary}"}
+        if htmx:
+            headers["HX-Request"] = "true"
+
+        async def post():
+            transport = httpx.ASGITransport(app=self.asgi)
+            async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as http:
+                return await http.post(self.visitor.url("messages"), content=body, headers=headers)
+
+        return run_async(post())
+
+
+@pytest.fixture
+def asgi_visitor(app, visitor, conversation):
+    return AsgiVisitor(app, visitor)
+
+
+def test_a_plain_message_through_starlette_is_stored_and_answers_the_same_fresh_form(
+        app, asgi_visitor, visitor):
+    response = asgi_visitor.send(body="Is the blue one in stock?", page="https://shop.example.com/p/1")
+    assert response.status_code == 200
+    flask_answer = visitor.send("And the red one?")
+    assert response.text == text(flask_answer)  # the very same fragment
+    assert [m.body for m in Message.select().order_by(Message.id)][-2:] == [
+        "Is the blue one in stock?", "And the red one?"]
+    # The same security headers as any page of ours.
+    for name in ("Content-Security-Policy", "X-Content-Type-Options", "Referrer-Policy"):
+        assert response.headers[name] == flask_answer.headers[name]
+
+
+@pytest.mark.parametrize("fields, status, says", [
+    ({"body": ""}, 422, "Write a message or attach a file."),
+    ({"body": "x" * 5001}, 422, "at most 5,000 characters"),
+    ({"body": "hi", "email": "not-an-address"}, 422, "Enter a valid e-mail address"),
+])
+def test_bad_input_is_answered_by_the_flask_rules_and_changes_nothing(asgi_visitor, fields,
+                                                                      status, says):
+    before = chat_state()
+    response = asgi_visitor.send(**fields)
+    assert response.status_code == status
+    assert says in response.text
+    assert chat_state() == before
+
+
+def test_a_forged_token_is_refused_and_nothing_is_stored(asgi_visitor):
+    before = chat_state()
+    response = asgi_visitor.send(body="hello", token="forged.token.value")
+    assert response.status_code == 401
+    assert chat_state() == before
+
+
+def test_an_attachment_goes_through_the_flask_view_and_is_stored(asgi_visitor):
+    response = asgi_visitor.send(body="", files=(png_bytes(), "photo.png", "image/png"))
+    assert response.status_code == 200
+    assert count(Attachment) == 1
+
+
+def test_a_plain_form_post_without_htmx_is_left_to_flask(asgi_visitor):
+    response = asgi_visitor.send(htmx=False, body="no javascript here")
+    assert response.status_code in (200, 303)
+    assert count(Message, Message.body == "no javascript here") == 1
+
+
+def test_the_first_message_of_a_visitor_still_opens_the_whole_chat(app, site, online):
+    newcomer = WidgetVisitor.arrive(app, site.site_key)
+    response = AsgiVisitor(app, newcomer).send(body="First words")
+    assert response.status_code == 200
+    assert response.headers["HX-Retarget"] == "#chat"
+
+
+@pytest.mark.config(RATELIMIT_ENABLED=True)
+def test_the_rate_limit_counts_messages_from_both_paths_together(asgi_visitor, visitor):
+    # The conversation fixture's first message was the first of this minute's twenty.
+    for i in range(9):
+        assert visitor.send(f"through flask {i}").status_code == 200
+    for i in range(10):
+        assert asgi_visitor.send(body=f"through starlette {i}").status_code == 200
+    before = chat_state()
+    response = asgi_visitor.send(body="one too many")
+    assert response.status_code == 429
+    assert "Too many attempts in a short time." in response.text
+    assert chat_state() == before
+
+
+def test_the_plain_message_is_answered_without_flask_and_an_attachment_is_not(app, asgi_visitor):
+    """Which requests the hot path keeps: Flask here is a stand-in that only says it was asked."""
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+
+    from app import hot
+
+    async def flask_stand_in(scope, receive, send):
+        await PlainTextResponse("reached Flask", status_code=418)(scope, receive, send)
+
+    asgi_visitor.asgi = Starlette(routes=hot.routes(app, flask_stand_in))
+    plain = asgi_visitor.send(body="Plain words", page="https://shop.example.com/")
+    assert plain.status_code == 200 and 'id="compose"' in plain.text
+    assert count(Message, Message.body == "Plain words") == 1
+    with_file = asgi_visitor.send(body="", files=(png_bytes(), "photo.png", "image/png"))
+    with_email = asgi_visitor.send(body="hi", email="guest@example.com")
+    assert (with_file.status_code, with_email.status_code) == (418, 418)

@@ -312,6 +312,8 @@ def tick(now: datetime | None = None) -> int:
     middle) finds nothing left to do for the same slots."""
     now = now or utcnow()
     created: list[int] = []
+    # Many automations share a schedule ("0 9 * * *" in one zone): work each slot out once.
+    slots: dict[tuple, tuple] = {}
     while True:
         with database.atomic():
             due = list(
@@ -327,13 +329,16 @@ def tick(now: datetime | None = None) -> int:
                 break
             rows, moves = [], []
             for automation_id, workspace_id, cron, slot, tz_name in due:
-                try:
-                    run = _slot_run(automation_id, workspace_id, cron, slot, tz_name, now)
-                    following = next_slot(cron, tz_name, max(now, run["slot"]))
-                except (ValueError, KeyError):  # a schedule croniter no longer reads
-                    run, following = None, None
+                key = (cron, tz_name, slot)
+                if key not in slots:
+                    try:
+                        run = _slot_run(0, 0, cron, slot, tz_name, now)
+                        slots[key] = (run, next_slot(cron, tz_name, max(now, run["slot"])))
+                    except (ValueError, KeyError):  # a schedule croniter no longer reads
+                        slots[key] = (None, None)
+                run, following = slots[key]
                 if run:
-                    rows.append(run)
+                    rows.append({**run, "automation": automation_id, "workspace": workspace_id})
                 moves.append((following, automation_id))
             created += _new_runs(rows)
             field = Automation.next_run_at

@@ -1,19 +1,24 @@
-"""The visitor's message, the write every chat starts from, served by Starlette itself.
+"""The two hot writes, a visitor's message and an agent's reply, served from Starlette routes.
 
 Why: the chat benchmark measured the bare stack's insert through a2wsgi + Flask at well under
 half the rate of the same insert in a Starlette endpoint; for a chat message that hop cost
-more than the message's own work. So Starlette takes the plain case here and calls the same
-service functions, the same rate limit (app/widget/limits.py) and the same fragment file the
-Flask view uses.
+as much as the message's own work.
 
-It only ever *accepts*. Anything that is not the plain case (a file, the visitor's name or
-e-mail, the conversation's first message, a body that fails a check, a limit reached, a
-non-htmx post, an unknown site or token) is handed untouched to the Flask view, which answers
-it by the full rules. So this path can never say yes where Flask would say no, and it has no
-error pages of its own.
+A visitor's message: Starlette takes the plain case itself and calls the same service
+functions, the same rate limit (app/widget/limits.py) and the same fragment file the Flask
+view uses. It only ever *accepts*: anything else (a file, the visitor's name or e-mail, the
+conversation's first message, a body that fails a check, a limit reached, a non-htmx post,
+an unknown site or token) is handed untouched to the Flask view, which answers it by the
+full rules. So this path never says yes where Flask would say no, and has no error pages.
+
+An agent's reply: the Flask view itself, called directly in a worker thread (see InThread),
+because its rules (session, CSRF, workspace) are Flask's and are best not written twice.
 """
 
+import io
+
 import anyio
+from a2wsgi.wsgi import build_environ
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
@@ -135,4 +140,43 @@ def routes(flask_app, to_flask) -> list[Route]:
             else:
                 await to_flask(scope, result, send)
 
-    return [Route("/widget/{site_key}/messages", VisitorMessage())]
+    return [Route("/widget/{site_key}/messages", VisitorMessage()),
+            Route("/dashboard/conversations/{conversation_id:int}/messages", InThread(flask_app))]
+
+
+class InThread:
+    """An agent's reply: the Flask view itself, called in one worker thread with the body
+    already read, instead of through a2wsgi (which crosses between the event loop and its
+    thread for every piece of the body and of the answer). Same view, same session, CSRF
+    and workspace checks, by construction."""
+
+    def __init__(self, flask_app):
+        self.flask_app = flask_app
+
+    def call(self, scope, body: bytes):
+        environ = build_environ(scope, io.BytesIO(body))
+        answer = {}
+
+        def start_response(status, headers, exc_info=None):
+            answer["status"], answer["headers"] = int(status.split(" ", 1)[0]), headers
+
+        chunks = self.flask_app(environ, start_response)
+        try:
+            content = b"".join(chunks)
+        finally:
+            if hasattr(chunks, "close"):
+                chunks.close()
+        return answer["status"], answer["headers"], content
+
+    async def __call__(self, scope, receive, send):
+        request = Request(scope, receive)
+        length = request.headers.get("content-length", "")
+        if length.isdigit() and int(length) > UPLOAD_LIMIT:
+            body = b""  # not read: Flask refuses it (413) from the header alone
+        else:
+            body = await request.body()
+        status, headers, content = await anyio.to_thread.run_sync(self.call, scope, body)
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(k.lower().encode("latin-1"), v.encode("latin-1"))
+                                for k, v in headers]})
+        await send({"type": "http.response.body", "body": content})

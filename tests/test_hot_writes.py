@@ -17,6 +17,7 @@ from tests.chat_fixtures import (  # noqa: F401  (fixtures by name)
     count,
     online_fixture,
     png_bytes,
+    rival_fixture,
     run_async,
     site_fixture,
     text,
@@ -148,3 +149,52 @@ def test_the_plain_message_is_answered_without_flask_and_an_attachment_is_not(ap
     with_file = asgi_visitor.send(body="", files=(png_bytes(), "photo.png", "image/png"))
     with_email = asgi_visitor.send(body="hi", email="guest@example.com")
     assert (with_file.status_code, with_email.status_code) == (418, 418)
+
+
+# --- the agent's reply, through the Flask view called in one thread ---------------------------
+
+
+def asgi_post(app, path, cookie=None, data=None, headers=None):
+    async def post():
+        transport = httpx.ASGITransport(app=build(app))
+        cookies = {"lumnar_session": cookie} if cookie else None
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost",
+                                     cookies=cookies) as http:
+            return await http.post(path, data=data, headers=headers or {})
+
+    return run_async(post())
+
+
+def agent_reply(app, auth, conversation, body, csrf=True, cookie=True):
+    headers = {"HX-Request": "true"}
+    if csrf:
+        headers["X-CSRFToken"] = auth.csrf()
+    return asgi_post(app, f"/dashboard/conversations/{conversation.id}/messages",
+                     auth.get_cookie("lumnar_session").value if cookie else None,
+                     {"body": body}, headers)
+
+
+def test_an_agent_reply_through_the_asgi_app_is_stored_and_answers_a_fresh_form(
+        app, auth, conversation):
+    response = agent_reply(app, auth, conversation, "We do ship to Iceland.")
+    assert response.status_code == 200
+    assert 'id="reply-form"' in response.text
+    assert response.headers["Content-Security-Policy"].startswith("default-src 'self'")
+    assert count(Message, Message.body == "We do ship to Iceland.") == 1
+
+
+@pytest.mark.parametrize("csrf, cookie, status", [(False, True, 400), (True, False, 400)])
+def test_an_agent_reply_without_csrf_token_or_session_is_refused_and_stores_nothing(
+        app, auth, conversation, csrf, cookie, status):
+    before = chat_state()
+    response = agent_reply(app, auth, conversation, "should not land", csrf=csrf, cookie=cookie)
+    assert response.status_code == status
+    assert chat_state() == before
+
+
+def test_an_agent_cannot_reply_in_another_workspaces_conversation_through_the_asgi_app(
+        app, auth, conversation, rival):
+    before = chat_state()
+    response = agent_reply(app, auth, rival["conversation"], "not mine")
+    assert response.status_code == 404
+    assert chat_state() == before

@@ -147,13 +147,50 @@ def current_conversation(visitor: Visitor) -> Conversation | None:
 
 
 def update_visitor(visitor: Visitor, name: str, email: str) -> None:
-    visitor.name, visitor.email = name.strip()[:120], email.strip().lower()[:254]
+    new_email = email.strip().lower()[:254]
+    left_email = bool(new_email) and new_email != visitor.email
+    visitor.name, visitor.email = name.strip()[:120], new_email
     visitor.save(only=[Visitor.name, Visitor.email])
     for conv in Conversation.select(Conversation.id, Conversation.workspace).where(
             Conversation.visitor == visitor):
         ChatEvent.create(workspace_id=conv.workspace_id, conversation_id=conv.id,
                          kind=ChatEvent.VISITOR)
     live.notify()
+    if left_email:
+        site = Site.get_by_id(visitor.site_id)
+        publish(site.workspace_id, "visitor_left_email", visitor, site,
+                current_conversation(visitor))
+
+
+# --- what automations hear -----------------------------------------------------------------------
+
+
+# Asked on every visitor message, so a fixed statement: most workspaces have no automation
+# listening, and then nothing more happens. (publish_chat_event checks everything again.)
+HAS_CHAT_AUTOMATIONS = ('SELECT 1 FROM "automation" WHERE "workspace_id" = ? AND "trigger" = \'chat\' '
+                        'AND "chat_event" = ? AND "paused" = 0 LIMIT 1')
+
+
+def publish(workspace_id: int, event: str, visitor: Visitor, site: Site,
+            conversation: Conversation | None, text: str = "") -> None:
+    """Hand a chat event to the workspace's automations, after the chat write committed.
+
+    An automation problem never costs the chat anything: the visitor's words are already
+    stored, so a failure here is logged, not raised."""
+    from app.automations import service as automations  # automations import chat code too
+
+    data = {
+        "conversation_id": conversation.id if conversation else None,
+        "visitor_name": visitor.name, "visitor_email": visitor.email,
+        "visitor": {"name": visitor.name, "email": visitor.email},
+        "text": text, "site": site.name, "site_name": site.name,
+        "page_url": (conversation.started_page_url if conversation else "") or visitor.first_page_url,
+    }
+    try:
+        if database.execute_sql(HAS_CHAT_AUTOMATIONS, (workspace_id, event)).fetchone():
+            automations.publish_chat_event(workspace_id, event, data)
+    except Exception:  # see above: logged, never the chat's failure
+        current_app.logger.exception("chat event %s not handed to automations", event)
 
 
 # --- messages ------------------------------------------------------------------------------------
@@ -211,7 +248,8 @@ def post_visitor_message(site: Site, visitor: Visitor, body: str, upload=None,
     with database.atomic():
         over = _count_visitor_message(site)
         conversation = conversation or current_conversation(visitor)
-        if conversation is None:
+        started = conversation is None
+        if started:
             conversation = Conversation.create(workspace=site.workspace_id, site=site,
                                                visitor=visitor, started_page_url=page_url[:2000])
         message = _add_message(conversation, Message.VISITOR, body, upload, over_limit=over)
@@ -231,6 +269,9 @@ def post_visitor_message(site: Site, visitor: Visitor, body: str, upload=None,
     live.notify()
     if not agents_online(site.workspace_id):
         schedule_away_notice(conversation.id)
+    if started:
+        publish(site.workspace_id, "conversation_started", visitor, site, conversation, body)
+    publish(site.workspace_id, "message_received", visitor, site, conversation, body)
     return message
 
 
@@ -279,8 +320,11 @@ def set_status(conversation: Conversation, status: str) -> None:
         Conversation.update(status=status).where(Conversation.id == conversation.id).execute()
         ChatEvent.create(workspace_id=conversation.workspace_id, conversation_id=conversation.id,
                          kind=ChatEvent.STATUS)
-    conversation.status = status
+    was, conversation.status = conversation.status, status
     live.notify()
+    if status == Conversation.RESOLVED and was != status:
+        publish(conversation.workspace_id, "conversation_resolved", conversation.visitor,
+                conversation.site, conversation)
 
 
 def assign(conversation: Conversation, assignee_id: int | None) -> None:

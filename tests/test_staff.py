@@ -245,3 +245,9 @@ def test_a_failed_edit_changes_nothing_and_keeps_the_typed_values(app, staff, cu
     assert response.status_code == 422 and 'value="Renamed"' in body
     assert "Not a valid schedule" in body
     assert db_state(Automation) == before
+
+
+def test_only_staff_see_the_way_into_the_staff_area(app, staff, client, customer):
+    assert 'href="/staff/"' in staff.get("/dashboard/inbox").get_data(as_text=True)
+    log_in(client)
+    assert 'href="/staff/"' not in client.get("/dashboard/inbox").get_data(as_text=True)

@@ -74,6 +74,13 @@ def _0006_automations(db):
     db.create_tables([Automation, AutomationRun, AuditEntry], safe=True)
 
 
+def _0007_webhook_secret_index(db):
+    # Each inbound webhook finds its automation by the secret in its URL: by index, not by
+    # reading every automation. Unique, so one URL can never start two automations.
+    db.execute_sql("CREATE UNIQUE INDEX IF NOT EXISTS automation_webhook_secret "
+                   "ON automation (webhook_secret) WHERE webhook_secret != ''")
+
+
 STEPS = [
     (1, "initial", _0001_initial),
     (2, "live_chat", _0002_live_chat),
@@ -81,6 +88,7 @@ STEPS = [
     (4, "unread_index", _0004_unread_index),
     (5, "vault", _0005_vault),
     (6, "automations", _0006_automations),
+    (7, "webhook_secret_index", _0007_webhook_secret_index),
 ]
 
 

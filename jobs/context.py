@@ -4,7 +4,7 @@ from contextlib import contextmanager
 
 from flask import current_app, has_app_context
 
-from app.db import connection
+from app.db import connection, thread_connection
 
 
 @contextmanager
@@ -16,5 +16,7 @@ def task_context():
             yield current_app
         return
     app = huey.flask_app
-    with app.app_context(), connection():
+    # A consumer's worker threads live as long as it does: each keeps its connection, as web
+    # requests do, instead of opening one (pragmas, schema, cold cache) for every task.
+    with app.app_context(), thread_connection():
         yield app

@@ -316,6 +316,25 @@ def test_a_queued_run_whose_task_was_lost_is_enqueued_again(ctx, ws, endpoint):
     assert run_of(run.id).status == "succeeded" and run_of(recent.id).status == "queued"
 
 
+def test_a_run_whose_worker_stopped_midway_is_tried_again_or_failed_when_out_of_tries(
+        ctx, ws, endpoint):
+    automation = make(ws, endpoint.url, max_attempts=2)
+    long_ago = utcnow() - timedelta(minutes=30)
+    retried = AutomationRun.create(automation=automation, workspace=ws, trigger="manual",
+                                   status="running", attempts=1, started_at=long_ago)
+    spent = AutomationRun.create(automation=automation, workspace=ws, trigger="manual",
+                                 status="running", attempts=2, started_at=long_ago)
+    busy = AutomationRun.create(automation=automation, workspace=ws, trigger="manual",
+                                status="running", attempts=1, started_at=utcnow())
+    assert service.requeue_stalled() == 1
+    assert run_of(retried.id).status == "succeeded" and run_of(retried.id).attempts == 2
+    assert "The worker stopped during this attempt." in run_of(retried.id).log
+    assert run_of(spent.id).status == "failed"
+    assert run_of(spent.id).error == "The worker stopped during the last attempt."
+    assert run_of(busy.id).status == "running"  # still within any attempt's time
+    assert len(endpoint.requests) == 1
+
+
 def test_skipped_flows_are_not_failures(ctx, ws, test_flows, smtp, user):
     def nothing(run_ctx):
         raise registry.FlowSkipped("no e-mail in the event")

@@ -11,7 +11,7 @@ from croniter import croniter
 from flask import current_app
 from peewee import fn
 
-from app.automations.models import Automation, AutomationRun, Credential
+from app.automations.models import Automation, AutomationRun
 from app.db import database
 from app.errors import RuleError
 from app.models import Membership, User, Workspace, utcnow
@@ -373,11 +373,33 @@ def _slot_run(automation_id, workspace_id, cron, slot, tz_name, now) -> dict:
 
 
 def requeue_stalled(now: datetime | None = None) -> int:
-    """Enqueue again the queued runs whose task was lost; how many."""
-    cutoff = (now or utcnow()) - STALLED_AFTER
+    """Enqueue again the runs whose task was lost; how many.
+
+    Queued runs whose task never arrived go back in the queue. A run still "running" long
+    after any attempt could last (its requests time out in seconds) lost its worker midway
+    (a crash, a redeploy): that attempt counts as failed, and the run is tried again while
+    it has tries left, or marked failed."""
+    now = now or utcnow()
     ids = [r.id for r in AutomationRun.select(AutomationRun.id).where(
-        (AutomationRun.status == AutomationRun.QUEUED) & (AutomationRun.created_at < cutoff))
-        .limit(1000)]
+        (AutomationRun.status == AutomationRun.QUEUED)
+        & (AutomationRun.created_at < now - STALLED_AFTER)).limit(1000)]
+    stuck = list(AutomationRun.select(AutomationRun.id, AutomationRun.attempts,
+                                      AutomationRun.dry_run, Automation.max_attempts)
+                 .join(Automation)
+                 .where((AutomationRun.status == AutomationRun.RUNNING)
+                        & (AutomationRun.started_at < now - STALLED_AFTER)).limit(1000))
+    note = f"\n{now:%H:%M:%S} The worker stopped during this attempt."
+    for run in stuck:
+        tries_left = not run.dry_run and run.attempts < (run.automation.max_attempts or 1)
+        AutomationRun.update(
+            status=AutomationRun.RETRYING if tries_left else AutomationRun.FAILED,
+            log=AutomationRun.log.concat(note),
+            error="" if tries_left else "The worker stopped during the last attempt.",
+            finished_at=None if tries_left else now,
+        ).where((AutomationRun.id == run.id)
+                & (AutomationRun.status == AutomationRun.RUNNING)).execute()
+        if tries_left:
+            ids.append(run.id)
     _enqueue(ids)
     return len(ids)
 
@@ -435,23 +457,7 @@ def _workspace_secrets(workspace_id: int) -> list[str]:
     whichever way it came there."""
     from app.automations import vault
 
-    creds = list(Credential.select(Credential.id, Credential.payload)
-                 .where(Credential.workspace == workspace_id))
-    if not creds:
-        return []
-    key = vault._data_key(workspace_id)
-    values = []
-    for cred in creds:
-        stack = [json.loads(key.decrypt(bytes(cred.payload)))]
-        while stack:
-            item = stack.pop()
-            if isinstance(item, dict):
-                stack.extend(item.values())
-            elif isinstance(item, list):
-                stack.extend(item)
-            elif isinstance(item, str):
-                values.append(item)
-    return values
+    return vault.secret_values(workspace_id)
 
 
 def _scrub(text: str, values: list[str]) -> str:

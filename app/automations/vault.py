@@ -126,6 +126,25 @@ def reveal(credential: Credential) -> dict:
     return json.loads(data)
 
 
+def secret_values(workspace_id: int) -> list[str]:
+    """Every secret string of the workspace's credentials, for redacting run logs (it does
+    not count as a use: last_used_at stays as it was)."""
+    creds = list(Credential.select(Credential.payload).where(Credential.workspace == workspace_id))
+    if not creds:
+        return []
+    key = _data_key(workspace_id)
+    values, stack = [], [json.loads(key.decrypt(bytes(c.payload))) for c in creds]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str):
+            values.append(item)
+    return values
+
+
 def rotate_master() -> int:
     """Re-wrap every data key (and the check value) under the newest master key.
     Safe to interrupt and run again: rows already re-wrapped are simply re-wrapped again."""

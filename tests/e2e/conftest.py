@@ -77,6 +77,9 @@ class LiveServer:
             # would fail the suite as it grows; the log-in lock-out is the app's own rule and
             # stays on.
             LUMNAR_RATELIMIT="0",
+            # Automation tests call HTTP servers on loopback, and retry a second apart.
+            LUMNAR_AUTOMATIONS_ALLOW_PRIVATE="1",
+            LUMNAR_AUTOMATIONS_RETRY_BASE_SECONDS="1",
             PYTHONUNBUFFERED="1",
         )
         self.env = env

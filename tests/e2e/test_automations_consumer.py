@@ -23,8 +23,8 @@ from app.automations import service, vault
 from app.automations.models import AutomationRun
 from app.db import connection
 from app.models import Membership, User, Workspace
-from tests.e2e.conftest import LiveServer, confirmed_user_over_http, wait_until
-from tests.mailcatcher import MailCatcher, text_of
+from tests.e2e.conftest import confirmed_user_over_http, wait_until
+from tests.mailcatcher import text_of
 
 SIGNING_SECRET = "whsec_9Fq2Lx7Vb3Nz8Kp4Rt6Wy1"
 RUN_SECONDS = 30.0
@@ -62,17 +62,9 @@ class Endpoint:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """The live server (tests/e2e/conftest.LiveServer) with two settings automations need:
-    loopback endpoints allowed, and retries a second apart instead of thirty."""
-    smtp = MailCatcher().start()
-    live = LiveServer(tmp_path_factory.mktemp("lumnar-automations"), smtp)
-    live.env.update(LUMNAR_AUTOMATIONS_ALLOW_PRIVATE="1", LUMNAR_AUTOMATIONS_RETRY_BASE_SECONDS="1")
-    try:
-        yield live.boot().wait_ready()
-    finally:
-        live.stop()
-        smtp.stop()
+def server(live_server):
+    """The shared live server: it allows loopback endpoints and retries a second apart."""
+    return live_server
 
 
 @pytest.fixture(scope="module")

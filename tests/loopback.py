@@ -1,8 +1,9 @@
-"""Real HTTP servers on loopback for the automation tests: a recorder that answers as told, and
-a fake CRM that keeps contacts in memory behind a bearer token."""
+"""Real HTTP servers on loopback for the automation tests: a recorder that answers as told, a
+fake CRM that keeps contacts in memory behind a bearer token, and a customer's endpoint."""
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
@@ -129,3 +130,38 @@ class FakeCRM(LoopbackServer):
     @staticmethod
     def _json(status, data):
         return status, {"Content-Type": "application/json"}, json.dumps(data).encode()
+
+
+class Endpoint:
+    """A customer's endpoint for automations, started at once: records every request (with
+    its arrival time) as a dict and answers `status` with `{}`. `stop()` when done."""
+
+    def __init__(self, status=200):
+        self.status = status
+        self.requests: list[dict] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 (http.server's naming)
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                outer.requests.append({"at": time.monotonic(), "method": self.command,
+                                       "path": self.path, "headers": dict(self.headers),
+                                       "body": body})
+                self.send_response(outer.status)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            do_GET = do_POST
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()

@@ -9,7 +9,6 @@ real HTTP server on loopback; e-mail to a real SMTP server (aiosmtpd)."""
 import json
 import threading
 from datetime import date, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from peewee import fn
@@ -23,44 +22,12 @@ from jobs import huey
 from jobs.automations import registry
 from tests.chat_fixtures import OTHER_EMAIL, workspace_id_of
 from tests.conftest import db_state, make_user
+from tests.loopback import Endpoint
 from tests.mailcatcher import text_of
 
 pytestmark = pytest.mark.config(AUTOMATIONS_ALLOW_PRIVATE=True)
 
 SECRET_TOKEN = "tok_live_Zq8Xw3Vb7Ny2Lm5Kp9Rt"
-
-
-class Endpoint:
-    """A loopback HTTP server that records requests and answers with `status`."""
-
-    def __init__(self, status=200):
-        self.status = status
-        self.requests: list[dict] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 (http.server's naming)
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                outer.requests.append({"path": self.path, "headers": dict(self.headers),
-                                       "body": body})
-                self.send_response(outer.status)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"{}")
-
-            do_GET = do_POST
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture

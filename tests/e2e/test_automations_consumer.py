@@ -11,9 +11,6 @@ import hashlib
 import hmac
 import json
 import re
-import threading
-import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
@@ -24,41 +21,11 @@ from app.automations.models import AutomationRun
 from app.db import connection
 from app.models import Membership, User, Workspace
 from tests.e2e.conftest import confirmed_user_over_http, wait_until
+from tests.loopback import Endpoint
 from tests.mailcatcher import text_of
 
 SIGNING_SECRET = "whsec_9Fq2Lx7Vb3Nz8Kp4Rt6Wy1"
 RUN_SECONDS = 30.0
-
-
-class Endpoint:
-    """A customer's endpoint on loopback: records each request (with its arrival time) and
-    answers with `status`."""
-
-    def __init__(self, status=200):
-        self.status = status
-        self.requests: list[dict] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 (http.server's naming)
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                outer.requests.append({"at": time.monotonic(), "path": self.path,
-                                       "headers": dict(self.headers), "body": body})
-                self.send_response(outer.status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture(scope="module")

@@ -89,6 +89,9 @@ def load(overrides=None) -> dict:
         "SESSION_COOKIE_SECURE": secure,
         "PREFERRED_URL_SCHEME": "https" if secure else "http",
         "PERMANENT_SESSION_LIFETIME": timedelta(hours=int(_env("LUMNAR_SESSION_MAX_HOURS", "336"))),
+        # The cookie is sent again when the session changes (its "seen" time moves at most
+        # once a minute), not re-signed on every request: a chat reply need not pay for it.
+        "SESSION_REFRESH_EACH_REQUEST": False,
         "WTF_CSRF_TIME_LIMIT": None,  # the token lives as long as the session that holds it
         "WTF_CSRF_SSL_STRICT": secure,
         "HUEY_IMMEDIATE": False,

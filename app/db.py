@@ -1,15 +1,46 @@
 """The one SQLite database: declared here, initialised by the factory, one connection per thread."""
 
 import sqlite3
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 
 from flask import request
 from peewee import SqliteDatabase
 
+# One writer at a time in this process. SQLite allows one writer per database anyway, and a
+# writer that finds the lock taken waits in the busy handler, which sleeps and polls: with
+# dozens of threads (web requests, streams, a worker's threads) wanting to write, most of
+# them slept while the lock was free, and messages queued for seconds (measured by the chat
+# benchmark). Threads queue here instead and wake as soon as the lock is released. Writers
+# in other processes (the Huey consumer) still meet in SQLite's busy handler.
+_writer = threading.RLock()
+_WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
+
+
+class _OneWriter:
+    """Holds the process's writer lock around a transaction (savepoints re-enter it)."""
+
+    def __init__(self, transaction):
+        self.transaction = transaction
+
+    def __enter__(self):
+        _writer.acquire()
+        try:
+            return self.transaction.__enter__()
+        except BaseException:
+            _writer.release()
+            raise
+
+    def __exit__(self, *exc):
+        try:
+            return self.transaction.__exit__(*exc)
+        finally:
+            _writer.release()
+
 
 class LumnarDatabase(SqliteDatabase):
-    """Write transactions start with BEGIN IMMEDIATE.
+    """Write transactions start with BEGIN IMMEDIATE, one at a time per process.
 
     A deferred transaction that reads first and writes later (an FTS5 trigger reads its
     config before the insert lands) cannot upgrade to a writer once another connection has
@@ -17,7 +48,14 @@ class LumnarDatabase(SqliteDatabase):
     Taking the write lock at BEGIN makes it wait its turn instead."""
 
     def atomic(self, lock_type="IMMEDIATE"):
-        return super().atomic(lock_type)
+        return _OneWriter(super().atomic(lock_type))
+
+    def execute_sql(self, sql, params=None, *args, **kwargs):
+        # A single write statement outside a transaction is a transaction of its own.
+        if self.transaction_depth() == 0 and sql.lstrip()[:7].upper().startswith(_WRITES):
+            with _writer:
+                return super().execute_sql(sql, params, *args, **kwargs)
+        return super().execute_sql(sql, params, *args, **kwargs)
 
 
 # Deferred: the path is only known once the factory has read the configuration.

@@ -83,8 +83,15 @@ async def follow(flask_app, hub, audience: str, render_fn, after: int, presence:
         with render_context(flask_app), thread_connection():
             return render_fn(row)
 
+    async def render_once(row):
+        # On the event loop, not in a worker thread: an event's rendering is a few primary-key
+        # reads and one partial (under a millisecond), while the hop to a thread and back under
+        # load (every message wakes several) cost more than the work and lost messages in the
+        # chat benchmark. The replay below, which may read many rows, still runs in a thread.
+        return rendered(row)
+
     async def event(row):
-        html = await hub.render((audience, row.id), lambda: anyio.to_thread.run_sync(rendered, row))
+        html = await hub.render((audience, row.id), lambda: render_once(row))
         return ServerSentEvent(data=html, event="update", id=str(row.id)) if html else None
 
     sub = hub.subscribe(workspace_id=workspace_id, conversation_id=conversation_id)

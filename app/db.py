@@ -3,6 +3,7 @@
 import sqlite3
 import threading
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 
 from flask import request
@@ -94,6 +95,53 @@ def init_app(app):
             database.rollback()
         if not app.config.get("DB_KEEP_OPEN", True):
             database.close()
+
+
+class Prepared:
+    """A peewee select whose SQL is built once, then run again with other values.
+
+    peewee builds a statement's SQL on every execution; on the chat's hot paths that cost
+    more than SQLite running it (profiled: a third of a chat message's server time). The
+    query is built on first use from `build(*markers)`, marker values standing for the
+    arguments, and each marker's place among the parameters is found once. Rows come back
+    as the query would give them (joined models included)."""
+
+    MARK = -7_700_000_000  # no id, count or text of ours is this
+
+    def __init__(self, build, arity: int = 1):
+        self.build, self.arity = build, arity
+        self._ready = None
+
+    def _prepare(self):
+        markers = [self.MARK - i for i in range(self.arity)]
+        query = self.build(*markers)
+        sql, params = query.sql()
+        slots = []
+        for value in params:
+            found = [i for i, m in enumerate(markers) if value == m or value == str(m)]
+            slots.append((True, found[0]) if found else (False, value))
+        if sorted(i for is_arg, i in slots if is_arg) != list(range(self.arity)):
+            raise ValueError("each argument must appear once in the prepared query")
+        self._ready = (query, sql, slots)
+        return self._ready
+
+    def _cursor(self, args):
+        query, sql, slots = self._ready or self._prepare()
+        # Datetimes as peewee stores them (str gives the same text), not left to sqlite3's
+        # default adapter, which newer Pythons deprecate.
+        args = [str(a) if isinstance(a, datetime) else a for a in args]
+        return query, database.execute_sql(sql, [args[v] if is_arg else v for is_arg, v in slots])
+
+    def rows(self, *args):
+        query, cursor = self._cursor(args)
+        return query._get_cursor_wrapper(cursor)
+
+    def first(self, *args):
+        return next(iter(self.rows(*args)), None)
+
+    def scalar(self, *args):
+        row = self._cursor(args)[1].fetchone()
+        return row[0] if row else None
 
 
 def answers() -> bool:

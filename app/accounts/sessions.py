@@ -12,6 +12,7 @@ from functools import wraps
 
 from flask import abort, current_app, flash, g, redirect, request, session, url_for
 
+from app.db import Prepared
 from app.models import Membership, User, UserSession, utcnow
 
 # Refresh "last seen" at most this often, so that not every request writes.
@@ -23,6 +24,12 @@ def init_app(app):
     app.context_processor(lambda: {"current_user": g.get("user"), "membership": g.get("membership")})
 
 
+# Asked on every signed-in request: built once (see app.db.Prepared).
+SESSION_ROW = Prepared(lambda sid: UserSession.select(UserSession, User).join(User)
+                       .where(UserSession.sid == sid).limit(1))
+MEMBERSHIPS = Prepared(lambda user_id: Membership.of(user_id))
+
+
 def session_row(data) -> UserSession | None:
     """The live session row for decoded cookie data, checking both lifetimes."""
     sid = data.get("sid")
@@ -32,8 +39,7 @@ def session_row(data) -> UserSession | None:
     if (now - data.get("iat", 0) > current_app.config["SESSION_MAX"].total_seconds()
             or now - data.get("seen", 0) > current_app.config["SESSION_IDLE"].total_seconds()):
         return None
-    return (UserSession.select(UserSession, User).join(User)
-            .where(UserSession.sid == sid).first())
+    return SESSION_ROW.first(sid)
 
 
 def load_user():
@@ -57,7 +63,7 @@ def load_user():
 
 def current_membership(user, chosen: int | None):
     """The workspace the user chose (session "ws"), or their first one."""
-    memberships = list(Membership.of(user))
+    memberships = list(MEMBERSHIPS.rows(user.id))
     if not memberships:
         return None
     for m in memberships:

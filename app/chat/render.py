@@ -8,17 +8,15 @@ Both run in a worker thread with the Flask app context and a database connection
 from flask import render_template
 
 from app.chat import service
-from app.chat.models import ChatEvent, Conversation, Message, Site, Visitor
+from app.chat.models import ChatEvent, Message
 
 
 def _conversation(conversation_id):
-    return (Conversation.select(Conversation, Visitor, Site).join(Visitor)
-            .switch(Conversation).join(Site)
-            .where(Conversation.id == conversation_id).first())
+    return service.CONVERSATION.first(conversation_id)
 
 
 def _message(message_id):
-    return Message.get_or_none(Message.id == message_id)
+    return service.MESSAGE.first(message_id)
 
 
 def agent_html(row) -> str | None:

@@ -6,7 +6,7 @@ from urllib.parse import urlsplit
 
 from flask import current_app
 from itsdangerous import BadSignature, URLSafeTimedSerializer
-from peewee import SQL
+from peewee import SQL, fn
 
 from app.chat import files, live
 from app.chat.models import (
@@ -21,7 +21,7 @@ from app.chat.models import (
     Visitor,
 )
 from app.chat.text import MAX_CHARS, preview
-from app.db import database, thread_connection
+from app.db import Prepared, database, thread_connection
 from app.errors import RuleError
 from app.models import Membership, User, utcnow
 
@@ -79,6 +79,30 @@ SITE_BY_KEY = 'SELECT * FROM "site" WHERE "site_key" = ? AND "enabled" = 1'
 VISITOR_BY_PUBLIC_ID = 'SELECT * FROM "visitor" WHERE "public_id" = ? AND "site_id" = ?'
 CURRENT_CONVERSATION = ('SELECT * FROM "conversation" WHERE "visitor_id" = ? '
                         'ORDER BY "id" DESC LIMIT 1')
+
+
+# Conversations with their visitor and site, by id (streams) and by id within a workspace
+# (dashboard): asked on every chat event and reply, so built once (see app.db.Prepared).
+CONVERSATION = Prepared(lambda conversation_id: (
+    Conversation.select(Conversation, Visitor, Site).join(Visitor).switch(Conversation).join(Site)
+    .where(Conversation.id == conversation_id).limit(1)))
+WORKSPACE_CONVERSATION = Prepared(lambda conversation_id, workspace_id: (
+    Conversation.select(Conversation, Visitor, Site).join(Visitor).switch(Conversation).join(Site)
+    .where((Conversation.id == conversation_id) & (Conversation.workspace == workspace_id))
+    .limit(1)), arity=2)
+MESSAGE = Prepared(lambda message_id: Message.select().where(Message.id == message_id).limit(1))
+# A literal 0, not a bound parameter: only then does SQLite know its partial index
+# (unread_count > 0) covers the condition and skip reading the table rows.
+UNREAD_TOTAL = Prepared(lambda workspace_id: Conversation.select(fn.COUNT(SQL("*"))).where(
+    (Conversation.workspace == workspace_id) & (Conversation.unread_count > SQL("0"))))
+AGENT_PRESENT = Prepared(lambda workspace_id, since: Presence.select(SQL("1")).where(
+    (Presence.kind == Presence.AGENT) & (Presence.workspace_id == workspace_id)
+    & (Presence.seen_at > since)).limit(1), arity=2)
+VISITOR_PRESENT = Prepared(lambda conversation_id, since: Presence.select(SQL("1")).where(
+    (Presence.kind == Presence.VISITOR) & (Presence.subject_id == conversation_id)
+    & (Presence.seen_at > since)).limit(1), arity=2)
+SAVED_REPLIES = Prepared(lambda workspace_id: SavedReply.select().where(
+    SavedReply.workspace == workspace_id).order_by(SavedReply.shortcut))
 
 
 def _first(raw):
@@ -218,15 +242,33 @@ def _count_visitor_message(site: Site) -> bool:
     return used > site.monthly_message_limit
 
 
+# A message's own writes, the most repeated statements of all, as fixed SQL (see
+# CONVERSATION above for why); the FTS5 triggers index the message as for any insert.
+INSERT_MESSAGE = ('INSERT INTO "message" ("conversation_id", "workspace_id", "sender", '
+                  '"author_id", "body", "created_at", "over_limit") VALUES (?, ?, ?, ?, ?, ?, ?)')
+INSERT_EVENT = ('INSERT INTO "chat_event" ("workspace_id", "conversation_id", "kind", "ref_id", '
+                '"actor", "created_at") VALUES (?, ?, ?, ?, ?, ?)')
+TOUCH_CONVERSATION = ('UPDATE "conversation" SET "last_activity_at" = ?, "last_preview" = ? '
+                      'WHERE "id" = ?')
+VISITOR_WROTE = ('UPDATE "conversation" SET "last_activity_at" = ?, "last_preview" = ?, '
+                 '"unread_count" = "unread_count" + 1, "status" = \'open\', '
+                 '"over_limit" = "over_limit" | ? WHERE "id" = ?')
+
+
 def _add_message(conversation, sender, body, upload, author=None, over_limit=False) -> Message:
-    message = Message.create(conversation=conversation, workspace_id=conversation.workspace_id,
-                             sender=sender, author=author, body=body, over_limit=over_limit)
+    now = utcnow()
+    cursor = database.execute_sql(INSERT_MESSAGE, (
+        conversation.id, conversation.workspace_id, sender, author.id if author else None, body,
+        str(now), int(over_limit)))
+    message = Message(id=cursor.lastrowid, conversation=conversation,
+                      workspace_id=conversation.workspace_id, sender=sender, author=author,
+                      body=body, created_at=now, over_limit=over_limit)
     if upload is not None:
         filename, content_type, data = upload
         Attachment.create(message=message, workspace_id=conversation.workspace_id,
                           filename=filename, content_type=content_type, size=len(data), data=data)
-    ChatEvent.create(workspace_id=conversation.workspace_id, conversation_id=conversation.id,
-                     kind=ChatEvent.MESSAGE, ref_id=message.id, actor=sender)
+    database.execute_sql(INSERT_EVENT, (conversation.workspace_id, conversation.id,
+                                        ChatEvent.MESSAGE, message.id, sender, str(now)))
     return message
 
 
@@ -253,13 +295,9 @@ def post_visitor_message(site: Site, visitor: Visitor, body: str, upload=None,
             conversation = Conversation.create(workspace=site.workspace_id, site=site,
                                                visitor=visitor, started_page_url=page_url[:2000])
         message = _add_message(conversation, Message.VISITOR, body, upload, over_limit=over)
-        Conversation.update(
-            last_activity_at=message.created_at,
-            last_preview=preview(body or f"📎 {upload[0]}"),
-            unread_count=Conversation.unread_count + 1,
-            status=Conversation.OPEN,
-            over_limit=Conversation.over_limit | over,
-        ).where(Conversation.id == conversation.id).execute()
+        database.execute_sql(VISITOR_WROTE, (str(message.created_at),
+                                             preview(body or f"📎 {upload[0]}"), int(over),
+                                             conversation.id))
         if visitor.last_seen_at < message.created_at - timedelta(minutes=1):
             # Minute precision is all "last seen" needs; it spares a write per message.
             Visitor.update(last_seen_at=message.created_at).where(Visitor.id == visitor.id).execute()
@@ -279,10 +317,9 @@ def post_agent_reply(conversation: Conversation, user: User, body: str, upload=N
     body = check_body(body, upload is not None)
     with database.atomic():
         message = _add_message(conversation, Message.AGENT, body, upload, author=user)
-        Conversation.update(
-            last_activity_at=message.created_at,
-            last_preview=preview(body or f"📎 {upload[0]}"),
-        ).where(Conversation.id == conversation.id).execute()
+        database.execute_sql(TOUCH_CONVERSATION, (str(message.created_at),
+                                                  preview(body or f"📎 {upload[0]}"),
+                                                  conversation.id))
     live.notify()
     visitor = conversation.visitor
     if visitor.email and not visitor_connected(conversation.id):
@@ -372,18 +409,14 @@ def agents_online(workspace_id: int) -> bool:
     key = (database.database, workspace_id)  # the same id in another database is another workspace
     if _online_until.get(key, 0.0) > time.monotonic():
         return True
-    online = Presence.select().where(
-        (Presence.kind == Presence.AGENT) & (Presence.workspace_id == workspace_id)
-        & (Presence.seen_at > utcnow() - PRESENCE_FRESH)).exists()
+    online = AGENT_PRESENT.scalar(workspace_id, utcnow() - PRESENCE_FRESH) is not None
     if online:
         _online_until[key] = time.monotonic() + ONLINE_TRUST_SECONDS
     return online
 
 
 def visitor_connected(conversation_id: int) -> bool:
-    return Presence.select().where(
-        (Presence.kind == Presence.VISITOR) & (Presence.subject_id == conversation_id)
-        & (Presence.seen_at > utcnow() - PRESENCE_FRESH)).exists()
+    return VISITOR_PRESENT.scalar(conversation_id, utcnow() - PRESENCE_FRESH) is not None
 
 
 def schedule_away_notice(conversation_id: int) -> None:
@@ -425,10 +458,7 @@ def inbox(workspace_id: int, user: User, filter_: str = "open", page: int = 1):
 
 
 def unread_total(workspace_id: int) -> int:
-    # A literal 0, not a bound parameter: only then does SQLite know its partial index
-    # (unread_count > 0) covers the condition and skip reading the table rows.
-    return (Conversation.select().where((Conversation.workspace == workspace_id)
-                                        & (Conversation.unread_count > SQL("0"))).count())
+    return UNREAD_TOTAL.scalar(workspace_id)
 
 
 def fts_query(q: str) -> str | None:
@@ -462,7 +492,7 @@ def search(workspace_id: int, q: str, limit: int = 50):
 
 
 def saved_replies(workspace_id: int):
-    return SavedReply.select().where(SavedReply.workspace == workspace_id).order_by(SavedReply.shortcut)
+    return SAVED_REPLIES.rows(workspace_id)
 
 
 def visitor_stream_scope(ticket: str):

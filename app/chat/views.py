@@ -9,7 +9,7 @@ from app.accounts.sessions import login_required, owner_required, scoped_or_404,
 from app.accounts.views import go
 from app.chat import service
 from app.chat.forms import AssignForm, ReplyForm, SavedReplyForm, SiteForm, VisitorForm
-from app.chat.models import Attachment, ChatEvent, Conversation, Message, SavedReply, Site, Visitor
+from app.chat.models import Attachment, ChatEvent, Conversation, Message, SavedReply, Site
 from app.chat.service import ChatError
 from app.models import User
 from app.rendering import render
@@ -23,9 +23,7 @@ UPLOAD_LIMIT = 11 * 1024 * 1024  # a 10 MB file plus the form around it
 def scoped_conversation(conversation_id: int) -> Conversation:
     """The conversation if it belongs to the current workspace; 404 otherwise, never 403,
     so ids of other workspaces reveal nothing."""
-    conv = (Conversation.select(Conversation, Visitor, Site).join(Visitor).switch(Conversation).join(Site)
-            .where((Conversation.id == conversation_id) & (Conversation.workspace == workspace_id()))
-            .first())
+    conv = service.WORKSPACE_CONVERSATION.first(conversation_id, workspace_id())
     if conv is None:
         abort(404)
     return conv

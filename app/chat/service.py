@@ -501,8 +501,7 @@ def visitor_stream_scope(ticket: str):
     if not data:
         return None
     with thread_connection():  # called from the streams' worker threads
-        conv = (Conversation.select(Conversation, Visitor).join(Visitor)
-                .where(Conversation.id == data.get("c")).first())
+        conv = CONVERSATION.first(data.get("c"))
     if conv is None or conv.visitor.public_id != data.get("v"):
         return None
     return conv.workspace_id, conv.id

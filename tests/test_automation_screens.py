@@ -254,3 +254,43 @@ def test_the_access_log_lists_this_workspaces_entries_only(app, auth, ws, strang
     with connection():
         AuditEntry.delete().where(AuditEntry.workspace == other).execute()
     assert "Nobody at Lumnar has looked" in stranger.get("/dashboard/access-log").get_data(as_text=True)
+
+
+# --- the workspace's automation settings ------------------------------------------------------
+
+
+def test_owners_set_the_time_zone_and_a_schedule_moves_with_it(app, auth, ws):
+    automation = create(app, ws.id, trigger="schedule", cron="0 9 * * *")
+    with connection():
+        before = Automation.get_by_id(automation.id).next_run_at
+    response = auth.post_form("/dashboard/automations/settings",
+                              {"timezone": "Asia/Tokyo", "run_log_days": "30"})
+    assert response.status_code == 303
+    with connection():
+        saved = Workspace.get_by_id(ws.id)
+        after = Automation.get_by_id(automation.id).next_run_at
+    assert (saved.timezone, saved.run_log_days) == ("Asia/Tokyo", 30)
+    assert after.hour == 0 and after != before  # 09:00 in Tokyo is midnight UTC
+    assert "Times are in Asia/Tokyo" in auth.get("/dashboard/automations").get_data(as_text=True)
+
+
+@pytest.mark.parametrize("fields, says", [
+    ({"timezone": "Mars/Olympus", "run_log_days": "14"}, "Choose a time zone from the list"),
+    ({"timezone": "UTC", "run_log_days": "0"}, "from 1 to 365"),
+    ({"timezone": "UTC", "run_log_days": "two weeks"}, "from 1 to 365"),
+])
+def test_bad_settings_are_refused_beside_the_field_and_nothing_changes(auth, ws, fields, says):
+    before = db_state(Workspace, Automation)
+    response = auth.post_form("/dashboard/automations/settings", fields, htmx=True)
+    assert response.status_code == 422
+    assert says in response.get_data(as_text=True)
+    assert db_state(Workspace, Automation) == before
+
+
+def test_only_owners_change_the_settings(agent, ws):
+    before = db_state(Workspace)
+    response = agent.post_form("/dashboard/automations/settings",
+                               {"timezone": "Asia/Tokyo", "run_log_days": "30"})
+    assert response.status_code == 403
+    assert db_state(Workspace) == before
+    assert 'id="automation-settings"' not in agent.get("/dashboard/automations").get_data(as_text=True)

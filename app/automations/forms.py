@@ -88,6 +88,13 @@ class AutomationForm(FlaskForm):
                                render_kw={"inputmode": "numeric"})
 
 
+class AutomationSettingsForm(FlaskForm):
+    # Checked by service.update_settings, which reports both fields at once.
+    timezone = SelectField("Time zone of schedules and times", validate_choice=False)
+    run_log_days = StringField("Keep run logs for (days)", filters=strip,
+                               render_kw={"inputmode": "numeric"})
+
+
 class TestRunForm(FlaskForm):
     dry_run = BooleanField("Dry run: log what would be sent, send nothing", default=True)
 

@@ -1,11 +1,12 @@
 """Automations: set them up, fire their triggers, run them with retries, and keep their run logs."""
 
+import functools
 import json
 import random
 import secrets
 import time
 from datetime import date, datetime, timedelta, timezone
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from croniter import croniter
 from flask import current_app
@@ -195,6 +196,43 @@ def update_automation(automation: Automation, *, name, flow, config: dict, trigg
         _schedule_fields(automation, _workspace(automation.workspace_id), now)
     automation.save()
     return automation
+
+
+MAX_LOG_DAYS = 365
+
+
+@functools.cache
+def time_zones() -> list[str]:
+    """Every IANA zone name this system knows (the tzdata package ships them)."""
+    return sorted(z for z in available_timezones() if "/" in z or z == "UTC")
+
+
+def update_settings(workspace_id: int, timezone_name: str, run_log_days) -> Workspace:
+    """The workspace's time zone (schedules are read in it) and how long run logs are kept.
+    A new zone moves every active schedule's next slot at once."""
+    errors = {}
+    timezone_name = (timezone_name or "").strip()
+    if timezone_name not in time_zones():
+        errors["timezone"] = "Choose a time zone from the list, like Europe/Paris."
+    try:
+        days = int(str(run_log_days).strip())
+        if not 1 <= days <= MAX_LOG_DAYS:
+            raise ValueError
+    except ValueError:
+        errors["run_log_days"] = f"Enter a number of days from 1 to {MAX_LOG_DAYS}."
+    if errors:
+        raise _registry().ConfigError(errors)
+    workspace = _workspace(workspace_id)
+    now = utcnow()
+    with database.atomic():
+        Workspace.update(timezone=timezone_name, run_log_days=days).where(
+            Workspace.id == workspace_id).execute()
+        workspace.timezone, workspace.run_log_days = timezone_name, days
+        for automation in Automation.select().where(
+                (Automation.workspace == workspace_id) & (Automation.trigger == Automation.SCHEDULE)):
+            _schedule_fields(automation, workspace, now)
+            automation.save(only=[Automation.next_run_at])
+    return workspace
 
 
 def delete_automation(automation: Automation) -> None:

@@ -10,7 +10,7 @@ from wtforms.validators import ValidationError
 from app.accounts.sessions import login_required, owner_required, scoped_or_404, workspace_id
 from app.accounts.views import go
 from app.automations import screens, service, vault
-from app.automations.forms import CredentialForm
+from app.automations.forms import AutomationSettingsForm, CredentialForm
 from app.automations.models import Automation, AutomationRun, Credential
 from app.errors import RuleError
 from app.rendering import render
@@ -103,12 +103,39 @@ def run_filters() -> dict:
             "page": max(1, request.args.get("page", 1, type=int) or 1)}
 
 
+def settings_form(ws, formdata=None):
+    form = AutomationSettingsForm(formdata=formdata, timezone=ws.timezone,
+                                  run_log_days=str(ws.run_log_days))
+    form.timezone.choices = service.time_zones()
+    return form
+
+
+def list_page(ws, settings=None, status=200):
+    return render("automations/list.html", "automations/_list.html", status=status, workspace=ws,
+                  rows=screens.automation_rows(ws), chart=runs_per_day(ws.id),
+                  settings=settings or settings_form(ws))
+
+
 @bp.get("/automations")
 @login_required
 def automation_list():
+    return list_page(current_workspace())
+
+
+@bp.post("/automations/settings")
+@owner_required
+def automation_settings_update():
     ws = current_workspace()
-    return render("automations/list.html", "automations/_list.html", workspace=ws,
-                  rows=screens.automation_rows(ws), chart=runs_per_day(ws.id))
+    form = settings_form(ws, formdata=request.form)
+    if not form.validate_on_submit():
+        return list_page(ws, form, status=422)
+    try:
+        service.update_settings(ws.id, form.timezone.data, form.run_log_days.data)
+    except RuleError as err:  # the registry's ConfigError: a message for each bad field
+        for name, message in err.errors.items():
+            form[name].errors = [message]
+        return list_page(ws, form, status=422)
+    return go(url_for("automations.automation_list"))
 
 
 @bp.post("/automations/pause-all")

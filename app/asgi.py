@@ -117,7 +117,8 @@ def build(flask_app=None, hot_writes=True) -> Starlette:
         return sse(streams.follow(flask_app, hub, "visitor", streams.visitor_render,
                                   streams.parse_after(request), presence,
                                   allowed=lambda: check() is not None,
-                                  conversation_id=conversation_id))
+                                  conversation_id=conversation_id,
+                                  recheck_seconds=streams.VISITOR_RECHECK_SECONDS))
 
     @contextlib.asynccontextmanager
     async def lifespan(app):

@@ -7,6 +7,7 @@ nothing lost, nothing twice.
 """
 
 import asyncio
+import random
 import time
 from datetime import datetime, timezone
 
@@ -20,6 +21,9 @@ from app.db import database, thread_connection
 from app.models import utcnow
 
 HEARTBEAT_SECONDS = 15
+# A visitor's stream ends when its ticket expires (hours) or its conversation goes; checking that
+# every two minutes is plenty, and a thousand open widgets then cost ~8 checks a second.
+VISITOR_RECHECK_SECONDS = 120
 REPLAY_LIMIT = 1000
 
 
@@ -71,12 +75,16 @@ def write_presence(process_id: str, keys, gone) -> None:
 
 
 async def follow(flask_app, hub, audience: str, render_fn, after: int, presence: tuple,
-                 heartbeat=None, allowed=None, workspace_id=None, conversation_id=None):
+                 heartbeat=None, allowed=None, workspace_id=None, conversation_id=None,
+                 recheck_seconds=HEARTBEAT_SECONDS):
     """Replay, then follow the dispatcher.
 
     `render_fn(row)` gives the HTML to send (or None); every subscriber of the same audience
-    shares one rendering of each event. `allowed()` is asked again at every heartbeat, so a
-    stream ends soon after its session is logged out or its member removed.
+    shares one rendering of each event. `allowed()` is asked again about every
+    `recheck_seconds`, so a stream ends soon after its session is logged out or its member
+    removed. Heartbeats and checks start at a random point of their period: a thousand
+    streams opened together (a server restart) would otherwise all check at the same moment,
+    and the chat's messages would wait behind them.
     """
 
     def rendered(row):
@@ -109,13 +117,16 @@ async def follow(flask_app, hub, audience: str, render_fn, after: int, presence:
                     yield sse
             if len(rows) < REPLAY_LIMIT:
                 break
-        next_beat = time.monotonic() + HEARTBEAT_SECONDS
+        next_beat = time.monotonic() + HEARTBEAT_SECONDS * random.uniform(0.5, 1.0)
+        next_check = time.monotonic() + recheck_seconds * random.uniform(0.5, 1.0)
         while not sub.dropped:
             try:
                 row = await asyncio.wait_for(sub.queue.get(), max(0.1, next_beat - time.monotonic()))
             except TimeoutError:
-                if allowed is not None and not await anyio.to_thread.run_sync(allowed):
-                    return
+                if allowed is not None and time.monotonic() >= next_check:
+                    if not await anyio.to_thread.run_sync(allowed):
+                        return
+                    next_check = time.monotonic() + recheck_seconds * random.uniform(0.75, 1.25)
                 if heartbeat is not None:
                     yield ServerSentEvent(data=await anyio.to_thread.run_sync(heartbeat), event="status")
                 next_beat = time.monotonic() + HEARTBEAT_SECONDS

@@ -19,6 +19,11 @@ _writer = threading.RLock()
 _WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
 
 
+def one_writer():
+    """This process's writer lock, for writes that do not go through peewee (Huey's queue)."""
+    return _writer
+
+
 class _OneWriter:
     """Holds the process's writer lock around a transaction (savepoints re-enter it)."""
 

@@ -4,9 +4,37 @@ Huey starts in immediate (in-memory) mode so that importing this module connects
 `init_app` points it at the configured SQLite file unless the app asks for immediate mode.
 """
 
-from huey import SqliteHuey
+import contextlib
 
-huey = SqliteHuey("lumnar", immediate=True, results=False, filename=":memory:")
+from huey import SqliteHuey
+from huey.storage import SqliteStorage
+
+from app.db import one_writer
+
+
+class LumnarStorage(SqliteStorage):
+    """Huey's queue on our database file, its writes taking turns with ours.
+
+    A worker thread's writes (claiming a run, writing its log) and Huey's own (taking the next
+    task) would otherwise meet in SQLite's busy handler, which sleeps and polls: measured, the
+    consumer spent more time waiting there than running automations. In one process they now
+    queue on the same writer lock as every other write (app.db)."""
+
+    @contextlib.contextmanager
+    def db(self, commit=False, close=False):
+        if not commit:
+            with super().db(commit, close) as cursor:
+                yield cursor
+            return
+        with one_writer(), super().db(commit, close) as cursor:
+            yield cursor
+
+
+class LumnarHuey(SqliteHuey):
+    storage_class = LumnarStorage
+
+
+huey = LumnarHuey("lumnar", immediate=True, results=False, filename=":memory:")
 
 
 def init_app(app):

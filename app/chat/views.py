@@ -11,6 +11,7 @@ from app.chat import service
 from app.chat.forms import AssignForm, ReplyForm, SavedReplyForm, SiteForm, VisitorForm
 from app.chat.models import Attachment, ChatEvent, Conversation, Message, SavedReply, Site
 from app.chat.service import ChatError
+from app.db import Prepared
 from app.models import User
 from app.rendering import render
 from app.security import error_page
@@ -29,10 +30,12 @@ def scoped_conversation(conversation_id: int) -> Conversation:
     return conv
 
 
+LAST_EVENT = Prepared(lambda ws_id: ChatEvent.select(ChatEvent.id).where(
+    ChatEvent.workspace_id == ws_id).order_by(ChatEvent.id.desc()).limit(1))
+
+
 def last_event_id(ws_id: int) -> int:
-    row = (ChatEvent.select(ChatEvent.id).where(ChatEvent.workspace_id == ws_id)
-           .order_by(ChatEvent.id.desc()).first())
-    return row.id if row else 0
+    return LAST_EVENT.scalar(ws_id) or 0
 
 
 # --- inbox and search -------------------------------------------------------------------------

@@ -18,7 +18,6 @@ from starlette.routing import Mount, Route
 from app import create_app, hot
 from app.accounts import sessions
 from app.chat import live, service, streams
-from app.db import thread_connection
 
 SSE_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
 
@@ -37,20 +36,8 @@ class QueryStringFilter(logging.Filter):
 
 def session_user(flask_app, cookie: str | None):
     """(user, membership) of a Flask session cookie, checked exactly as a Flask request is."""
-    if not cookie:
-        return None
-    serializer = flask_app.session_interface.get_signing_serializer(flask_app)
-    max_age = int(flask_app.permanent_session_lifetime.total_seconds())
-    try:
-        data = serializer.loads(cookie, max_age=max_age)
-    except Exception:  # bad signature, expired, or garbage: not logged in
-        return None
-    with flask_app.app_context(), thread_connection():
-        row = sessions.session_row(data)
-        if row is None:
-            return None
-        membership = sessions.current_membership(row.user, data.get("ws"))
-    return (row.user, membership) if membership else None
+    found = sessions.from_cookie(flask_app, cookie)
+    return (found[1].user, found[2]) if found else None
 
 
 class StaticGZip:

@@ -11,21 +11,28 @@ conversation's first message, a body that fails a check, a limit reached, a non-
 an unknown site or token) is handed untouched to the Flask view, which answers it by the
 full rules. So this path never says yes where Flask would say no, and has no error pages.
 
-An agent's reply: the Flask view itself, called directly in a worker thread (see InThread),
-because its rules (session, CSRF, workspace) are Flask's and are best not written twice.
+An agent's reply, the same way: the route accepts a plain text reply from a signed-in
+member whose session cookie, session row, CSRF token (and, on https, same-origin referrer)
+pass the checks Flask makes (the same session functions; flask-wtf's token rule), into a
+conversation of their workspace. Anything else, including a session whose "seen" time is due
+to move, goes to the Flask view.
 """
 
-import io
+import hmac
+import time
+from urllib.parse import urlsplit
 
 import anyio
-from a2wsgi.wsgi import build_environ
+from itsdangerous import BadData, URLSafeTimedSerializer
+from markupsafe import Markup
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse
 from starlette.routing import Route
 
+from app.accounts import sessions
 from app.chat import service
-from app.chat.forms import WidgetMessageForm
+from app.chat.forms import ReplyForm, WidgetMessageForm
 from app.chat.service import ChatError
 from app.chat.views import UPLOAD_LIMIT
 from app.db import thread_connection
@@ -33,7 +40,8 @@ from app.security import apply_headers
 from app.widget import limits
 from app.widget.views import TOKEN_HEADER
 
-FORM_FIELDS = {"body", "page", "email", "name", "file"}
+VISITOR_FIELDS = {"body", "page", "email", "name", "file"}
+REPLY_FIELDS = {"body", "file", "csrf_token"}
 
 
 def replay(body: bytes, receive):
@@ -50,17 +58,19 @@ def replay(body: bytes, receive):
     return again
 
 
-async def read_plain_form(request: Request, body: bytes) -> dict | None:
-    """The message form's text fields, or None when it is anything but plain text."""
+async def read_plain_form(request: Request, body: bytes, allowed: set, empty: set) -> dict | None:
+    """The form's text fields, or None when it is anything but plain text: a field not in
+    `allowed`, one twice, a file attached, or a value in a field of `empty` (profile details,
+    which only the Flask view's form validates)."""
     try:
         form = await Request(request.scope, replay(body, request.receive)).form(
-            max_files=1, max_fields=len(FORM_FIELDS))
+            max_files=1, max_fields=len(allowed))
     except Exception:  # malformed multipart, too many parts: Flask says what is wrong
         return None
     fields = {}
     try:
         for key, value in form.multi_items():
-            if key not in FORM_FIELDS or key in fields:
+            if key not in allowed or key in fields:
                 return None
             if isinstance(value, UploadFile):
                 if value.filename:
@@ -69,15 +79,40 @@ async def read_plain_form(request: Request, body: bytes) -> dict | None:
             fields[key] = value
     finally:
         await form.close()  # an empty file input still leaves a spooled file to close
-    if fields.get("email") or fields.get("name"):
-        return None  # profile details are validated by the Flask view's form
+    if any(fields.get(name) for name in empty):
+        return None
     return fields
+
+
+def csrf_ok(flask_app, data: dict, token: str | None) -> bool:
+    """flask-wtf's check (its validate_csrf needs a Flask request): the token must be the
+    session's own, signed with the app's key."""
+    field = flask_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token")
+    raw = data.get(field)
+    if not raw or not token:
+        return False
+    secret = flask_app.config.get("WTF_CSRF_SECRET_KEY") or flask_app.secret_key
+    try:
+        signed = URLSafeTimedSerializer(secret, salt="wtf-csrf-token").loads(
+            token, max_age=flask_app.config.get("WTF_CSRF_TIME_LIMIT"))
+    except BadData:
+        return False
+    return hmac.compare_digest(raw, signed)
+
+
+def csrf_input(flask_app, data: dict) -> Markup:
+    """The hidden field WTForms renders for the session's token (signed afresh, as per request)."""
+    secret = flask_app.config.get("WTF_CSRF_SECRET_KEY") or flask_app.secret_key
+    field = flask_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token")
+    token = URLSafeTimedSerializer(secret, salt="wtf-csrf-token").dumps(data[field])
+    return Markup('<input id="{0}" name="{0}" type="hidden" value="{1}">').format(field, token)
 
 
 def routes(flask_app, to_flask) -> list[Route]:
     """Starlette routes for the hot write; `to_flask` is the ASGI app that serves Flask."""
     url_map = flask_app.url_map
     trust_proxy = flask_app.config["TRUST_PROXY"]
+    cookie_name = flask_app.config["SESSION_COOKIE_NAME"]
 
     def path_for(endpoint, **values):
         # The fragment's url_for, built from the same URL map without a Flask request.
@@ -108,75 +143,94 @@ def routes(flask_app, to_flask) -> list[Route]:
             return template.render(site=site, visitor=visitor, away=away, url_for=path_for,
                                    form=WidgetMessageForm(formdata=None))
 
+    def reply(cookie, token, referrer, https, host, conversation_id, text) -> str | None:
+        """Posts an agent's reply and renders the fresh form; None hands the request to Flask."""
+        found = sessions.from_cookie(flask_app, cookie)
+        if found is None:
+            return None
+        data, row, membership = found
+        if int(time.time()) - data.get("seen", 0) > sessions.SEEN_GRANULARITY:
+            return None  # Flask moves the session's "seen" on and sends the cookie again
+        if not csrf_ok(flask_app, data, token):
+            return None
+        if https and flask_app.config.get("WTF_CSRF_SSL_STRICT", True):
+            parts = urlsplit(referrer or "")
+            if (parts.scheme, parts.netloc) != ("https", host):
+                return None  # flask-wtf's same-origin rule for https: Flask judges it
+        with flask_app.app_context(), thread_connection():
+            conversation = service.WORKSPACE_CONVERSATION.first(conversation_id,
+                                                                membership.workspace_id)
+            if conversation is None:
+                return None
+            try:
+                body = service.check_body(text, has_file=False)
+            except ChatError:
+                return None
+            service.post_agent_reply(conversation, row.user, body)
+            template = flask_app.jinja_env.get_template("chat/_reply_form.html")
+            return template.render(
+                conversation=conversation, url_for=path_for,
+                reply_form=ReplyForm(formdata=None, meta={"csrf": False}),
+                csrf_input=csrf_input(flask_app, data),
+                saved=list(service.saved_replies(conversation.workspace_id)))
+
     def secure(request: Request) -> bool:
         if trust_proxy:
             return request.headers.get("x-forwarded-proto", request.url.scheme) == "https"
         return request.url.scheme == "https"
 
-    async def answer(request: Request):
-        """A response, or the `receive` with which Flask is to read the request."""
+    def host(request: Request) -> str:
+        if trust_proxy and request.headers.get("x-forwarded-host"):
+            return request.headers["x-forwarded-host"]
+        return request.headers.get("host", "")
+
+    async def plain_body(request: Request):
+        """The body of a plain htmx POST of a sensible size, or None (then Flask reads it)."""
         length = request.headers.get("content-length", "")
         if (request.method != "POST" or request.headers.get("hx-request") != "true"
                 or not length.isdigit() or int(length) > UPLOAD_LIMIT):
-            return request.receive
-        body = await request.body()
-        fields = await read_plain_form(request, body)
+            return None
+        return await request.body()
+
+    async def visitor_message(request: Request, body: bytes):
+        fields = await read_plain_form(request, body, VISITOR_FIELDS, {"email", "name"})
         if fields is None:
-            return replay(body, request.receive)
+            return None
         html = await anyio.to_thread.run_sync(
             accept, request.path_params["site_key"], request.headers.get(TOKEN_HEADER),
             fields.get("body", ""), fields.get("page", ""))
-        if html is None:
-            return replay(body, request.receive)
-        response = HTMLResponse(html)
-        apply_headers(response.headers, secure(request), signed_in=False)
-        return response
+        return html, False
 
-    class VisitorMessage:
+    async def agent_reply(request: Request, body: bytes):
+        fields = await read_plain_form(request, body, REPLY_FIELDS, set())
+        if fields is None:
+            return None
+        token = (fields.get("csrf_token") or request.headers.get("x-csrftoken")
+                 or request.headers.get("x-csrf-token"))
+        html = await anyio.to_thread.run_sync(
+            reply, request.cookies.get(cookie_name), token, request.headers.get("referer"),
+            secure(request), host(request), request.path_params["conversation_id"],
+            fields.get("body", ""))
+        return html, True
+
+    class HotWrite:
+        """Answers the plain case itself, or hands the request (body replayed) to Flask."""
+
+        def __init__(self, handle):
+            self.handle = handle
+
         async def __call__(self, scope, receive, send):
-            result = await answer(Request(scope, receive))
-            if isinstance(result, Response):
-                await result(scope, receive, send)
-            else:
-                await to_flask(scope, result, send)
+            request = Request(scope, receive)
+            body = await plain_body(request)
+            if body is None:
+                return await to_flask(scope, receive, send)
+            answered = await self.handle(request, body)
+            if answered is None or answered[0] is None:
+                return await to_flask(scope, replay(body, receive), send)
+            html, signed_in = answered
+            response = HTMLResponse(html)
+            apply_headers(response.headers, secure(request), signed_in=signed_in)
+            await response(scope, receive, send)
 
-    return [Route("/widget/{site_key}/messages", VisitorMessage()),
-            Route("/dashboard/conversations/{conversation_id:int}/messages", InThread(flask_app))]
-
-
-class InThread:
-    """An agent's reply: the Flask view itself, called in one worker thread with the body
-    already read, instead of through a2wsgi (which crosses between the event loop and its
-    thread for every piece of the body and of the answer). Same view, same session, CSRF
-    and workspace checks, by construction."""
-
-    def __init__(self, flask_app):
-        self.flask_app = flask_app
-
-    def call(self, scope, body: bytes):
-        environ = build_environ(scope, io.BytesIO(body))
-        answer = {}
-
-        def start_response(status, headers, exc_info=None):
-            answer["status"], answer["headers"] = int(status.split(" ", 1)[0]), headers
-
-        chunks = self.flask_app(environ, start_response)
-        try:
-            content = b"".join(chunks)
-        finally:
-            if hasattr(chunks, "close"):
-                chunks.close()
-        return answer["status"], answer["headers"], content
-
-    async def __call__(self, scope, receive, send):
-        request = Request(scope, receive)
-        length = request.headers.get("content-length", "")
-        if length.isdigit() and int(length) > UPLOAD_LIMIT:
-            body = b""  # not read: Flask refuses it (413) from the header alone
-        else:
-            body = await request.body()
-        status, headers, content = await anyio.to_thread.run_sync(self.call, scope, body)
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(k.lower().encode("latin-1"), v.encode("latin-1"))
-                                for k, v in headers]})
-        await send({"type": "http.response.body", "body": content})
+    return [Route("/widget/{site_key}/messages", HotWrite(visitor_message)),
+            Route("/dashboard/conversations/{conversation_id:int}/messages", HotWrite(agent_reply))]

@@ -24,6 +24,7 @@ from tests.chat_fixtures import (  # noqa: F401  (fixtures by name)
     visitor_fixture,
     ws_fixture,
 )
+from tests.conftest import strip_csrf
 
 
 def multipart(boundary: str, fields: dict, file=None) -> bytes:
@@ -134,15 +135,7 @@ def test_the_rate_limit_counts_messages_from_both_paths_together(asgi_visitor, v
 
 def test_the_plain_message_is_answered_without_flask_and_an_attachment_is_not(app, asgi_visitor):
     """Which requests the hot path keeps: Flask here is a stand-in that only says it was asked."""
-    from starlette.applications import Starlette
-    from starlette.responses import PlainTextResponse
-
-    from app import hot
-
-    async def flask_stand_in(scope, receive, send):
-        await PlainTextResponse("reached Flask", status_code=418)(scope, receive, send)
-
-    asgi_visitor.asgi = Starlette(routes=hot.routes(app, flask_stand_in))
+    asgi_visitor.asgi = flask_stand_in_app(app)
     plain = asgi_visitor.send(body="Plain words", page="https://shop.example.com/")
     assert plain.status_code == 200 and 'id="compose"' in plain.text
     assert count(Message, Message.body == "Plain words") == 1
@@ -198,3 +191,75 @@ def test_an_agent_cannot_reply_in_another_workspaces_conversation_through_the_as
     response = agent_reply(app, auth, rival["conversation"], "not mine")
     assert response.status_code == 404
     assert chat_state() == before
+
+
+def flask_stand_in_app(app):
+    """The hot routes alone, with Flask replaced by a stand-in that only says it was asked."""
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+
+    from app import hot
+
+    async def flask_stand_in(scope, receive, send):
+        await PlainTextResponse("reached Flask", status_code=418)(scope, receive, send)
+
+    return Starlette(routes=hot.routes(app, flask_stand_in))
+
+
+def test_a_plain_agent_reply_is_answered_without_flask_with_the_same_fragment(
+        app, auth, conversation):
+    flask_answer = auth.post(f"/dashboard/conversations/{conversation.id}/messages",
+                             data={"body": "From Flask"},
+                             headers={"HX-Request": "true", "X-CSRFToken": auth.csrf()})
+    assert flask_answer.status_code == 200
+
+    async def post():
+        transport = httpx.ASGITransport(app=flask_stand_in_app(app))
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost",
+                                     cookies={"lumnar_session": auth.get_cookie("lumnar_session").value}) as http:
+            return await http.post(f"/dashboard/conversations/{conversation.id}/messages",
+                                   data={"body": "From Starlette"},
+                                   headers={"HX-Request": "true", "X-CSRFToken": auth.csrf()})
+
+    hot_answer = run_async(post())
+    assert hot_answer.status_code == 200
+    assert strip_csrf(hot_answer.text) == strip_csrf(text(flask_answer))
+    assert 'name="csrf_token" type="hidden" value="' in hot_answer.text
+    assert count(Message, Message.body == "From Starlette") == 1
+
+
+def test_an_agent_session_due_to_move_its_seen_time_goes_to_flask(app, auth, conversation):
+    token = auth.csrf()  # valid: only "seen" is due
+    with auth.session_transaction() as session:
+        session["seen"] -= 120  # Flask must send the cookie again with a new "seen"
+    cookie = auth.get_cookie("lumnar_session").value
+
+    async def post():
+        transport = httpx.ASGITransport(app=flask_stand_in_app(app))
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost",
+                                     cookies={"lumnar_session": cookie}) as http:
+            return await http.post(f"/dashboard/conversations/{conversation.id}/messages",
+                                   data={"body": "later"},
+                                   headers={"HX-Request": "true", "X-CSRFToken": token})
+
+    assert run_async(post()).status_code == 418
+    assert count(Message, Message.body == "later") == 0
+
+
+@pytest.mark.config(WTF_CSRF_SSL_STRICT=True)
+@pytest.mark.parametrize("referer, status", [(None, 418), ("https://evil.example/", 418),
+                                             ("https://localhost/dashboard/inbox", 200)])
+def test_on_https_an_agent_reply_needs_a_same_origin_referer_or_goes_to_flask(
+        app, auth, conversation, referer, status):
+    token, cookie = auth.csrf(), auth.get_cookie("lumnar_session").value
+    headers = {"HX-Request": "true", "X-CSRFToken": token, **({"Referer": referer} if referer else {})}
+
+    async def post():
+        transport = httpx.ASGITransport(app=flask_stand_in_app(app))
+        async with httpx.AsyncClient(transport=transport, base_url="https://localhost",
+                                     cookies={"lumnar_session": cookie}) as http:
+            return await http.post(f"/dashboard/conversations/{conversation.id}/messages",
+                                   data={"body": "over https"}, headers=headers)
+
+    assert run_async(post()).status_code == status
+    assert count(Message, Message.body == "over https") == (1 if status == 200 else 0)

@@ -12,7 +12,7 @@ from functools import wraps
 
 from flask import abort, current_app, flash, g, redirect, request, session, url_for
 
-from app.db import Prepared
+from app.db import Prepared, thread_connection
 from app.models import Membership, User, UserSession, utcnow
 
 # Refresh "last seen" at most this often, so that not every request writes.
@@ -40,6 +40,26 @@ def session_row(data) -> UserSession | None:
             or now - data.get("seen", 0) > current_app.config["SESSION_IDLE"].total_seconds()):
         return None
     return SESSION_ROW.first(sid)
+
+
+def from_cookie(flask_app, cookie: str | None):
+    """(session data, session row, membership) of a session cookie, checked as a Flask request
+    checks it (signature, both lifetimes, the row not revoked), for code that serves a request
+    outside Flask (the streams, the hot writes). None when any check fails."""
+    if not cookie:
+        return None
+    serializer = flask_app.session_interface.get_signing_serializer(flask_app)
+    max_age = int(flask_app.permanent_session_lifetime.total_seconds())
+    try:
+        data = serializer.loads(cookie, max_age=max_age)
+    except Exception:  # bad signature, expired, or garbage: not logged in
+        return None
+    with flask_app.app_context(), thread_connection():
+        row = session_row(data)
+        if row is None:
+            return None
+        membership = current_membership(row.user, data.get("ws"))
+    return (data, row, membership) if membership else None
 
 
 def load_user():

@@ -15,7 +15,7 @@ from starlette.middleware.gzip import GZipMiddleware
 from starlette.responses import PlainTextResponse
 from starlette.routing import Mount, Route
 
-from app import create_app, hot
+from app import create_app, db, hot
 from app.accounts import sessions
 from app.chat import live, service, streams
 
@@ -62,7 +62,7 @@ class StaticGZip:
 
 
 def build(flask_app=None, hot_writes=True) -> Starlette:
-    flask_app = flask_app or create_app()
+    flask_app = flask_app or create_app({"BACKGROUND_CHECKPOINTS": True})
     logging.getLogger("uvicorn.access").addFilter(QueryStringFilter())
     cookie_name = flask_app.config["SESSION_COOKIE_NAME"]
     hub = live.Hub(flask_app.config["DATABASE"], streams.fetch_after, streams.max_event_id,
@@ -111,11 +111,15 @@ def build(flask_app=None, hot_writes=True) -> Starlette:
     async def lifespan(app):
         await hub.start()
         live.install(hub)
-        try:
-            yield
-        finally:
-            live.uninstall()
-            await hub.stop()
+        stop = anyio.Event()
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(db.checkpoint_in_background, flask_app.config["DATABASE"], stop)
+            try:
+                yield
+            finally:
+                stop.set()
+                live.uninstall()
+                await hub.stop()
 
     to_flask = StaticGZip(WSGIMiddleware(flask_app))
     routes = [

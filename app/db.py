@@ -19,6 +19,30 @@ _writer = threading.RLock()
 _WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
 
 
+CHECKPOINT_SECONDS = 1.0
+
+
+def checkpoint(path) -> tuple:
+    """Copy what the WAL holds back into the database file, without waiting for anyone
+    (PASSIVE); returns SQLite's (busy, WAL frames, frames copied)."""
+    conn = sqlite3.connect(path, timeout=5)
+    try:
+        return conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    finally:
+        conn.close()
+
+
+async def checkpoint_in_background(path, stop) -> None:
+    """The web process's checkpointer (see init_app): every second until `stop`."""
+    import anyio
+
+    while not stop.is_set():
+        with anyio.move_on_after(CHECKPOINT_SECONDS):
+            await stop.wait()
+        if not stop.is_set():
+            await anyio.to_thread.run_sync(checkpoint, path)
+
+
 def one_writer():
     """This process's writer lock, for writes that do not go through peewee (Huey's queue)."""
     return _writer
@@ -79,7 +103,14 @@ PRAGMAS = {
 
 
 def init_app(app):
-    database.init(app.config["DATABASE"], pragmas=PRAGMAS, check_same_thread=False)
+    pragmas = dict(PRAGMAS)
+    if app.config.get("BACKGROUND_CHECKPOINTS"):
+        # The web process: its connections stop checkpointing the WAL themselves (SQLite makes
+        # the commit that fills 1,000 pages copy them back and sync the file, and a chat
+        # message waited for it); asgi.py checkpoints every second in the background instead.
+        # Other processes (the worker, the CLI) keep SQLite's automatic checkpoints.
+        pragmas["wal_autocheckpoint"] = 0
+    database.init(app.config["DATABASE"], pragmas=pragmas, check_same_thread=False)
 
     @app.before_request
     def _open():

@@ -39,7 +39,7 @@ FULL = dict(
     conversations=fill_chat.CONVERSATIONS, messages=fill_chat.MESSAGES,
     streams=(1000, 5000),  # idle streams for the memory figure; the first is figure 1's count
     rate=100, seconds=30,  # figure 1
-    steps=(200, 400, 800, 1200, 1600), below=(50, 10), step_seconds=5,  # figure 2
+    steps=(200, 400, 800, 1200, 1600), below=(100, 50, 10), step_seconds=5,  # figure 2
     page_requests=200, page_seconds=10,  # figure 4: at most this many, for at most this long
     floor_seconds=10, widget_visitors=5,
     open_deadline=60,  # seconds to open each batch of streams; the rest are given up
@@ -47,7 +47,7 @@ FULL = dict(
 )
 QUICK = dict(
     conversations=10_000, messages=100_000, streams=(200, 1000), rate=100, seconds=5,
-    steps=(200, 400, 800), below=(50, 10), step_seconds=2, page_requests=40, page_seconds=4,
+    steps=(200, 400, 800), below=(100, 50, 10), step_seconds=2, page_requests=40, page_seconds=4,
     floor_seconds=3, widget_visitors=3, open_deadline=30, budget=1000,
 )
 DELIVERY_DEADLINE = 5.0  # seconds: a message not on the other side's stream by then is lost

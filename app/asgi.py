@@ -18,7 +18,9 @@ from starlette.routing import Mount, Route
 from app import create_app, db, hot
 from app.accounts import sessions
 from app.chat import live, service, streams
+from app.db import thread_connection
 
+SEARCH_MERGE_SECONDS = 5
 SSE_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
 
 
@@ -107,6 +109,18 @@ def build(flask_app=None, hot_writes=True) -> Starlette:
                                   conversation_id=conversation_id,
                                   recheck_seconds=streams.VISITOR_RECHECK_SECONDS))
 
+    def merge_search_step():
+        with flask_app.app_context(), thread_connection():
+            service.merge_search_index()
+
+    async def merge_search_in_background(stop):
+        # The search index's merging, taken out of the message inserts (migration 8).
+        while not stop.is_set():
+            with anyio.move_on_after(SEARCH_MERGE_SECONDS):
+                await stop.wait()
+            if not stop.is_set():
+                await anyio.to_thread.run_sync(merge_search_step)
+
     @contextlib.asynccontextmanager
     async def lifespan(app):
         await hub.start()
@@ -114,6 +128,7 @@ def build(flask_app=None, hot_writes=True) -> Starlette:
         stop = anyio.Event()
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(db.checkpoint_in_background, flask_app.config["DATABASE"], stop)
+            tasks.start_soon(merge_search_in_background, stop)
             try:
                 yield
             finally:

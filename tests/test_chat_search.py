@@ -175,3 +175,21 @@ def test_search_service_is_scoped_by_workspace_id(app, ws, rival, messages):
         assert [row[1] for row in service.search(rival["ws"], "teapot")] == [
             rival["conversation"].id]
         assert service.search(ws + rival["ws"] + 1, "teapot") == []
+
+
+def test_the_index_is_merged_in_bounded_steps_outside_message_inserts(app, auth, site, online):
+    from app.db import database
+
+    with connection():
+        automerge = database.execute_sql(
+            "SELECT v FROM message_fts_config WHERE k = 'automerge'").fetchone()
+    assert automerge == (0,)  # inserts no longer merge (migration 8)
+    guest = WidgetVisitor.arrive(app, site.site_key)
+    for i in range(12):  # each insert leaves a segment of its own
+        assert guest.send(f"parcel number {i} and a lighthouse").status_code == 200
+    with app.app_context(), connection():
+        assert service.merge_search_index() > 0
+        while service.merge_search_index():  # bounded steps until nothing is left to merge
+            pass
+    html = text(search(auth, "lighthouse"))
+    assert len(re.findall(r"<mark>lighthouse</mark>", html)) == 12

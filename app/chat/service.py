@@ -476,6 +476,20 @@ def unread_total(workspace_id: int) -> int:
     return UNREAD_TOTAL.scalar(workspace_id)
 
 
+SEARCH_MERGE_PAGES = 200
+
+
+def merge_search_index(pages: int = SEARCH_MERGE_PAGES) -> int:
+    """One bounded step of FTS5's segment merging (automatic merging is off: migration 8), in
+    its own short write transaction; how many rows SQLite changed (0: nothing to merge)."""
+    with database.atomic():
+        before = database.connection().total_changes
+        database.execute_sql("INSERT INTO message_fts(message_fts, rank) VALUES ('merge', ?)",
+                             (pages,))
+        # The command itself counts as one change; more means it merged something (FTS5 docs).
+        return max(0, database.connection().total_changes - before - 1)
+
+
 def fts_query(q: str) -> str | None:
     """Turn anything a person types into a safe FTS5 query: each word quoted, all required,
     the last one also matching as a prefix. Operators and quotes lose their meaning."""

@@ -84,17 +84,22 @@ async def read_plain_form(request: Request, body: bytes, allowed: set, empty: se
     return fields
 
 
+def _csrf_signer(flask_app):
+    """flask-wtf's token signer and the session key its raw token lives under."""
+    secret = flask_app.config.get("WTF_CSRF_SECRET_KEY") or flask_app.secret_key
+    field = flask_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token")
+    return URLSafeTimedSerializer(secret, salt="wtf-csrf-token"), field
+
+
 def csrf_ok(flask_app, data: dict, token: str | None) -> bool:
     """flask-wtf's check (its validate_csrf needs a Flask request): the token must be the
     session's own, signed with the app's key."""
-    field = flask_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token")
+    signer, field = _csrf_signer(flask_app)
     raw = data.get(field)
     if not raw or not token:
         return False
-    secret = flask_app.config.get("WTF_CSRF_SECRET_KEY") or flask_app.secret_key
     try:
-        signed = URLSafeTimedSerializer(secret, salt="wtf-csrf-token").loads(
-            token, max_age=flask_app.config.get("WTF_CSRF_TIME_LIMIT"))
+        signed = signer.loads(token, max_age=flask_app.config.get("WTF_CSRF_TIME_LIMIT"))
     except BadData:
         return False
     return hmac.compare_digest(raw, signed)
@@ -102,10 +107,9 @@ def csrf_ok(flask_app, data: dict, token: str | None) -> bool:
 
 def csrf_input(flask_app, data: dict) -> Markup:
     """The hidden field WTForms renders for the session's token (signed afresh, as per request)."""
-    secret = flask_app.config.get("WTF_CSRF_SECRET_KEY") or flask_app.secret_key
-    field = flask_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token")
-    token = URLSafeTimedSerializer(secret, salt="wtf-csrf-token").dumps(data[field])
-    return Markup('<input id="{0}" name="{0}" type="hidden" value="{1}">').format(field, token)
+    signer, field = _csrf_signer(flask_app)
+    return Markup('<input id="{0}" name="{0}" type="hidden" value="{1}">').format(
+        field, signer.dumps(data[field]))
 
 
 def routes(flask_app, to_flask) -> list[Route]:

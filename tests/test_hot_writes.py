@@ -147,11 +147,12 @@ def test_the_plain_message_is_answered_without_flask_and_an_attachment_is_not(ap
 # --- the agent's reply, through the Flask view called in one thread ---------------------------
 
 
-def asgi_post(app, path, cookie=None, data=None, headers=None):
+def asgi_post(asgi, path, cookie=None, data=None, headers=None, base_url="http://localhost"):
+    """POST through an ASGI app, with the dashboard's session cookie when given."""
     async def post():
-        transport = httpx.ASGITransport(app=build(app))
+        transport = httpx.ASGITransport(app=asgi)
         cookies = {"lumnar_session": cookie} if cookie else None
-        async with httpx.AsyncClient(transport=transport, base_url="http://localhost",
+        async with httpx.AsyncClient(transport=transport, base_url=base_url,
                                      cookies=cookies) as http:
             return await http.post(path, data=data, headers=headers or {})
 
@@ -162,7 +163,7 @@ def agent_reply(app, auth, conversation, body, csrf=True, cookie=True):
     headers = {"HX-Request": "true"}
     if csrf:
         headers["X-CSRFToken"] = auth.csrf()
-    return asgi_post(app, f"/dashboard/conversations/{conversation.id}/messages",
+    return asgi_post(build(app), f"/dashboard/conversations/{conversation.id}/messages",
                      auth.get_cookie("lumnar_session").value if cookie else None,
                      {"body": body}, headers)
 
@@ -213,15 +214,10 @@ def test_a_plain_agent_reply_is_answered_without_flask_with_the_same_fragment(
                              headers={"HX-Request": "true", "X-CSRFToken": auth.csrf()})
     assert flask_answer.status_code == 200
 
-    async def post():
-        transport = httpx.ASGITransport(app=flask_stand_in_app(app))
-        async with httpx.AsyncClient(transport=transport, base_url="http://localhost",
-                                     cookies={"lumnar_session": auth.get_cookie("lumnar_session").value}) as http:
-            return await http.post(f"/dashboard/conversations/{conversation.id}/messages",
-                                   data={"body": "From Starlette"},
-                                   headers={"HX-Request": "true", "X-CSRFToken": auth.csrf()})
-
-    hot_answer = run_async(post())
+    hot_answer = asgi_post(flask_stand_in_app(app),
+                           f"/dashboard/conversations/{conversation.id}/messages",
+                           auth.get_cookie("lumnar_session").value, {"body": "From Starlette"},
+                           {"HX-Request": "true", "X-CSRFToken": auth.csrf()})
     assert hot_answer.status_code == 200
     assert strip_csrf(hot_answer.text) == strip_csrf(text(flask_answer))
     assert 'name="csrf_token" type="hidden" value="' in hot_answer.text
@@ -234,15 +230,10 @@ def test_an_agent_session_due_to_move_its_seen_time_goes_to_flask(app, auth, con
         session["seen"] -= 120  # Flask must send the cookie again with a new "seen"
     cookie = auth.get_cookie("lumnar_session").value
 
-    async def post():
-        transport = httpx.ASGITransport(app=flask_stand_in_app(app))
-        async with httpx.AsyncClient(transport=transport, base_url="http://localhost",
-                                     cookies={"lumnar_session": cookie}) as http:
-            return await http.post(f"/dashboard/conversations/{conversation.id}/messages",
-                                   data={"body": "later"},
-                                   headers={"HX-Request": "true", "X-CSRFToken": token})
-
-    assert run_async(post()).status_code == 418
+    response = asgi_post(flask_stand_in_app(app),
+                         f"/dashboard/conversations/{conversation.id}/messages", cookie,
+                         {"body": "later"}, {"HX-Request": "true", "X-CSRFToken": token})
+    assert response.status_code == 418
     assert count(Message, Message.body == "later") == 0
 
 
@@ -254,12 +245,8 @@ def test_on_https_an_agent_reply_needs_a_same_origin_referer_or_goes_to_flask(
     token, cookie = auth.csrf(), auth.get_cookie("lumnar_session").value
     headers = {"HX-Request": "true", "X-CSRFToken": token, **({"Referer": referer} if referer else {})}
 
-    async def post():
-        transport = httpx.ASGITransport(app=flask_stand_in_app(app))
-        async with httpx.AsyncClient(transport=transport, base_url="https://localhost",
-                                     cookies={"lumnar_session": cookie}) as http:
-            return await http.post(f"/dashboard/conversations/{conversation.id}/messages",
-                                   data={"body": "over https"}, headers=headers)
-
-    assert run_async(post()).status_code == status
+    response = asgi_post(flask_stand_in_app(app),
+                         f"/dashboard/conversations/{conversation.id}/messages", cookie,
+                         {"body": "over https"}, headers, base_url="https://localhost")
+    assert response.status_code == status
     assert count(Message, Message.body == "over https") == (1 if status == 200 else 0)

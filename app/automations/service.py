@@ -490,14 +490,6 @@ def _automation(automation_id: int) -> tuple[Automation, bool] | None:
     return automation, bool(workspace_paused), bool(has_credentials)
 
 
-def _workspace_secrets(workspace_id: int) -> list[str]:
-    """Every credential value of the workspace, so that no log holds one, whichever flow and
-    whichever way it came there."""
-    from app.automations import vault
-
-    return vault.secret_values(workspace_id)
-
-
 def _scrub(text: str, values: list[str]) -> str:
     from app.automations import redact
 
@@ -553,7 +545,11 @@ def execute(run_id: int) -> AutomationRun | None:
         ctx.log(f"Failed with an unexpected error: {error}")
     duration = int((time.monotonic() - started) * 1000)
     log = previous + header + "\n" + ctx.log_text()
-    values = _workspace_secrets(run.workspace_id) if has_credentials else []
+    # Every credential value of the workspace, so that no log holds one, whichever flow
+    # and whichever way it came there.
+    from app.automations import vault
+
+    values = vault.secret_values(run.workspace_id) if has_credentials else []
     error = _scrub(error, values)[:ERROR_LIMIT]
     retry = status == AutomationRun.FAILED and run.attempts < max_attempts
     if retry:

@@ -73,12 +73,13 @@ def save_site(site: Site, **fields) -> Site:
     return site
 
 
-# The widget's hot path looks these up on every request; fixed SQL spares peewee building
-# the same statement each time (a third of a message's server time went to that).
-SITE_BY_KEY = 'SELECT * FROM "site" WHERE "site_key" = ? AND "enabled" = 1'
-VISITOR_BY_PUBLIC_ID = 'SELECT * FROM "visitor" WHERE "public_id" = ? AND "site_id" = ?'
-CURRENT_CONVERSATION = ('SELECT * FROM "conversation" WHERE "visitor_id" = ? '
-                        'ORDER BY "id" DESC LIMIT 1')
+# The widget's hot path looks these up on every request: built once (see app.db.Prepared).
+SITE_BY_KEY = Prepared(lambda site_key: Site.select().where(
+    (Site.site_key == site_key) & (Site.enabled == True)).limit(1))  # noqa: E712
+VISITOR_BY_PUBLIC_ID = Prepared(lambda public_id, site_id: Visitor.select().where(
+    (Visitor.public_id == public_id) & (Visitor.site == site_id)).limit(1), arity=2)
+CURRENT_CONVERSATION = Prepared(lambda visitor_id: Conversation.select().where(
+    Conversation.visitor == visitor_id).order_by(Conversation.id.desc()).limit(1))
 
 
 # Conversations with their visitor and site, by id (streams) and by id within a workspace
@@ -105,12 +106,8 @@ SAVED_REPLIES = Prepared(lambda workspace_id: SavedReply.select().where(
     SavedReply.workspace == workspace_id).order_by(SavedReply.shortcut))
 
 
-def _first(raw):
-    return next(iter(raw), None)
-
-
 def site_by_key(site_key: str) -> Site | None:
-    return _first(Site.raw(SITE_BY_KEY, site_key))
+    return SITE_BY_KEY.first(site_key)
 
 
 # --- visitors and their tokens ----------------------------------------------------------------
@@ -138,7 +135,7 @@ def visitor_from_token(site: Site, token: str | None) -> Visitor | None:
         return None
     if data.get("s") != site.id:
         return None
-    return _first(Visitor.raw(VISITOR_BY_PUBLIC_ID, data.get("v"), site.id))
+    return VISITOR_BY_PUBLIC_ID.first(data.get("v"), site.id)
 
 
 def stream_ticket(conversation_id: int, visitor: Visitor) -> str:
@@ -167,7 +164,7 @@ def attachment_from_link(token: str) -> Attachment | None:
 
 
 def current_conversation(visitor: Visitor) -> Conversation | None:
-    return _first(Conversation.raw(CURRENT_CONVERSATION, visitor.id))
+    return CURRENT_CONVERSATION.first(visitor.id)
 
 
 def update_visitor(visitor: Visitor, name: str, email: str) -> None:

@@ -88,6 +88,15 @@ def _0008_search_merges_in_background(db):
     db.execute_sql("INSERT INTO message_fts(message_fts, rank) VALUES ('automerge', 0)")
 
 
+def _0009_lockout_per_client(db):
+    # Failures are counted per (address, client) now; the old per-address counters are
+    # short-lived state, so they are dropped rather than carried over.
+    from app.models import LoginThrottle
+
+    db.create_tables([LoginThrottle], safe=True)
+    db.execute_sql("DROP TABLE IF EXISTS login_throttle")
+
+
 STEPS = [
     (1, "initial", _0001_initial),
     (2, "live_chat", _0002_live_chat),
@@ -97,6 +106,7 @@ STEPS = [
     (6, "automations", _0006_automations),
     (7, "webhook_secret_index", _0007_webhook_secret_index),
     (8, "search_merges_in_background", _0008_search_merges_in_background),
+    (9, "lockout_per_client", _0009_lockout_per_client),
 ]
 
 

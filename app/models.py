@@ -68,12 +68,26 @@ class UserSession(BaseModel):
 
 
 class LoginThrottle(BaseModel):
-    """Failed log-ins counted per e-mail address, whether or not an account has that address,
-    so that a lock-out tells an attacker nothing about which addresses exist."""
+    """Failed log-ins for one e-mail address, whether or not an account has that address (a
+    lock-out tells an attacker nothing about which addresses exist).
 
-    email = CharField(max_length=254, unique=True)
+    One row per (address, client address) counts that client's failures and locks only that
+    client out; the row whose `client` is ANY_CLIENT counts failures from everywhere and only
+    ever slows the address down. A stranger can then lock out themselves, never the owner."""
+
+    ANY_CLIENT = ""
+
+    email = CharField(max_length=254)
+    client = CharField(max_length=64, default=ANY_CLIENT)
     failures = IntegerField(default=0)
-    locked_until = DateTimeField(null=True)
+    last_failure_at = DateTimeField(null=True)
+    locked_until = DateTimeField(null=True)  # per-client rows: this client may not try again
+    not_before = DateTimeField(null=True)  # the address's row: nobody may try before this
+    alerted_at = DateTimeField(null=True)  # the owner was told of this run of failures
+
+    class Meta:
+        table_name = "login_failure"
+        indexes = ((("email", "client"), True),)
 
 
 class Workspace(BaseModel):

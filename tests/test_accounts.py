@@ -19,7 +19,7 @@ from tests.conftest import (
     old_token,
     strip_csrf,
 )
-from tests.mailcatcher import link_in
+from tests.mailcatcher import link_in, text_of
 
 NEW_PASSWORD = "a brand new passphrase"
 
@@ -212,12 +212,32 @@ def fail_logins(client, email, times):
             for _ in range(times)]
 
 
-def test_ten_failed_logins_lock_the_address_even_for_the_right_password(client, user):
+def client_at(app, address: str) -> Client:
+    """A browser on another network address (the lock-out tells clients apart by it)."""
+    flask_client = app.test_client()
+    flask_client.environ_base["REMOTE_ADDR"] = address
+    return Client(flask_client)
+
+
+def address_row(email) -> LoginThrottle:
+    with connection():
+        return LoginThrottle.get(LoginThrottle.email == email,
+                                 LoginThrottle.client == LoginThrottle.ANY_CLIENT)
+
+
+def wait_passes(email):
+    """The address's slow-down wait is over (as it would be a minute later)."""
+    with connection():
+        LoginThrottle.update(not_before=None).where(LoginThrottle.email == email).execute()
+
+
+def test_ten_failed_logins_lock_that_client_out_even_for_the_right_password(client, user):
     responses = fail_logins(client, "owner@example.com", 10)
     assert [r.status_code for r in responses] == [422] * 9 + [429]
     locked_text = alert(responses[-1].get_data(as_text=True))
     assert locked_text.startswith("Too many failed attempts: log-in for this address is locked")
     hash_before = get_user("owner@example.com").password_hash
+    wait_passes("owner@example.com")
 
     right = client.post_form("/login", {"email": "owner@example.com", "password": PASSWORD})
     assert right.status_code == 429
@@ -226,14 +246,69 @@ def test_ten_failed_logins_lock_the_address_even_for_the_right_password(client, 
     assert get_user("owner@example.com").password_hash == hash_before
 
 
-def test_lockout_is_the_same_for_an_address_without_an_account(app, user):
+def test_a_stranger_failing_ten_times_cannot_lock_the_owner_out(app, user):
+    stranger = client_at(app, "203.0.113.9")
+    assert fail_logins(stranger, "owner@example.com", 10)[-1].status_code == 429
+    wait_passes("owner@example.com")  # the address is only slowed, for seconds
+
+    owner = client_at(app, "198.51.100.7")
+    assert owner.post_form("/login", {"email": "owner@example.com",
+                                      "password": PASSWORD}).status_code == 303
+    assert owner.get("/dashboard/settings").status_code == 200
+    # The owner getting in does not lift the stranger's lock.
+    wait_passes("owner@example.com")
+    again = stranger.post_form("/login", {"email": "owner@example.com", "password": PASSWORD})
+    assert again.status_code == 429
+
+
+def test_failures_from_many_clients_slow_the_address_with_a_growing_wait(app, user):
+    clients = [client_at(app, f"203.0.113.{n}") for n in range(1, 15)]
+    answers = [fail_logins(c, "owner@example.com", 1)[0] for c in clients[:10]]
+    assert [r.status_code for r in answers] == [422] * 10  # nobody was locked out
+    slowed = fail_logins(clients[10], "owner@example.com", 1)[0]
+    assert slowed.status_code == 429
+    assert alert(slowed.get_data(as_text=True)).startswith(
+        "Too many failed attempts for this address: wait 1 seconds")
+
+    waits = []
+    for c in clients[11:]:
+        wait_passes("owner@example.com")
+        assert fail_logins(c, "owner@example.com", 1)[0].status_code == 422
+        row = address_row("owner@example.com")
+        waits.append((row.not_before - row.last_failure_at).total_seconds())
+    assert waits == [2, 4, 8]
+    with connection():
+        per_client = LoginThrottle.select().where(LoginThrottle.client != LoginThrottle.ANY_CLIENT)
+        assert all(row.locked_until is None for row in per_client)
+
+
+def test_the_address_wait_never_passes_a_minute(app, user):
+    for n in range(20):
+        wait_passes("owner@example.com")
+        fail_logins(client_at(app, f"203.0.113.{n}"), "owner@example.com", 1)
+    row = address_row("owner@example.com")
+    assert (row.not_before - row.last_failure_at).total_seconds() == 60
+
+
+def test_the_owner_is_emailed_once_when_their_address_is_attacked(app, user, smtp):
+    for n in range(14):
+        wait_passes("owner@example.com")
+        fail_logins(client_at(app, f"203.0.113.{n}"), "owner@example.com", 1)
+    warnings = [m for m in smtp.to("owner@example.com") if "trying to log in" in m["Subject"]]
+    assert len(warnings) == 1
+    assert "not locked" in text_of(warnings[0])
+
+
+def test_lockout_is_the_same_for_an_address_without_an_account(app, user, smtp):
     known = fail_logins(new_client(app), "owner@example.com", 10)[-1]
     unknown = fail_logins(new_client(app), "ghost@example.com", 10)[-1]
     assert known.status_code == unknown.status_code == 429
     assert alert(known.get_data(as_text=True)) == alert(unknown.get_data(as_text=True))
     with connection():
         assert User.by_email("ghost@example.com") is None  # counting created no account
-        assert LoginThrottle.get(LoginThrottle.email == "ghost@example.com").locked_until
+        assert LoginThrottle.get(LoginThrottle.email == "ghost@example.com",
+                                 LoginThrottle.client == "127.0.0.1").locked_until
+    assert smtp.to("ghost@example.com") == []
 
 
 def browser_destination(location: str, page="http://localhost/login") -> str:

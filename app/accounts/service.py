@@ -106,29 +106,93 @@ def verify_email(token: str) -> User:
 # --- log-in and lock-out --------------------------------------------------------------------
 
 
+# The address-wide delay after LOCKOUT_ATTEMPTS failures from anywhere: 1 s, 2 s, 4 s … up to
+# this. Slow enough that guessing from many clients gets nowhere, short enough that the owner,
+# trying from their own client, is never kept out for long.
+MAX_ADDRESS_DELAY = timedelta(seconds=60)
+
+
 def _locked_message(minutes: int) -> str:
     return (f"Too many failed attempts: log-in for this address is locked for {minutes} minutes. "
             "You can reset your password meanwhile.")
 
 
-def authenticate(email: str, password: str) -> User:
-    """Check the password, counting failures per address (existing or not) for the lock-out."""
+def _slowed_message(seconds: int) -> str:
+    return (f"Too many failed attempts for this address: wait {seconds} seconds, then try again. "
+            "You can reset your password meanwhile.")
+
+
+def _counters(email: str, client: str, now) -> tuple[LoginThrottle, LoginThrottle]:
+    """(this client's row, the address's row) for `email`; a run of failures older than the
+    lock-out time is forgotten, so counts only ever describe a recent attack."""
+    forget = now - timedelta(minutes=current_app.config["LOCKOUT_MINUTES"])
+    rows = []
+    for who in (client, LoginThrottle.ANY_CLIENT):
+        row, _ = LoginThrottle.get_or_create(email=email, client=who)
+        stale = row.last_failure_at and row.last_failure_at < forget
+        if stale and not (row.locked_until and row.locked_until > now):
+            row.failures, row.alerted_at = 0, None
+        rows.append(row)
+    return rows[0], rows[1]
+
+
+def _count_failure(mine: LoginThrottle, address: LoginThrottle, now) -> tuple[bool, bool]:
+    """Record one failed attempt; returns (this client is now locked, the owner must be told)."""
     cfg = current_app.config
-    throttle, _ = LoginThrottle.get_or_create(email=email)
+    limit = cfg["LOCKOUT_ATTEMPTS"]
+    mine.failures += 1
+    mine.last_failure_at = now
+    locked = mine.failures >= limit
+    if locked:
+        mine.failures, mine.locked_until = 0, now + timedelta(minutes=cfg["LOCKOUT_MINUTES"])
+    address.failures += 1
+    address.last_failure_at = now
+    alert = False
+    if address.failures >= limit:
+        delay = timedelta(seconds=2 ** min(address.failures - limit, 16))
+        address.not_before = now + min(delay, MAX_ADDRESS_DELAY)
+        alert = address.alerted_at is None
+        if alert:
+            address.alerted_at = now
+    with database.atomic():
+        mine.save()
+        address.save()
+    return locked, alert
+
+
+def _tell_owner_of_attack(email: str) -> None:
+    user = User.by_email(email)
+    if user is not None:
+        mail.send(user.email, "login_attack", "Someone is trying to log in to your Lumnar account",
+                  user=user, attempts=current_app.config["LOCKOUT_ATTEMPTS"])
+
+
+def authenticate(email: str, password: str, client: str = "") -> User:
+    """Check the password. A client that fails LOCKOUT_ATTEMPTS times in a row for an address
+    is locked out of it for LOCKOUT_MINUTES; failures for the address from everywhere only
+    slow it down (a growing wait between attempts), and its owner is e-mailed once."""
+    cfg = current_app.config
     now = utcnow()
-    if throttle.locked_until and throttle.locked_until > now:
-        left = max(1, int((throttle.locked_until - now).total_seconds() // 60) + 1)
+    mine, address = _counters(email, client, now)
+    if mine.locked_until and mine.locked_until > now:
+        left = max(1, int((mine.locked_until - now).total_seconds() // 60) + 1)
         raise AccountError(_locked_message(min(left, cfg["LOCKOUT_MINUTES"])), status=429)
+    if address.not_before and address.not_before > now:
+        wait = max(1, int((address.not_before - now).total_seconds() + 0.999))
+        raise AccountError(_slowed_message(wait), status=429)
     user = User.by_email(email)
     if not passwords.verify(user.password_hash if user else None, password):
-        failures = throttle.failures + 1
-        if failures >= cfg["LOCKOUT_ATTEMPTS"]:
-            LoginThrottle.update(failures=0, locked_until=now + timedelta(minutes=cfg["LOCKOUT_MINUTES"])) \
-                .where(LoginThrottle.id == throttle.id).execute()
+        locked, alert = _count_failure(mine, address, now)
+        if alert:
+            _tell_owner_of_attack(email)
+        if locked:
             raise AccountError(_locked_message(cfg["LOCKOUT_MINUTES"]), status=429)
-        LoginThrottle.update(failures=LoginThrottle.failures + 1).where(LoginThrottle.id == throttle.id).execute()
         raise AccountError("That e-mail and password do not match an account.")
-    throttle.delete_instance()
+    # The owner got in: their client's count and the address's slow-down start again; a
+    # stranger's lock on their own client stays.
+    LoginThrottle.delete().where(
+        (LoginThrottle.email == email)
+        & LoginThrottle.client.in_([client, LoginThrottle.ANY_CLIENT])).execute()
     if passwords.needs_rehash(user.password_hash):
         user.password_hash = passwords.hash_password(password)
         user.save(only=[User.password_hash])
@@ -304,13 +368,16 @@ DEMO_EMAIL = "demo@example.com"
 
 
 def create_demo_account():
-    """On an empty database, a verified demo owner with a random password: (email, password)."""
+    """On an empty database, a verified demo owner with a random password: (email, password).
+    In development it is staff too, so that it can read the development outbox; a demo made
+    on a production database gets no staff rights."""
     if User.select().exists():
         return None
     password = secrets.token_urlsafe(12)
     with database.atomic():
         user = User.create(name="Demo Owner", email=DEMO_EMAIL, email_verified_at=utcnow(),
-                           password_hash=passwords.hash_password(password))
+                           password_hash=passwords.hash_password(password),
+                           is_staff=current_app.config["ENV_NAME"] == "development")
         workspace = Workspace.create(name="Demo Shop")
         Membership.create(workspace=workspace, user=user, role=Membership.OWNER)
     from app.chat.demo import create_demo_site

@@ -106,7 +106,7 @@ def login():
     if not form.validate_on_submit():
         return form_failed("accounts/login.html", "accounts/_login_form.html", form)
     try:
-        user = service.authenticate(form.email.data, form.password.data)
+        user = service.authenticate(form.email.data, form.password.data, request.remote_addr or "")
     except AccountError as err:
         form.password.data = ""
         return form_failed("accounts/login.html", "accounts/_login_form.html", form, err)

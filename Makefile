@@ -4,6 +4,11 @@ export PATH := $(CURDIR)/.venv/bin:$(CURDIR)/.tools/bin:$(PATH)
 UV := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
 PORT ?= 5000
 export LUMNAR_BASE_URL ?= http://127.0.0.1:$(PORT)
+# The app runs as production unless told otherwise; the demo on this machine is development
+# (outbox page, demo shop), and its web process listens on this machine only (the Procfile
+# alone binds 0.0.0.0, for a PaaS). `make run HOST=0.0.0.0` lets other machines in.
+run demo migrate: export LUMNAR_ENV ?= development
+HOST := 127.0.0.1
 
 .PHONY: run test bench lint migrate install chromium demo clean
 
@@ -45,7 +50,7 @@ run: demo
 	@echo "  Outbox (e-mail): $(LUMNAR_BASE_URL)/dev/outbox"
 	@echo "  The demo login is printed above (on the first run only). Ctrl+C stops everything."
 	@echo
-	PORT=$(PORT) honcho start -f Procfile web worker
+	HOST=$(HOST) PORT=$(PORT) honcho start -f Procfile web worker
 
 test: install chromium
 	pytest -q

@@ -20,6 +20,12 @@ def create_app(config=None) -> Flask:
         static_folder=str(ROOT / "static"),
     )
     app.config.update(config_module.load(config))
+    problems = config_module.production_problems(app.config)
+    if problems:
+        # Refuse now, naming each setting: a server that starts with them is open to abuse.
+        raise SystemExit("Lumnar will not start in production with settings that only suit a "
+                         "laptop (on a machine of your own, set LUMNAR_ENV=development):\n- "
+                         + "\n- ".join(problems))
     if app.config["TRUST_PROXY"]:
         n = app.config["TRUST_PROXY"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n)

@@ -1,16 +1,18 @@
 """Configuration: laptop defaults, then LUMNAR_* environment variables, then test overrides."""
 
+import ipaddress
 import os
 import secrets
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 
 # Every environment variable Lumnar reads, with its default. The README documents each one
 # and a test fails when one is missing there, so this table is the single source.
 ENV_VARS = {
-    "LUMNAR_ENV": ("development", "`development` or `production` (production turns off the dev outbox page)."),
+    "LUMNAR_ENV": ("production", "`production` or `development`. Development adds the outbox page (staff only) and the demo shop, and allows settings that only suit a laptop; production refuses to start with those (see Running in production)."),
     "LUMNAR_DATA_DIR": ("data", "Folder for the database, the secret key file and backups."),
     "LUMNAR_DATABASE": ("<data dir>/lumnar.db", "Path of the one SQLite file."),
     "LUMNAR_SECRET_KEY": ("generated into <data dir>/secret_key", "Key that signs sessions and links."),
@@ -28,6 +30,7 @@ ENV_VARS = {
     "LUMNAR_LOCKOUT_MINUTES": ("15", "How long such a lock lasts."),
     "LUMNAR_MAX_BODY_BYTES": ("1048576", "Largest request body accepted (413 beyond)."),
     "PORT": ("5000", "Port the web process listens on (Procfile)."),
+    "HOST": ("0.0.0.0 (127.0.0.1 under `make run`)", "Address the web process listens on (Procfile)."),
     "LUMNAR_AUTOMATIONS_RETRY_BASE_SECONDS": ("30", "Wait before an automation's second try; each later try waits twice as long (with jitter)."),
 }
 
@@ -64,7 +67,8 @@ def load(overrides=None) -> dict:
     base_url = _env("LUMNAR_BASE_URL", "http://127.0.0.1:5000").rstrip("/")
     secure = base_url.startswith("https://")
     cfg = {
-        "ENV_NAME": _env("LUMNAR_ENV", "development"),
+        # Production unless told otherwise: a deploy that forgets the variable gets the safe mode.
+        "ENV_NAME": _env("LUMNAR_ENV", "production"),
         "DATA_DIR": data_dir,
         "DATABASE": _env("LUMNAR_DATABASE", str(data_dir / "lumnar.db")),
         "BASE_URL": base_url,
@@ -113,7 +117,51 @@ def load(overrides=None) -> dict:
     if "DATABASE" not in overrides and "DATA_DIR" in overrides:
         cfg["DATABASE"] = str(cfg["DATA_DIR"] / "lumnar.db")
     cfg["DATA_DIR"].mkdir(parents=True, exist_ok=True)
-    cfg["DEV_OUTBOX"] = cfg.get("DEV_OUTBOX", cfg["ENV_NAME"] != "production")
+    # Only an explicit "development" turns the outbox on: a misspelt LUMNAR_ENV must not.
+    cfg["DEV_OUTBOX"] = cfg.get("DEV_OUTBOX", cfg["ENV_NAME"] == "development")
     if "SECRET_KEY" not in cfg:
         cfg["SECRET_KEY"] = _secret_key(cfg["DATA_DIR"])
     return cfg
+
+
+ENVIRONMENTS = ("production", "development")
+
+
+def is_loopback(host: str | None) -> bool:
+    """Whether `host` names this machine only: localhost, 127.0.0.0/8 or ::1."""
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def production_problems(cfg: dict) -> list[str]:
+    """Settings that only suit a laptop, each said with why, when the app runs as production
+    (anything but LUMNAR_ENV=development). The factory refuses to start when there are any:
+    a forgotten variable on a server must stop the deploy, not open a hole."""
+    env = cfg["ENV_NAME"]
+    if env == "development":
+        return []
+    problems = []
+    if env not in ENVIRONMENTS:
+        problems.append(f"LUMNAR_ENV={env!r} is neither 'production' nor 'development'; "
+                        "say which one is meant.")
+    base_url = str(cfg["BASE_URL"])
+    parts = urlsplit(base_url)
+    if parts.scheme != "https" and not (parts.scheme == "http" and is_loopback(parts.hostname)):
+        problems.append(f"LUMNAR_BASE_URL={base_url} is not an https:// address (plain http is "
+                        "only accepted on loopback): log-in cookies and the links in e-mails "
+                        "would cross the network unencrypted.")
+    if cfg["AUTOMATIONS_ALLOW_PRIVATE"]:
+        problems.append("LUMNAR_AUTOMATIONS_ALLOW_PRIVATE is on: automations could reach this "
+                        "server's private network, its loopback services and the cloud metadata "
+                        "address. Set it to 0.")
+    if cfg["DEV_OUTBOX"]:
+        problems.append("the development outbox (DEV_OUTBOX) is on: it shows every e-mail, "
+                        "with its password-reset and invitation links, on a web page. It only "
+                        "exists with LUMNAR_ENV=development.")
+    return problems

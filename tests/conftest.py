@@ -50,6 +50,9 @@ def smtp():
 def app_config(request, tmp_path, smtp):
     config = {
         "TESTING": True,
+        # Said explicitly: the app runs as production unless told otherwise, and tests use
+        # laptop settings (http base URL, the dev outbox) that production refuses.
+        "ENV_NAME": "development",
         "DATA_DIR": tmp_path,
         "SECRET_KEY": "test-secret-key",
         "HUEY_IMMEDIATE": True,  # tasks run inline; end-to-end tests use a real consumer
@@ -150,6 +153,18 @@ def log_in(client, email="owner@example.com", password=PASSWORD):
     response = client.post_form("/login", {"email": email, "password": password})
     assert response.status_code == 303, response.get_data(as_text=True)
     return response
+
+
+def staff_client(app, email="staff@lumnar.example") -> Client:
+    """A client logged in as a Lumnar staff member (made as `flask grant-staff` would)."""
+    from app.models import User
+
+    make_user(app, email=email, name="Stella Staff")
+    with connection():
+        User.update(is_staff=True).where(User.email == email).execute()
+    client = Client(app.test_client())
+    log_in(client, email)
+    return client
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from app.db import connection, database
 from app.mail import service
 from app.models import OutboundEmail, User, utcnow
 from jobs import huey
-from tests.conftest import PASSWORD, Client, build_app
+from tests.conftest import PASSWORD, Client, build_app, staff_client
 from tests.mailcatcher import MailCatcher, free_port, link_in
 
 
@@ -96,7 +96,7 @@ def test_without_smtp_mail_waits_in_the_dev_outbox_with_clickable_links(app_conf
     [email] = outbox()
     assert (email.status, email.attempts) == ("queued", 0)
 
-    page = client.get("/dev/outbox")
+    page = staff_client(app).get("/dev/outbox")  # staff only (tests/test_safe_defaults.py)
     assert page.status_code == 200
     html = page.get_data(as_text=True)
     assert "Confirm your e-mail address for Lumnar" in html and "To sam@example.com" in html
@@ -113,7 +113,7 @@ def test_dev_outbox_escapes_the_email_text(app_config):
     client = Client(app.test_client())
     client.post_form("/signup", {"name": "<b>Bold</b>", "email": "b@example.com",
                                  "password": PASSWORD})
-    html = client.get("/dev/outbox").get_data(as_text=True)
+    html = staff_client(app).get("/dev/outbox").get_data(as_text=True)
     assert "<b>Bold</b>" not in html and "&lt;b&gt;Bold&lt;/b&gt;" in html
 
 

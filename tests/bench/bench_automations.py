@@ -26,9 +26,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 DATA = tempfile.mkdtemp(prefix="lumnar-bench-automations-")
 # Set before the app is built (on import of the worker module) so that it opens this database.
-os.environ.update(LUMNAR_DATA_DIR=DATA, LUMNAR_SECRET_KEY="bench", LUMNAR_RATELIMIT="0")
+os.environ.update(LUMNAR_ENV="development", LUMNAR_DATA_DIR=DATA, LUMNAR_SECRET_KEY="bench",
+                  LUMNAR_RATELIMIT="0")
 for name in [k for k in os.environ if k.startswith("LUMNAR_") and k not in
-             ("LUMNAR_DATA_DIR", "LUMNAR_SECRET_KEY", "LUMNAR_RATELIMIT")]:
+             ("LUMNAR_ENV", "LUMNAR_DATA_DIR", "LUMNAR_SECRET_KEY", "LUMNAR_RATELIMIT")]:
     del os.environ[name]
 
 from app import migrations  # noqa: E402

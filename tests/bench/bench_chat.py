@@ -100,8 +100,8 @@ def seed(data_dir: Path, visitors: int, extra_streams: int):
     from app.chat.models import ChatEvent, Conversation, Message, Site, Visitor
     from app.db import connection, database
 
-    app = create_app({"DATA_DIR": data_dir, "SECRET_KEY": fill_chat.SECRET_KEY,
-                      "MASTER_KEYS": fill_chat.MASTER_KEYS})
+    app = create_app({"ENV_NAME": "development", "DATA_DIR": data_dir,
+                      "SECRET_KEY": fill_chat.SECRET_KEY, "MASTER_KEYS": fill_chat.MASTER_KEYS})
     loaders, extra = [], []
     with app.app_context(), connection():
         with database.atomic():

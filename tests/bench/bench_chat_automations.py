@@ -32,7 +32,8 @@ STREAMS = 200
 CHAT_RATE = 20  # messages a second, half each way
 RUN_RATE = 20  # automation runs a second
 SECONDS = 15
-ENV = {**chat.ENV, "LUMNAR_AUTOMATIONS_ALLOW_PRIVATE": "1"}
+# The stock system it calls listens on loopback, which only development allows.
+ENV = {**chat.ENV, "LUMNAR_ENV": "development", "LUMNAR_AUTOMATIONS_ALLOW_PRIVATE": "1"}
 
 
 def log(msg: str) -> None:
@@ -46,8 +47,9 @@ def add_automation(data: Path, url: str) -> str:
     from app.chat.models import Site
     from app.db import connection
 
-    app = create_app({"DATA_DIR": data, "SECRET_KEY": fill_chat.SECRET_KEY,
-                      "MASTER_KEYS": fill_chat.MASTER_KEYS, "AUTOMATIONS_ALLOW_PRIVATE": True})
+    app = create_app({"ENV_NAME": "development", "DATA_DIR": data,
+                      "SECRET_KEY": fill_chat.SECRET_KEY, "MASTER_KEYS": fill_chat.MASTER_KEYS,
+                      "AUTOMATIONS_ALLOW_PRIVATE": True})
     with app.app_context(), connection():
         ws = Site.get(Site.site_key == chat.KEY).workspace_id
         automation = service.create_automation(

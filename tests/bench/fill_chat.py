@@ -79,8 +79,8 @@ def _ts(dt: datetime) -> str:
 
 
 def migrated_schema(folder: Path) -> str:
-    env = {**os.environ, "LUMNAR_DATA_DIR": str(folder), "LUMNAR_SECRET_KEY": SECRET_KEY,
-           "LUMNAR_MASTER_KEYS": MASTER_KEYS}
+    env = {**os.environ, "LUMNAR_ENV": "development", "LUMNAR_DATA_DIR": str(folder),
+           "LUMNAR_SECRET_KEY": SECRET_KEY, "LUMNAR_MASTER_KEYS": MASTER_KEYS}
     subprocess.run([str(BIN / "flask"), "--app", "app", "migrate"], cwd=ROOT, env=env,
                    check=True, capture_output=True)
     with sqlite3.connect(folder / "lumnar.db") as db:
@@ -119,8 +119,8 @@ def _base_rows(path: Path, at: datetime) -> None:
     from app.db import connection, database
     from app.models import Membership, User, Workspace
 
-    app = create_app({"DATA_DIR": path.parent, "DATABASE": str(path), "SECRET_KEY": SECRET_KEY,
-                      "MASTER_KEYS": MASTER_KEYS})
+    app = create_app({"ENV_NAME": "development", "DATA_DIR": path.parent, "DATABASE": str(path),
+                      "SECRET_KEY": SECRET_KEY, "MASTER_KEYS": MASTER_KEYS})
     with app.app_context(), connection(), database.atomic():
         user = User.create(name="Bea Bench", email=EMAIL, email_verified_at=at, created_at=at,
                            password_hash=passwords.hash_password(PASSWORD))

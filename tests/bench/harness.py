@@ -65,8 +65,8 @@ def run_server(asgi_target: str, env: dict | None = None, ready_path: str = "/he
         migrate = True
     else:
         migrate = False
-    full_env = {**os.environ, "LUMNAR_DATA_DIR": data, "LUMNAR_RATELIMIT": "0",
-                "LUMNAR_BASE_URL": f"http://127.0.0.1:{port}", **(env or {})}
+    full_env = {**os.environ, "LUMNAR_ENV": "development", "LUMNAR_DATA_DIR": data,
+                "LUMNAR_RATELIMIT": "0", "LUMNAR_BASE_URL": f"http://127.0.0.1:{port}", **(env or {})}
     if migrate:
         subprocess.run([str(BIN / "flask"), "--app", "app", "migrate"], cwd=ROOT, env=full_env,
                        check=True, capture_output=True)

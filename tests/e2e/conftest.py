@@ -69,6 +69,9 @@ class LiveServer:
         self.logs: dict[str, Path] = {}
         env = {k: v for k, v in os.environ.items() if not k.startswith("LUMNAR_")}
         env.update(
+            # Said explicitly: unset means production, which refuses the loopback automations
+            # below and has no outbox page or demo shop.
+            LUMNAR_ENV="development",
             LUMNAR_DATA_DIR=str(data_dir),
             LUMNAR_SECRET_KEY=secrets.token_urlsafe(32),
             LUMNAR_BASE_URL=self.url,

@@ -38,7 +38,7 @@ def server(live_server):
 def app(server):
     """This process's view of the server's database, its queue pointing at the consumer
     (not immediate): a task enqueued here runs in the server's worker."""
-    return create_app({"DATA_DIR": server.data_dir, "BASE_URL": server.url,
+    return create_app({"ENV_NAME": "development", "DATA_DIR": server.data_dir, "BASE_URL": server.url,
                        "HUEY_IMMEDIATE": False, "AUTOMATIONS_ALLOW_PRIVATE": True})
 
 

@@ -66,7 +66,7 @@ def test_migrate_command_applies_every_step_once_and_is_idempotent(bare_app):
         tables = set(database.get_tables())
         versions = [r.version for r in migrations.SchemaVersion.select()]
     assert {"user", "workspace", "membership", "invitation", "outbound_email",
-            "login_throttle", "schema_version"} <= tables
+            "login_failure", "schema_version"} <= tables
     assert versions == [v for v, _, _ in migrations.STEPS]
 
     second = cli(bare_app, "migrate")

@@ -159,3 +159,7 @@ def register_cli(app: Flask) -> None:
             click.echo(f"demo login: {email} / {password}")
         else:
             click.echo("demo: the database already has users; log in with your own account")
+
+    from app import backup
+
+    backup.register_cli(app)

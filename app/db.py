@@ -1,5 +1,7 @@
 """The one SQLite database: declared here, initialised by the factory, one connection per thread."""
 
+import fcntl
+import os
 import sqlite3
 import threading
 from contextlib import contextmanager
@@ -102,6 +104,65 @@ PRAGMAS = {
 }
 
 
+# --- "this database is in use" ------------------------------------------------------------
+# Every process that opens the database (web, worker, each flask command) holds a shared
+# flock on <db>.in-use for as long as it lives; a restore takes it exclusively. So a restore
+# cannot run under a live process, and a process starting during a restore waits for it to
+# finish before it opens the file. The kernel drops the lock when a process dies (even by
+# kill -9), so there is no stale pid file to clean up. A process has one database at a time
+# (`database` is global), hence one lock.
+IN_USE_SUFFIX = ".in-use"
+_in_use = {"path": None, "fd": None}
+
+
+class DatabaseInUse(RuntimeError):
+    pass
+
+
+def in_use_path(database_path) -> Path:
+    return Path(f"{database_path}{IN_USE_SUFFIX}")
+
+
+def hold_in_use(database_path) -> None:
+    """Hold the shared lock for this process's database (releasing any previous one)."""
+    path = str(in_use_path(database_path).resolve())
+    if _in_use["path"] == path:
+        return
+    if _in_use["fd"] is not None:
+        os.close(_in_use["fd"])
+        _in_use.update(path=None, fd=None)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        # A folder that cannot hold this file cannot hold the database's WAL either: the
+        # database is not usable, and /healthz says so.
+        return
+    fcntl.flock(fd, fcntl.LOCK_SH)  # waits while a restore runs
+    _in_use.update(path=path, fd=fd)
+
+
+@contextmanager
+def exclusive_use(database_path):
+    """No other process has the database open while this block runs (DatabaseInUse if one
+    has). This process's own shared lock is turned into the exclusive one and back."""
+    path = str(in_use_path(database_path).resolve())
+    own = _in_use["path"] == path
+    fd = _in_use["fd"] if own else os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DatabaseInUse(
+                "Lumnar is running on this database (the web process, the worker or another "
+                "flask command has it open): stop them first.") from None
+        yield
+    finally:
+        if own:
+            fcntl.flock(fd, fcntl.LOCK_SH)  # back to what every running process holds
+        else:
+            os.close(fd)
+
+
 def init_app(app):
     pragmas = dict(PRAGMAS)
     if app.config.get("BACKGROUND_CHECKPOINTS"):
@@ -111,6 +172,8 @@ def init_app(app):
         # Other processes (the worker, the CLI) keep SQLite's automatic checkpoints.
         pragmas["wal_autocheckpoint"] = 0
     database.init(app.config["DATABASE"], pragmas=pragmas, check_same_thread=False)
+    if app.config["DATABASE"] != ":memory:":
+        hold_in_use(app.config["DATABASE"])
 
     @app.before_request
     def _open():

@@ -126,10 +126,7 @@ def register_cli(app: Flask) -> None:
             if app.config["MASTER_KEYS"]:
                 raise click.ClickException("With LUMNAR_MASTER_KEYS set, put the new key first "
                                            "in that variable yourself, then run this again.")
-            path = app.config["DATA_DIR"] / vault.KEY_FILE
-            from cryptography.fernet import Fernet
-
-            path.write_text(Fernet.generate_key().decode() + "\n" + path.read_text())
+            vault.add_master_key(app.config["DATA_DIR"])
         with db.connection():
             count = vault.rotate_master()
         click.echo(f"re-wrapped {count} workspace keys under the newest master key; "

@@ -4,7 +4,6 @@ import click
 from flask import Flask
 from htmx_flask import Htmx
 from peewee import OperationalError
-from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app import config as config_module
 from app import db, security
@@ -27,8 +26,7 @@ def create_app(config=None) -> Flask:
                          "laptop (on a machine of your own, set LUMNAR_ENV=development):\n- "
                          + "\n- ".join(problems))
     if app.config["TRUST_PROXY"]:
-        n = app.config["TRUST_PROXY"]
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n)
+        app.wsgi_app = security.behind_proxies(app.wsgi_app, app.config["TRUST_PROXY"])
 
     Htmx(app)
     csrf.init_app(app)

@@ -19,6 +19,7 @@ from app import create_app, db, hot
 from app.accounts import sessions
 from app.chat import live, service, streams
 from app.db import thread_connection
+from app.security import SecurityHeaders
 
 SEARCH_MERGE_SECONDS = 5
 SSE_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
@@ -63,7 +64,8 @@ class StaticGZip:
             await self.app(scope, receive, send)
 
 
-def build(flask_app=None, hot_writes=True) -> Starlette:
+def build(flask_app=None, hot_writes=True) -> SecurityHeaders:
+    """The root app: the Starlette routes inside the one header layer (its `.app`)."""
     flask_app = flask_app or create_app({"BACKGROUND_CHECKPOINTS": True})
     logging.getLogger("uvicorn.access").addFilter(QueryStringFilter())
     cookie_name = flask_app.config["SESSION_COOKIE_NAME"]
@@ -146,7 +148,9 @@ def build(flask_app=None, hot_writes=True) -> Starlette:
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.flask_app = flask_app
     app.state.hub = hub
-    return app
+    # Outermost, so that nothing the process answers (Flask, the streams, the hot writes,
+    # Starlette's own 404, 405 and 500) leaves without the security headers.
+    return SecurityHeaders(app, flask_app.config["TRUST_PROXY"])
 
 
 def __getattr__(name):

@@ -36,7 +36,7 @@ from app.chat.forms import ReplyForm, WidgetMessageForm
 from app.chat.service import ChatError
 from app.chat.views import UPLOAD_LIMIT
 from app.db import thread_connection
-from app.security import apply_headers
+from app.security import forwarded
 from app.widget import limits
 from app.widget.views import TOKEN_HEADER
 
@@ -178,15 +178,12 @@ def routes(flask_app, to_flask) -> list[Route]:
                 csrf_input=csrf_input(flask_app, data),
                 saved=list(service.saved_replies(conversation.workspace_id)))
 
+    # Scheme and host as Flask sees them (the same ProxyFix rule), for flask-wtf's https check.
     def secure(request: Request) -> bool:
-        if trust_proxy:
-            return request.headers.get("x-forwarded-proto", request.url.scheme) == "https"
-        return request.url.scheme == "https"
+        return forwarded(request.scope, trust_proxy)[0] == "https"
 
     def host(request: Request) -> str:
-        if trust_proxy and request.headers.get("x-forwarded-host"):
-            return request.headers["x-forwarded-host"]
-        return request.headers.get("host", "")
+        return forwarded(request.scope, trust_proxy)[1]
 
     async def plain_body(request: Request):
         """The body of a plain htmx POST of a sensible size, or None (then Flask reads it)."""
@@ -232,8 +229,8 @@ def routes(flask_app, to_flask) -> list[Route]:
             if answered is None or answered[0] is None:
                 return await to_flask(scope, replay(body, receive), send)
             html, signed_in = answered
-            response = HTMLResponse(html)
-            apply_headers(response.headers, secure(request), signed_in=signed_in)
+            # The security headers come from the ASGI root; only "signed in" is known here.
+            response = HTMLResponse(html, headers={"Cache-Control": "no-store"} if signed_in else None)
             await response(scope, receive, send)
 
     return [Route("/widget/{site_key}/messages", HotWrite(visitor_message)),

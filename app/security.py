@@ -1,8 +1,10 @@
-"""Security defaults on every response, and friendly error pages (htmx-aware)."""
+"""Security defaults on every response (one ASGI layer), and friendly error pages (htmx-aware)."""
 
 from flask import g, request
 from flask_wtf.csrf import CSRFError
+from starlette.datastructures import MutableHeaders
 from werkzeug.exceptions import HTTPException, InternalServerError
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app.rendering import render
 
@@ -26,31 +28,89 @@ MESSAGES = {
 }
 
 
-def apply_headers(h, secure: bool, signed_in: bool) -> None:
-    """Our defaults onto a response's headers (Flask's, or Starlette's for the hot writes)."""
+# The defaults every response gets unless it set its own (app/asgi.py adds them at the root).
+DEFAULT_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "strict-origin-when-cross-origin",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=(), payment=(), usb=()",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
+HSTS = "max-age=31536000; includeSubDomains"
+
+
+def behind_proxies(wsgi_app, hops: int):
+    """How far X-Forwarded-* headers are believed (LUMNAR_TRUST_PROXY hops): the one rule
+    Flask runs under and the ASGI root asks through `forwarded`."""
+    return ProxyFix(wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)
+
+
+def forwarded(scope, hops: int) -> tuple[str, str]:
+    """(scheme, host) of an ASGI request exactly as Flask sees them: the scope put into a
+    WSGI environ the way a2wsgi does, then through the same ProxyFix Flask is wrapped in."""
+    environ = {"wsgi.url_scheme": scope.get("scheme", "http")}
+    client = scope.get("client")
+    if client:
+        environ["REMOTE_ADDR"] = client[0]
+    for name, value in scope.get("headers", []):
+        key = "HTTP_" + name.decode("latin-1").upper().replace("-", "_")
+        value = value.decode("latin-1")
+        environ[key] = environ[key] + "," + value if key in environ else value
+    if hops:
+        def seen(env, start_response):
+            return env
+
+        environ = behind_proxies(seen, hops)(environ, None)
+    return environ["wsgi.url_scheme"], environ.get("HTTP_HOST", "")
+
+
+def apply_headers(h, secure: bool) -> None:
+    """Our defaults onto Starlette headers, each only where the response has not set it."""
     # Pages may set their own policy (the chat widget's frame-ancestors lists the
     # customer's origins); only pages without one get ours and the old-browser frame ban.
     if "Content-Security-Policy" not in h:
         h["Content-Security-Policy"] = CSP
-        h["X-Frame-Options"] = "DENY"
-    h["X-Content-Type-Options"] = "nosniff"
-    h["Referrer-Policy"] = "strict-origin-when-cross-origin"
-    h["Permissions-Policy"] = "camera=(), microphone=(), geolocation=(), payment=(), usb=()"
-    h["Cross-Origin-Opener-Policy"] = "same-origin"
+        h.setdefault("X-Frame-Options", "DENY")
+    for name, value in DEFAULT_HEADERS.items():
+        h.setdefault(name, value)
     if secure:
-        h["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
-    if signed_in:
-        h["Cache-Control"] = "no-store"  # signed-in pages never sit in a shared cache
-    if hasattr(h, "add_vary_header"):  # Starlette's headers
+        h.setdefault("Strict-Transport-Security", HSTS)
+    # Caches keep an htmx fragment and the full page of one URL apart.
+    if "hx-request" not in h.get("Vary", "").lower():
         h.add_vary_header("HX-Request")
-    else:  # werkzeug's
-        h.add("Vary", "HX-Request")
+
+
+class SecurityHeaders:
+    """The one header layer: a pure ASGI middleware around the whole Starlette root, so that
+    Flask's pages, the streams, the hot writes and every error answer of each get the same
+    defaults. Pure ASGI (not BaseHTTPMiddleware) so that streams are passed on as they are
+    sent, never buffered."""
+
+    def __init__(self, app, trusted_hops: int = 0):
+        self.app = app
+        self.trusted_hops = trusted_hops
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        secure = forwarded(scope, self.trusted_hops)[0] in ("https", "wss")  # Flask's is_secure
+
+        async def send_with_headers(message):
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", [])  # optional in ASGI
+                apply_headers(MutableHeaders(scope=message), secure)
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 def init_app(app):
     @app.after_request
-    def headers(response):
-        apply_headers(response.headers, request.is_secure, g.get("user") is not None)
+    def no_store_when_signed_in(response):
+        # The other defaults come from the ASGI root (SecurityHeaders). This one stays here:
+        # only Flask has opened the session and knows it is valid, and it overrides a view's
+        # own caching (a signed-in page is never kept in a shared cache).
+        if g.get("user") is not None:
+            response.headers["Cache-Control"] = "no-store"
         return response
 
     @app.errorhandler(CSRFError)

@@ -3,9 +3,12 @@ per-IP rate limits."""
 
 import pytest
 
+from app.asgi import build
 from app.db import connection
 from app.models import User
+from tests.chat_fixtures import run_async
 from tests.conftest import PASSWORD, Client, db_state, log_in, make_user
+from tests.route_walk import asgi_client, session_cookie
 
 CSRF_MESSAGE = "This form was missing its security token"
 
@@ -70,47 +73,58 @@ def test_htmx_request_without_token_is_refused_into_the_flash_area(auth):
     assert db_state() == before
 
 
-# --- headers -------------------------------------------------------------------------------
+# --- headers (added at the ASGI root; every route: tests/test_headers_everywhere.py) ---------
 
 ANONYMOUS_PAGES = ["/", "/privacy", "/login", "/signup", "/password/forgot", "/no-such-page"]
 SIGNED_IN_PAGES = ["/dashboard/settings", "/dashboard/team"]
+
+
+def through_root(app, paths, cookie=None, base_url="http://localhost", headers=None):
+    """GET each path through the ASGI app the web process serves (app/asgi.py)."""
+    async def get_all():
+        async with asgi_client(build(app), cookie, base_url=base_url) as http:
+            return [await http.get(path, headers=headers or {}) for path in paths]
+
+    return run_async(get_all())
 
 
 def assert_security_headers(response):
     h = response.headers
     csp = h["Content-Security-Policy"]
     assert "'unsafe-inline'" not in csp and "'unsafe-eval'" not in csp
-    assert "frame-ancestors 'none'" in csp
+    assert "frame-ancestors 'none'" in csp and h["X-Frame-Options"] == "DENY"
     assert "script-src 'self'" in csp and "default-src 'self'" in csp
     assert h["X-Content-Type-Options"] == "nosniff"
     assert h["Referrer-Policy"] == "strict-origin-when-cross-origin"
     assert "camera=()" in h["Permissions-Policy"] and "microphone=()" in h["Permissions-Policy"]
 
 
-def test_every_html_response_carries_the_security_headers(client, user):
-    responses = [client.get(path) for path in ANONYMOUS_PAGES]
-    responses.append(client.get("/logout"))  # 405
+def test_every_html_response_carries_the_security_headers(app, client, user):
+    responses = through_root(app, ANONYMOUS_PAGES)
     log_in(client)
-    responses += [client.get(path) for path in SIGNED_IN_PAGES]
-    for response in responses:
-        assert response.mimetype == "text/html", response.request.path
+    signed_in = through_root(app, SIGNED_IN_PAGES, session_cookie(app, client))
+    for response in responses + signed_in:
+        assert response.headers["content-type"].startswith("text/html"), response.url
         assert_security_headers(response)
         assert "Strict-Transport-Security" not in response.headers  # plain http here
     # Signed-in pages are never kept in a shared cache.
-    assert all(r.headers["Cache-Control"] == "no-store" for r in responses[-2:])
+    assert all(r.status_code == 200 and r.headers["Cache-Control"] == "no-store" for r in signed_in)
 
 
-def test_htmx_fragments_carry_the_security_headers_too(auth):
-    response = auth.get("/dashboard/settings", headers={"HX-Request": "true"})
+def test_htmx_fragments_carry_the_security_headers_too(app, auth):
+    [response] = through_root(app, ["/dashboard/settings"], session_cookie(app, auth),
+                              headers={"HX-Request": "true"})
+    assert response.status_code == 200 and "<html" not in response.text
     assert_security_headers(response)
-    assert "HX-Request" in response.vary  # caches keep the fragment and the page apart
+    assert "HX-Request" in response.headers["Vary"]  # caches keep the fragment and the page apart
 
 
-def test_hsts_is_sent_only_over_https(client):
-    secure = client.get("/", base_url="https://localhost")
+def test_hsts_is_sent_only_over_https(app):
+    [secure] = through_root(app, ["/"], base_url="https://localhost")
     assert secure.headers["Strict-Transport-Security"] == "max-age=31536000; includeSubDomains"
     assert_security_headers(secure)
-    assert "Strict-Transport-Security" not in client.get("/").headers
+    [plain] = through_root(app, ["/"])
+    assert "Strict-Transport-Security" not in plain.headers
 
 
 # --- error pages ---------------------------------------------------------------------------

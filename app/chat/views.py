@@ -191,7 +191,9 @@ def attachment_response(attachment: Attachment, inline: bool) -> Response:
     if plain != name:
         disposition += f"; filename*=UTF-8''{quote(name)}"
     response.headers["Content-Disposition"] = disposition
+    # Uploaded bytes: never sniffed or run, whatever serves them (the ASGI root adds the rest).
     response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Cache-Control"] = "private, max-age=3600"
     return response
 

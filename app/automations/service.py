@@ -490,12 +490,6 @@ def _automation(automation_id: int) -> tuple[Automation, bool] | None:
     return automation, bool(workspace_paused), bool(has_credentials)
 
 
-def _scrub(text: str, values: list[str]) -> str:
-    from app.automations import redact
-
-    return redact.redact(text, values) if text else text
-
-
 def execute(run_id: int) -> AutomationRun | None:
     """Run one attempt of a run (the worker's task). Failures are retried with backoff up to
     the flow's or the automation's number of tries; the last one e-mails the owners."""
@@ -520,10 +514,15 @@ def execute(run_id: int) -> AutomationRun | None:
     except registry.ConfigError:
         flow = None
     max_attempts = 1 if run.dry_run else (flow_max or automation.max_attempts or 1)
+    # Every credential value of the workspace, read once: no log or error holds one, in any
+    # common encoding, whichever flow and whichever way it came there.
+    from app.automations import vault
+
+    values = vault.secret_values(run.workspace_id) if has_credentials else []
     ctx = registry.RunContext(
         run.workspace_id, automation.id, run.id, run.trigger,
         json.loads(run.payload or "{}"), json.loads(automation.config or "{}"),
-        dry_run=run.dry_run, automation_name=automation.name)
+        dry_run=run.dry_run, automation_name=automation.name, secrets=values)
     header = f"{now:%H:%M:%S} Attempt {run.attempts} of {max_attempts}" + (
         " (dry run: nothing is sent)" if run.dry_run else "") + "."
     started = time.monotonic()
@@ -545,18 +544,13 @@ def execute(run_id: int) -> AutomationRun | None:
         ctx.log(f"Failed with an unexpected error: {error}")
     duration = int((time.monotonic() - started) * 1000)
     log = previous + header + "\n" + ctx.log_text()
-    # Every credential value of the workspace, so that no log holds one, whichever flow
-    # and whichever way it came there.
-    from app.automations import vault
-
-    values = vault.secret_values(run.workspace_id) if has_credentials else []
-    error = _scrub(error, values)[:ERROR_LIMIT]
+    error = ctx.clip(error, ERROR_LIMIT)
     retry = status == AutomationRun.FAILED and run.attempts < max_attempts
     if retry:
         delay = retry_delay(run.attempts)
         log += f"\n{utcnow():%H:%M:%S} Trying again in {delay:.0f} s."
         status = AutomationRun.RETRYING
-    run = _finish(run, status, log, error, values, duration)
+    run = _finish(run, status, log, error, ctx.redactor, duration)
     if retry:
         _enqueue([run.id], delay=delay)
     elif status == AutomationRun.FAILED and not run.dry_run:
@@ -564,10 +558,12 @@ def execute(run_id: int) -> AutomationRun | None:
     return run
 
 
-def _finish(run, status, log, error, values, duration_ms=0) -> AutomationRun:
+def _finish(run, status, log, error, secrets, duration_ms=0) -> AutomationRun:
+    """Store the attempt's end; `secrets` (values or the run's Redactor) are redacted from
+    the log before it is cut to LOG_LIMIT."""
     from app.automations import redact
 
-    log = redact.cap(_scrub(log, values), LOG_LIMIT)
+    log = redact.cap(log, LOG_LIMIT, secrets)
     finished = None if status == AutomationRun.RETRYING else str(utcnow())
     database.execute_sql(FINISH_SQL, (status, log, error, finished, duration_ms, run.id))
     run.status, run.log, run.error = status, log, error

@@ -24,7 +24,7 @@ def expect(ctx: RunContext, response: httpx.Response, expected: str = "2xx") -> 
     """FlowFailed unless the answer's status is the one expected, quoting the start of its body."""
     if status_ok(expected, response.status_code):
         return
-    preview = response.text[:300].strip()
+    preview = ctx.clip(response.text.strip(), 300)
     if preview:
         ctx.log(f"  answer: {preview}")
     raise FlowFailed(f"{response.request.url.host} answered HTTP {response.status_code}"

@@ -23,7 +23,7 @@ def run(ctx: RunContext) -> None:
     response = ctx.http(cfg["method"], url, headers=headers, json=body)
     expect(ctx, response, cfg.get("expected_status") or "2xx")
     if response.text.strip():
-        ctx.log(f"  answer: {response.text[:500].strip()}")
+        ctx.log(f"  answer: {ctx.clip(response.text.strip(), 500)}")
 
 
 def check(cfg: dict) -> dict:

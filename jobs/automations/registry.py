@@ -190,11 +190,14 @@ class RunContext:
     """What a flow's `run` gets: the trigger's data, its settings, and the only ways out
     (HTTP through the SSRF guard, mail through the outbox), each logged. Every secret it hands
     out is remembered, so that the log (and any error text passed through `redact`) never
-    holds one."""
+    holds one.
+
+    `secrets` are every secret value of the workspace (read from the vault when not given):
+    the log is kept free of all of them, in every common encoding, whichever flow wrote it."""
 
     def __init__(self, workspace_id: int, automation_id: int | None, run_id: int | None,
                  trigger: str, payload: dict, config: dict, dry_run: bool = False,
-                 automation_name: str | None = None):
+                 automation_name: str | None = None, secrets: list[str] | None = None):
         self.workspace_id = workspace_id
         self.automation_id = automation_id
         self.run_id = run_id
@@ -205,31 +208,40 @@ class RunContext:
         self._automation_name = automation_name
         self._lines: list[str] = []
         self._size = 0
-        self._secret_values: set[str] = set()
+        if secrets is None:
+            from app.automations import vault
+
+            secrets = vault.secret_values(workspace_id)
+        # The forms of every secret are worked out once here, for every line of the run.
+        self.redactor = redact.Redactor(secrets)
 
     # logging
 
     def log(self, msg: str) -> None:
-        msg = str(msg)
-        if len(msg) > MAX_LOG_LINE:
-            msg = msg[:MAX_LOG_LINE] + f" … ({len(msg) - MAX_LOG_LINE} more characters)"
         if self._size > MAX_LOG_BUFFER:
             return  # already far past what will be kept
+        # Redacted before it is cut: a cut must never leave part of a secret behind.
+        msg = self.redactor.clip(str(msg), MAX_LOG_LINE, note=" … ({rest} more characters)")
         line = f"{datetime.now(UTC):%H:%M:%S} {msg}"
         self._lines.append(line)
         self._size += len(line) + 1
 
     def mark_secret(self, value: str) -> None:
         """Treat `value` as a secret too (e.g. a value derived from one, like a Basic header)."""
-        if isinstance(value, str) and len(value) >= 4:
-            self._secret_values.add(value)
+        self.redactor.add(value)
 
     def redact(self, text: str) -> str:
-        """`text` without any secret this run has seen or any token shape (for error summaries)."""
-        return redact.redact(str(text), self._secret_values)
+        """`text` without any secret of the workspace or this run, or any token shape."""
+        return self.redactor.redact(text)
+
+    def clip(self, text: str, limit: int) -> str:
+        """At most `limit` characters of `text` for the log, redacted before it is cut. Flows
+        quote answers through this, never by slicing them themselves."""
+        return self.redactor.clip(text, limit)
 
     def log_text(self) -> str:
-        return redact.cap(self.redact("\n".join(self._lines)))
+        # Redacted again as a whole: a value marked secret after a line was logged counts too.
+        return redact.cap("\n".join(self._lines), secrets=self.redactor)
 
     # secrets
 
@@ -285,7 +297,7 @@ class RunContext:
             body = content if content is not None else _json_text(json)
             if isinstance(body, bytes):
                 body = body.decode(errors="replace")
-            self.log(f"  body: {body[:1000]}" + (" …" if len(body) > 1000 else ""))
+            self.log(f"  body: {self.clip(body, 1000)}")
         if self.dry_run:
             # A dry run still says no to an address a real run could not reach (judged on the
             # URL alone: it resolves nothing and sends nothing).
@@ -308,7 +320,7 @@ class RunContext:
     def send_mail(self, to: str, subject: str, text: str) -> None:
         self.log(f"✉ to {to}: {subject}")
         if self.dry_run:
-            self.log("  dry run: not sent.\n" + text[:1000])
+            self.log("  dry run: not sent.\n" + self.clip(text, 1000))
             return
         from app.mail import service as mail
 

@@ -60,10 +60,13 @@ def create_app(config=None) -> Flask:
     from app.chat.views import bp as chat_bp
     from app.dashboard.views import bp as dashboard_bp
     from app.mail.views import bp as mail_bp
+    from app.paging import RowIdConverter
     from app.public.views import bp as public_bp
     from app.staff.views import bp as staff_bp
     from app.widget.views import bp as widget_bp
 
+    # Before any route: an id past SQLite's integers is then a 404 on every route, never a 500.
+    app.url_map.converters["int"] = RowIdConverter
     app.register_blueprint(public_bp)
     app.register_blueprint(accounts_bp)
     app.register_blueprint(chat_bp)

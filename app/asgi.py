@@ -20,6 +20,7 @@ from app.accounts import sessions
 from app.chat import live, service, streams
 from app.db import thread_connection
 from app.security import SecurityHeaders
+from app.wsgi_input import TerminatedInput
 
 SEARCH_MERGE_SECONDS = 5
 SSE_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
@@ -138,7 +139,7 @@ def build(flask_app=None, hot_writes=True) -> SecurityHeaders:
                 live.uninstall()
                 await hub.stop()
 
-    to_flask = StaticGZip(WSGIMiddleware(flask_app))
+    to_flask = StaticGZip(WSGIMiddleware(TerminatedInput(flask_app)))
     routes = [
         Route("/sse/dashboard", dashboard_stream),
         Route("/sse/visitor", visitor_stream),

@@ -36,6 +36,7 @@ from app.chat.forms import ReplyForm, WidgetMessageForm
 from app.chat.service import ChatError
 from app.chat.views import UPLOAD_LIMIT
 from app.db import thread_connection
+from app.paging import whole_number
 from app.security import forwarded
 from app.widget import limits
 from app.widget.views import TOKEN_HEADER
@@ -149,6 +150,8 @@ def routes(flask_app, to_flask) -> list[Route]:
 
     def reply(cookie, token, referrer, https, host, conversation_id, text) -> str | None:
         """Posts an agent's reply and renders the fresh form; None hands the request to Flask."""
+        if whole_number(str(conversation_id)) is None:
+            return None  # past SQLite's integers: Flask's route does not match it (404)
         found = sessions.from_cookie(flask_app, cookie)
         if found is None:
             return None

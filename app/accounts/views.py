@@ -21,6 +21,7 @@ from app.accounts.service import AccountError
 from app.accounts.sessions import login_required, owner_required
 from app.extensions import limiter
 from app.models import Invitation, Membership
+from app.paging import whole_number
 from app.rendering import render, wants_fragment
 
 bp = Blueprint("accounts", __name__)
@@ -343,7 +344,7 @@ def workspace_rename():
 @bp.post("/dashboard/workspace")
 @login_required
 def workspace_switch():
-    chosen = request.form.get("workspace_id", type=int)
+    chosen = whole_number(request.form.get("workspace_id", ""))  # None: no workspace
     if not Membership.select().where(
             (Membership.user == g.user) & (Membership.workspace == chosen)).exists():
         abort(404)

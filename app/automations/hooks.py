@@ -4,6 +4,7 @@ import json
 from urllib.parse import parse_qsl
 
 from flask import Blueprint, jsonify, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from app.automations import service
 from app.errors import RuleError
@@ -19,12 +20,22 @@ def _answer(status: int, **body):
 
 
 def _body() -> bytes | None:
-    """The raw body, or None when it passes the limit (a stated length or the bytes read)."""
+    """The raw body, or None when it passes the limit. Read as a stream whatever the framing
+    (a stated length or chunked): a read may return fewer bytes than asked, so read until
+    the body ends or one byte passes the limit."""
     limit = service.WEBHOOK_BODY_LIMIT
     if request.content_length is not None and request.content_length > limit:
         return None
-    data = request.stream.read(limit + 1)
-    return None if len(data) > limit else data
+    data = bytearray()
+    try:
+        while len(data) <= limit:
+            chunk = request.stream.read(limit + 1 - len(data))
+            if not chunk:
+                break
+            data += chunk
+    except RequestEntityTooLarge:  # past the app's MAX_CONTENT_LENGTH, should it be lower
+        return None
+    return None if len(data) > limit else bytes(data)
 
 
 class BadBody(ValueError):

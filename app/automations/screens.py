@@ -9,6 +9,7 @@ from peewee import fn
 
 from app.automations.models import AuditEntry, Automation, AutomationRun, Credential
 from app.models import Workspace, utcnow
+from app.paging import whole_number
 
 RUNS_PAGE = 25
 AUDIT_PAGE = 50
@@ -66,8 +67,9 @@ def config_items(automation: Automation, config: dict) -> list[tuple[str, str]]:
         value = config.get(field.name, "")
         if field.kind == "credential":
             cred = None
-            if str(value).isdigit():
-                cred = Credential.get_or_none((Credential.id == int(value))
+            cred_id = whole_number(str(value))
+            if cred_id is not None:
+                cred = Credential.get_or_none((Credential.id == cred_id)
                                               & (Credential.workspace == automation.workspace_id))
             value = f"{cred.platform} · {cred.label} ({cred.masked})" if cred else (
                 "none" if value in ("", None) else "missing (deleted?)")

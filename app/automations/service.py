@@ -8,10 +8,11 @@ import time
 from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from croniter import croniter
+from croniter import CroniterError, croniter
 from flask import current_app
 from peewee import fn
 
+from app.automations import schedules
 from app.automations.models import Automation, AutomationRun
 from app.db import database
 from app.errors import RuleError
@@ -82,10 +83,16 @@ def _utc(aware: datetime) -> datetime:
     return aware.astimezone(timezone.utc).replace(tzinfo=None)
 
 
-def next_slot(cron: str, tz_name: str, after_utc: datetime) -> datetime:
+def next_slot(cron: str, tz_name: str, after_utc: datetime) -> datetime | None:
     """The first time after `after_utc` that `cron` matches, read in the zone `tz_name`
-    (so "0 9 * * *" is nine o'clock there, summer and winter). UTC naive."""
-    return _utc(croniter(cron, _local(after_utc, tz_name)).get_next(datetime))
+    (so "0 9 * * *" is nine o'clock there, summer and winter). UTC naive.
+
+    None when no time matches: a schedule stored before schedules were checked (such as
+    "0 0 31 2 *") is then simply never due, instead of failing the ticker or a resume."""
+    try:
+        return _utc(croniter(cron, _local(after_utc, tz_name)).get_next(datetime))
+    except CroniterError:
+        return None
 
 
 def _latest_slot(cron: str, tz_name: str, at_utc: datetime) -> datetime:
@@ -137,9 +144,8 @@ def _check(workspace_id, name, flow, config, trigger, cron, chat_event, max_atte
     if trigger == Automation.SCHEDULE:
         if not cron:
             errors["cron"] = "Enter a schedule, like 0 9 * * 1-5 (weekdays at nine)."
-        elif len(cron.split()) != 5 or not croniter.is_valid(cron):
-            errors["cron"] = ("Not a valid schedule: five fields, minute hour day month weekday, "
-                              "like */15 * * * * or 0 9 * * 1-5.")
+        elif problem := schedules.problem(cron, utcnow()):
+            errors["cron"] = problem
         values["cron"] = cron
     elif trigger == Automation.CHAT:
         if chat_event not in Automation.CHAT_EVENTS:
@@ -371,7 +377,9 @@ def tick(now: datetime | None = None) -> int:
                 if key not in slots:
                     try:
                         run = _slot_run(0, 0, cron, slot, tz_name, now)
-                        slots[key] = (run, next_slot(cron, tz_name, max(now, run["slot"])))
+                        following = next_slot(cron, tz_name, max(now, run["slot"]))
+                        # No next slot: a stored schedule that never fires; it runs no more.
+                        slots[key] = (run, following) if following else (None, None)
                     except (ValueError, KeyError):  # a schedule croniter no longer reads
                         slots[key] = (None, None)
                 run, following = slots[key]

@@ -13,6 +13,7 @@ from app.automations import screens, service, vault
 from app.automations.forms import AutomationSettingsForm, CredentialForm
 from app.automations.models import Automation, AutomationRun, Credential
 from app.errors import RuleError
+from app.paging import id_arg, page_arg
 from app.rendering import render
 from app.security import error_page
 
@@ -100,7 +101,7 @@ def run_filters() -> dict:
     trigger = request.args.get("trigger", "")
     return {"status": status if status in screens.STATUSES else "",
             "trigger": trigger if trigger in Automation.TRIGGERS else "",
-            "page": max(1, request.args.get("page", 1, type=int) or 1)}
+            "page": page_arg()}
 
 
 def settings_form(ws, formdata=None):
@@ -199,8 +200,9 @@ def run_list():
     ws = current_workspace()
     filters = run_filters()
     automation = None
-    if request.args.get("automation", type=int):
-        automation = scoped_or_404(Automation, request.args.get("automation", type=int))
+    automation_id = id_arg("automation")
+    if automation_id:
+        automation = scoped_or_404(Automation, automation_id)
     runs, more = screens.runs_page(ws.id, automation_id=automation.id if automation else None,
                                    **filters)
     # The filters travel as one dict: "status" is also render()'s HTTP status argument.
@@ -222,7 +224,7 @@ def run_show(run_id):
 @login_required
 def access_log():
     ws = current_workspace()
-    page = max(1, request.args.get("page", 1, type=int) or 1)
+    page = page_arg()
     entries, more = screens.audit_page(ws.id, page)
     return render("automations/access_log.html", "automations/_access_log.html", workspace=ws,
                   entries=entries, more=more, page=page)

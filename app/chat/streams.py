@@ -19,6 +19,7 @@ from app.chat import render
 from app.chat.models import ChatEvent, Presence
 from app.db import database, thread_connection
 from app.models import utcnow
+from app.paging import whole_number
 
 HEARTBEAT_SECONDS = 15
 # A visitor's stream ends when its ticket expires (hours) or its conversation goes; checking that
@@ -54,10 +55,8 @@ def replay(after: int, workspace_id=None, conversation_id=None):
 
 def parse_after(request) -> int:
     raw = request.headers.get("last-event-id") or request.query_params.get("after") or "0"
-    try:
-        return max(0, int(raw))
-    except ValueError:
-        return 0
+    # Not an id we could have sent (a word, or past SQLite's integers): replay from the start.
+    return whole_number(raw) or 0
 
 
 def write_presence(process_id: str, keys, gone) -> None:

@@ -13,6 +13,7 @@ from app.chat.models import Attachment, ChatEvent, Conversation, Message, SavedR
 from app.chat.service import ChatError
 from app.db import Prepared
 from app.models import User
+from app.paging import page_arg, whole_number
 from app.rendering import render
 from app.security import error_page
 
@@ -48,7 +49,7 @@ def inbox():
     filter_ = request.args.get("filter", "open")
     if filter_ not in service.FILTERS:
         filter_ = "open"
-    page = request.args.get("page", 1, type=int) or 1
+    page = page_arg()
     q = request.args.get("q", "").strip()[:200]
     results = service.search(ws, q) if q else None
     conversations, more = service.inbox(ws, g.user, filter_, page)
@@ -144,7 +145,8 @@ def conversation_assign(conversation_id):
     if raw == "me":
         raw = str(g.user.id)
     try:
-        service.assign(conv, int(raw) if raw.isdigit() else None)
+        # A number no row can have is nobody's id (0): refused like any non-member.
+        service.assign(conv, (whole_number(raw) or 0) if raw.isdigit() else None)
     except ChatError as err:
         return error_page(err.status, "Check the form", err.message)
     return go(url_for("chat.conversation_show", conversation_id=conv.id))

@@ -11,6 +11,7 @@ from email_validator import EmailNotValidError, validate_email
 from app.automations import net, redact, templating
 from app.automations.models import Automation, Credential
 from app.errors import RuleError
+from app.paging import whole_number
 
 FlowFailed = net.FlowFailed  # one class, so that a refused address is a failed attempt too
 
@@ -138,10 +139,9 @@ def _clean(f: Field, raw, workspace_id: int):
             raise ValueError("Enter zero or more.")
         return number
     elif f.kind == "credential":
-        try:
-            cred_id = int(value)
-        except ValueError:
-            raise ValueError("Choose a credential.") from None
+        cred_id = whole_number(str(value))  # None also for a number no row can have
+        if cred_id is None:
+            raise ValueError("Choose a credential.")
         cred = Credential.get_or_none((Credential.id == cred_id)
                                       & (Credential.workspace == workspace_id))
         if cred is None:

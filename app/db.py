@@ -1,6 +1,7 @@
 """The one SQLite database: declared here, initialised by the factory, one connection per thread."""
 
 import fcntl
+import itertools
 import os
 import sqlite3
 import threading
@@ -71,23 +72,69 @@ class _OneWriter:
             _writer.release()
 
 
-class LumnarDatabase(SqliteDatabase):
-    """Write transactions start with BEGIN IMMEDIATE, one at a time per process.
+class _Finished:
+    """A statement run to its end, its rows kept: what peewee and our code use of a cursor.
 
-    A deferred transaction that reads first and writes later (an FTS5 trigger reads its
-    config before the insert lands) cannot upgrade to a writer once another connection has
-    committed: SQLite answers "database is locked" at once, without waiting busy_timeout.
-    Taking the write lock at BEGIN makes it wait its turn instead."""
+    A statement outside a transaction that still has rows to give keeps its connection in a
+    read transaction, and a write on that connection meanwhile (an e-mail stored for each
+    row of a member list, a delete per workspace) would have to upgrade it: see
+    LumnarDatabase. Run to its end, the statement lets its read go at once."""
+
+    __slots__ = ("description", "rowcount", "lastrowid", "_rows")
+
+    def __init__(self, cursor):
+        try:
+            rows = cursor.fetchall()
+            self.description = cursor.description
+            self.rowcount = cursor.rowcount  # final only now, for a write with RETURNING
+            self.lastrowid = cursor.lastrowid
+        finally:
+            cursor.close()
+        self._rows = iter(rows)
+
+    def fetchone(self):
+        return next(self._rows, None)
+
+    def fetchmany(self, size=1):
+        return list(itertools.islice(self._rows, size))
+
+    def fetchall(self):
+        return list(self._rows)
+
+    def __iter__(self):
+        return self._rows
+
+    def close(self):
+        pass
+
+
+class LumnarDatabase(SqliteDatabase):
+    """Write transactions start with BEGIN IMMEDIATE, one at a time per process; a statement
+    outside a transaction is run to its end before anything else runs on its connection.
+
+    A connection that holds a read transaction and then writes must upgrade it, and SQLite
+    refuses the upgrade at once ("database is locked", without waiting busy_timeout) when
+    another connection holds the write lock or has committed since the read began: waiting
+    could not help, the read's snapshot is already stale. Two ways into that: a deferred
+    transaction that reads first (an FTS5 trigger reads its config before the insert lands),
+    and a query still being iterated while the loop writes. The first takes the write lock
+    at BEGIN instead, and waits its turn; the second cannot happen, because a statement
+    outside a transaction never stays open (_Finished). An open statement would also pin
+    its snapshot for as long as anything refers to its cursor: in the worker, a failed
+    task's traceback kept one alive on the thread's kept connection, and every later write
+    on that thread failed the same way."""
 
     def atomic(self, lock_type="IMMEDIATE"):
         return _OneWriter(super().atomic(lock_type))
 
     def execute_sql(self, sql, params=None, *args, **kwargs):
+        if self.transaction_depth() > 0:
+            return super().execute_sql(sql, params, *args, **kwargs)
         # A single write statement outside a transaction is a transaction of its own.
-        if self.transaction_depth() == 0 and sql.lstrip()[:7].upper().startswith(_WRITES):
+        if sql.lstrip()[:7].upper().startswith(_WRITES):
             with _writer:
-                return super().execute_sql(sql, params, *args, **kwargs)
-        return super().execute_sql(sql, params, *args, **kwargs)
+                return _Finished(super().execute_sql(sql, params, *args, **kwargs))
+        return _Finished(super().execute_sql(sql, params, *args, **kwargs))
 
 
 # Deferred: the path is only known once the factory has read the configuration.

@@ -5,11 +5,54 @@ Huey starts in immediate (in-memory) mode so that importing this module connects
 """
 
 import contextlib
+import functools
+import logging
+import random
+import sqlite3
 
+import peewee
 from huey import SqliteHuey
+from huey.exceptions import RetryTask
 from huey.storage import SqliteStorage
 
 from app.db import one_writer
+
+logger = logging.getLogger(__name__)
+
+# How long the worker's connections wait for the write lock (SQLite's busy timeout). Nobody
+# waits for a task the way a visitor waits for a request, so the worker is more patient than
+# the web process (5 s): a burst of chat writes, or a search-index merge step, is waited out
+# instead of failing the task.
+WORKER_BUSY_SECONDS = 30
+# A task that still found the database locked runs again after this many seconds (jittered,
+# so that tasks that met the same lock do not meet again).
+LOCKED_RETRY_SECONDS = (1.0, 5.0)
+
+
+def met_a_lock(exc: BaseException) -> bool:
+    """Whether `exc` is SQLite's "database is locked" (from peewee or from Huey's queue)."""
+    return isinstance(exc, peewee.OperationalError | sqlite3.OperationalError) and (
+        "locked" in str(exc))
+
+
+def retried_when_locked(func):
+    """`func` as a task body that goes back in the queue, instead of failing, when the database
+    stayed locked: a task is retried, never dropped, for as long as it takes. Huey's RetryTask
+    does not count against the task's own retries (kept for its own failures, such as SMTP)."""
+
+    @functools.wraps(func)
+    def run(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except (peewee.OperationalError, sqlite3.OperationalError) as exc:
+            if not met_a_lock(exc):
+                raise
+            delay = random.uniform(*LOCKED_RETRY_SECONDS)
+            logger.warning("%s.%s found the database busy for too long; it runs again in %.1f s",
+                           func.__module__, func.__name__, delay)
+            raise RetryTask(delay=delay) from None
+
+    return run
 
 
 class LumnarStorage(SqliteStorage):
@@ -31,10 +74,29 @@ class LumnarStorage(SqliteStorage):
 
 
 class LumnarHuey(SqliteHuey):
+    """Every task, periodic ones included, is retried when it meets a locked database (see
+    retried_when_locked): no task has to remember it."""
+
     storage_class = LumnarStorage
+
+    def task(self, *args, **kwargs):
+        decorate = super().task(*args, **kwargs)
+        return lambda func: decorate(retried_when_locked(func))
+
+    def periodic_task(self, *args, **kwargs):
+        decorate = super().periodic_task(*args, **kwargs)
+        return lambda func: decorate(retried_when_locked(func))
 
 
 huey = LumnarHuey("lumnar", immediate=True, results=False, filename=":memory:")
+
+
+@huey.on_startup()
+def _patient_queue():
+    """In the consumer only (each worker thread runs this as it starts): its queue connection,
+    which every worker thread shares, waits for the write lock as long as its tasks do."""
+    with huey.storage.db() as cursor:
+        cursor.execute(f"PRAGMA busy_timeout = {WORKER_BUSY_SECONDS * 1000}")
 
 
 def init_app(app):

@@ -6,6 +6,7 @@ from huey import crontab
 
 from app.chat import retention
 from app.chat.models import Conversation, Message, Site, Visitor
+from app.db import database
 from app.mail import service as mail
 from app.models import Membership, User, utcnow
 from jobs import huey
@@ -14,26 +15,35 @@ from jobs.context import task_context
 
 @huey.task()
 def send_away_notice(conversation_id: int):
-    """E-mail the team the visitor messages since the last notice (one e-mail per batch)."""
+    """E-mail the team the visitor messages since the last notice (one e-mail per batch).
+
+    One short write transaction reads the messages, marks the notice sent and stores the
+    e-mails: a crash or a retry can neither mark a notice sent that is not in the outbox nor
+    put the same messages in two notices. Inside it no message can land unseen (the web
+    stamps a message inside its own write transaction, so any later one is stamped after
+    this notice's time)."""
     with task_context() as app:
-        conv = (Conversation.select(Conversation, Visitor, Site).join(Visitor)
-                .switch(Conversation).join(Site).where(Conversation.id == conversation_id).first())
-        if conv is None:
-            return
-        since = conv.away_notice_at or conv.created_at - timedelta(seconds=1)
-        messages = list(Message.select().where(
-            (Message.conversation == conv) & (Message.sender == Message.VISITOR)
-            & (Message.created_at >= since)).order_by(Message.id))
-        Conversation.update(away_notice_at=utcnow(), away_pending=False).where(
-            Conversation.id == conversation_id).execute()
-        if not messages:
-            return
-        members = (User.select(User.email).join(Membership)
-                   .where(Membership.workspace == conv.workspace_id))
-        url = f"{app.config['BASE_URL']}/dashboard/conversations/{conv.id}"
-        for member in members:
-            mail.send(member.email, "away_notice", f"New chat message on {conv.site.name}",
-                      site=conv.site, visitor=conv.visitor, messages=messages, url=url)
+        with database.atomic():
+            conv = (Conversation.select(Conversation, Visitor, Site).join(Visitor)
+                    .switch(Conversation).join(Site)
+                    .where(Conversation.id == conversation_id).first())
+            if conv is None:
+                return
+            now = utcnow()
+            since = conv.away_notice_at or conv.created_at - timedelta(seconds=1)
+            messages = list(Message.select().where(
+                (Message.conversation == conv) & (Message.sender == Message.VISITOR)
+                & (Message.created_at >= since)).order_by(Message.id))
+            Conversation.update(away_notice_at=now, away_pending=False).where(
+                Conversation.id == conversation_id).execute()
+            if not messages:
+                return
+            members = [u.email for u in User.select(User.email).join(Membership)
+                       .where(Membership.workspace == conv.workspace_id)]
+            url = f"{app.config['BASE_URL']}/dashboard/conversations/{conv.id}"
+            emails = mail.store(members, "away_notice", f"New chat message on {conv.site.name}",
+                                site=conv.site, visitor=conv.visitor, messages=messages, url=url)
+        mail.hand_over([email.id for email in emails])
 
 
 @huey.task()

@@ -4,12 +4,12 @@ from contextlib import contextmanager
 
 from flask import current_app, has_app_context
 
-from app.db import connection, thread_connection
+from app.db import connection, database, thread_connection
 
 
 @contextmanager
 def task_context():
-    from jobs import huey
+    from jobs import WORKER_BUSY_SECONDS, huey
 
     if has_app_context():  # immediate mode: already inside a request or a test
         with connection():
@@ -19,4 +19,7 @@ def task_context():
     # A consumer's worker threads live as long as it does: each keeps its connection, as web
     # requests do, instead of opening one (pragmas, schema, cold cache) for every task.
     with app.app_context(), thread_connection():
+        # Set on every task (it costs microseconds), so that a connection opened again after
+        # an error is as patient as the first.
+        database.execute_sql(f"PRAGMA busy_timeout = {WORKER_BUSY_SECONDS * 1000}")
         yield app

@@ -20,21 +20,41 @@ def send(to: str, template: str, subject: str, **context) -> OutboundEmail:
     """Render `mail/<template>.txt` and `.html`, store the e-mail, then ask the worker to send it.
 
     Call it after your own transaction has committed: the worker reads the row from another
-    connection, and SQLite lets only one writer in at a time.
+    connection, and SQLite lets only one writer in at a time. A change that must commit
+    together with its e-mail uses store() inside its transaction, then hand_over().
     """
     if database.in_transaction():
         raise RuntimeError("queue e-mail after the transaction commits")
+    (email,) = store([to], template, subject, **context)
+    hand_over([email.id])
+    return email
+
+
+def store(recipients: list[str], template: str, subject: str, **context) -> list[OutboundEmail]:
+    """Render `mail/<template>` once and put one e-mail per recipient in the outbox.
+
+    Works inside the caller's transaction, so that a change which says "the e-mail went" (a
+    notice marked sent) commits or rolls back with the e-mails themselves. A stored e-mail
+    will be sent: hand_over() asks the worker at once, and sweep_outbox finds any whose
+    hand-over was lost (a crash right after the commit).
+    """
     context.setdefault("base_url", current_app.config["BASE_URL"])
-    email = OutboundEmail.create(
-        to=to,
-        subject=subject,
-        text_body=render_template(f"mail/{template}.txt", **context),
-        html_body=render_template(f"mail/{template}.html", subject=subject, **context),
-    )
+    text_body = render_template(f"mail/{template}.txt", **context)
+    html_body = render_template(f"mail/{template}.html", subject=subject, **context)
+    with database.atomic():
+        return [OutboundEmail.create(to=to, subject=subject, text_body=text_body,
+                                     html_body=html_body) for to in recipients]
+
+
+def hand_over(email_ids: list[int]) -> None:
+    """Ask the worker to deliver these stored e-mails. After the commit: Huey's queue is
+    written through a connection of its own, which would wait for this one's write lock."""
+    if database.in_transaction():
+        raise RuntimeError("hand e-mail over after the transaction commits")
     from jobs.mail import deliver_email  # jobs import this module; import late to avoid a cycle
 
-    deliver_email(email.id)
-    return email
+    for email_id in email_ids:
+        deliver_email(email_id)
 
 
 def _claim(email_id: int) -> bool:

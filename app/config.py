@@ -28,7 +28,7 @@ ENV_VARS = {
     "LUMNAR_SESSION_MAX_HOURS": ("336", "A session ends this long after log-in, used or not."),
     "LUMNAR_LOCKOUT_ATTEMPTS": ("10", "Failed log-ins in a row from one client before that client is locked out of the address; as many from everywhere start slowing the address down."),
     "LUMNAR_LOCKOUT_MINUTES": ("15", "How long a client's lock lasts, and how long a run of failures is remembered."),
-    "LUMNAR_MAX_BODY_BYTES": ("1048576", "Largest request body accepted (413 beyond)."),
+    "LUMNAR_MAX_BODY_BYTES": ("1048576", "Largest request body accepted (413 beyond), whether it states its length or comes in chunks (`Transfer-Encoding: chunked`)."),
     "PORT": ("5000", "Port the web process listens on (Procfile)."),
     "HOST": ("0.0.0.0 (127.0.0.1 under `make run`)", "Address the web process listens on (Procfile)."),
     "LUMNAR_AUTOMATIONS_RETRY_BASE_SECONDS": ("30", "Wait before an automation's second try; each later try waits twice as long (with jitter)."),

@@ -586,20 +586,24 @@ def owner_emails(workspace_id: int) -> list[str]:
 def notify_failure(automation: Automation, run: AutomationRun) -> bool:
     """E-mail the owners that a run failed for good: at most once per automation an hour,
     so that a broken schedule does not flood them. True when e-mails went out."""
-    now = utcnow()
-    claimed = Automation.update(last_failure_mail_at=now).where(
-        (Automation.id == automation.id)
-        & (Automation.last_failure_mail_at.is_null()
-           | (Automation.last_failure_mail_at <= now - FAILURE_MAIL_EVERY))).execute()
-    if not claimed:
-        return False
     from app.mail import service as mail
 
+    now = utcnow()
     base = current_app.config["BASE_URL"]
-    for email in owner_emails(automation.workspace_id):
-        mail.send(email, "automation_failed", f"Automation “{automation.name}” failed",
-                  automation=automation, run=run,
-                  url=f"{base}/dashboard/automations/{automation.id}/runs/{run.id}")
+    # "Mailed" and the e-mails commit together: a crash between the two must not leave the
+    # owners unmailed for an hour (the outbox sweep sends stored e-mails whose hand-over
+    # was lost).
+    with database.atomic():
+        claimed = Automation.update(last_failure_mail_at=now).where(
+            (Automation.id == automation.id)
+            & (Automation.last_failure_mail_at.is_null()
+               | (Automation.last_failure_mail_at <= now - FAILURE_MAIL_EVERY))).execute()
+        if not claimed:
+            return False
+        emails = mail.store(list(owner_emails(automation.workspace_id)), "automation_failed",
+                            f"Automation “{automation.name}” failed", automation=automation,
+                            run=run, url=f"{base}/dashboard/automations/{automation.id}/runs/{run.id}")
+    mail.hand_over([e.id for e in emails])
     return True
 
 

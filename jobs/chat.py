@@ -46,6 +46,18 @@ def send_away_notice(conversation_id: int):
         mail.hand_over([email.id for email in emails])
 
 
+@huey.periodic_task(crontab(minute="*/5"))
+def sweep_away_notices():
+    """Send the away notices whose task was lost: a pending flag must never stay set for
+    good (the conversation would then get no notice again). A notice sent twice is harmless:
+    the second finds no message since the first and sends nothing."""
+    from app.chat import service
+
+    with task_context():
+        for conversation_id in service.overdue_away_notices():
+            send_away_notice(conversation_id)
+
+
 @huey.task()
 def email_reply_to_visitor(message_id: int):
     with task_context():

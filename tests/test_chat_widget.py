@@ -278,6 +278,29 @@ def test_second_away_message_within_ten_minutes_waits_for_the_batched_notice(
     assert visitor.conversation().away_pending is False
 
 
+def test_an_away_notice_whose_task_was_lost_is_sent_by_the_sweep(app, site, visitor, smtp):
+    visitor.send("First question", email="ann@example.com")
+    visitor.send("Second question")
+    assert len(away_notices(smtp)) == 1
+    conv = visitor.conversation()
+    assert conv.away_pending is True
+    # The web process died after marking the notice pending: its scheduled task never ran,
+    # and the notice is now overdue.
+    with connection():
+        Conversation.update(away_notice_at=utcnow() - timedelta(minutes=16)).execute()
+    from jobs.chat import sweep_away_notices
+
+    with app.app_context():
+        sweep_away_notices.call_local()
+    batched = smtp.wait_for(OWNER, "New chat message on Shop")
+    assert len(away_notices(smtp)) == 2
+    assert "Second question" in text_of(batched)
+    assert visitor.conversation().away_pending is False
+    with app.app_context():
+        sweep_away_notices.call_local()  # nothing pending: nothing more is sent
+    assert len(away_notices(smtp)) == 2
+
+
 def test_away_message_after_the_ten_minute_gap_notifies_at_once(site, visitor, smtp):
     visitor.send("First question", email="ann@example.com")
     with connection():

@@ -433,6 +433,22 @@ def schedule_away_notice(conversation_id: int) -> None:
         send_away_notice.schedule((conversation_id,), delay=max(1, int(wait)))
 
 
+# A pending notice's task runs within seconds of its due time; one still pending this long
+# after it was due had its hand-over to the worker lost (the web process died between the
+# flag's commit and the queue's).
+AWAY_NOTICE_OVERDUE = timedelta(minutes=5)
+
+
+def overdue_away_notices(now=None) -> list[int]:
+    """Conversations whose away notice is pending but overdue, for the worker's sweep."""
+    now = now or utcnow()
+    due_before = now - AWAY_NOTICE_GAP - AWAY_NOTICE_OVERDUE
+    never_sent = Conversation.away_notice_at.is_null() & (
+        Conversation.created_at <= now - AWAY_NOTICE_OVERDUE)
+    return [c.id for c in Conversation.select(Conversation.id).where(
+        Conversation.away_pending & (never_sent | (Conversation.away_notice_at <= due_before)))]
+
+
 # --- inbox and search ------------------------------------------------------------------------------
 
 FILTERS = ("open", "resolved", "all", "mine")

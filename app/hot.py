@@ -18,12 +18,10 @@ conversation of their workspace. Anything else, including a session whose "seen"
 to move, goes to the Flask view.
 """
 
-import hmac
 import time
 from urllib.parse import urlsplit
 
 import anyio
-from itsdangerous import BadData, URLSafeTimedSerializer
 from markupsafe import Markup
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
@@ -35,6 +33,7 @@ from app.chat import service
 from app.chat.forms import ReplyForm, WidgetMessageForm
 from app.chat.service import ChatError
 from app.chat.views import UPLOAD_LIMIT
+from app.csrf import SESSION_KEY, hidden_input, refusal, sign
 from app.db import thread_connection
 from app.paging import whole_number
 from app.security import forwarded
@@ -85,32 +84,13 @@ async def read_plain_form(request: Request, body: bytes, allowed: set, empty: se
     return fields
 
 
-def _csrf_signer(flask_app):
-    """flask-wtf's token signer and the session key its raw token lives under."""
-    secret = flask_app.config.get("WTF_CSRF_SECRET_KEY") or flask_app.secret_key
-    field = flask_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token")
-    return URLSafeTimedSerializer(secret, salt="wtf-csrf-token"), field
-
-
 def csrf_ok(flask_app, data: dict, token: str | None) -> bool:
-    """flask-wtf's check (its validate_csrf needs a Flask request): the token must be the
-    session's own, signed with the app's key."""
-    signer, field = _csrf_signer(flask_app)
-    raw = data.get(field)
-    if not raw or not token:
-        return False
-    try:
-        signed = signer.loads(token, max_age=flask_app.config.get("WTF_CSRF_TIME_LIMIT"))
-    except BadData:
-        return False
-    return hmac.compare_digest(raw, signed)
+    return refusal(flask_app.secret_key, data, token, scheme="http", host="",
+                        referrer=None, strict=False) is None
 
 
 def csrf_input(flask_app, data: dict) -> Markup:
-    """The hidden field WTForms renders for the session's token (signed afresh, as per request)."""
-    signer, field = _csrf_signer(flask_app)
-    return Markup('<input id="{0}" name="{0}" type="hidden" value="{1}">').format(
-        field, signer.dumps(data[field]))
+    return hidden_input(sign(flask_app.secret_key, data[SESSION_KEY]))
 
 
 def routes(flask_app, to_flask) -> list[Route]:

@@ -1,11 +1,11 @@
 """Security defaults on every response (one ASGI layer), and friendly error pages (htmx-aware)."""
 
 from flask import g, request
-from flask_wtf.csrf import CSRFError
 from starlette.datastructures import MutableHeaders
 from werkzeug.exceptions import HTTPException, InternalServerError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from app.csrf import CSRFError
 from app.rendering import render
 
 # No 'unsafe-inline' and no 'unsafe-eval': htmx is configured (base.html) to need neither.

@@ -1,10 +1,10 @@
 """Account forms. Validation lives here so full posts, htmx posts and inline checks agree."""
 
-from flask_wtf import FlaskForm
 from wtforms import EmailField, HiddenField, PasswordField, SelectChoice, SelectField, StringField
 from wtforms.validators import DataRequired, Email, Length, ValidationError
 
 from app.accounts import passwords
+from app.csrf import TokenForm as FlaskForm  # our CSRF token in every form
 from app.models import Membership
 
 

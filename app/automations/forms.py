@@ -3,7 +3,6 @@ automation forms (generated from a flow's Field schema)."""
 
 import json
 
-from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
     Form,
@@ -16,6 +15,7 @@ from wtforms import (
 from wtforms.validators import DataRequired, Length, ValidationError
 
 from app.automations.models import Automation, Credential
+from app.csrf import TokenForm as FlaskForm  # our CSRF token in every form
 
 strip = [lambda v: v.strip() if isinstance(v, str) else v]
 

@@ -2,7 +2,6 @@
 
 import re
 
-from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
     EmailField,
@@ -23,6 +22,7 @@ from wtforms.validators import (
 )
 
 from app.chat.text import MAX_CHARS
+from app.csrf import TokenForm as FlaskForm  # our CSRF token in every form
 
 strip = [lambda v: v.strip() if isinstance(v, str) else v]
 lower = [lambda v: v.strip().lower() if isinstance(v, str) else v]

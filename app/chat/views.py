@@ -326,12 +326,12 @@ def csrf_field():
     """The hidden CSRF input when rendering for a request; nothing in a stream event, whose
     forms post through htmx with the page's X-CSRFToken header."""
     from flask import has_request_context
-    from flask_wtf.csrf import generate_csrf
-    from markupsafe import Markup
+
+    from app.csrf import hidden_input, token
 
     if not has_request_context() or g.get("streaming"):
         return ""
-    return Markup(f'<input type="hidden" name="csrf_token" value="{generate_csrf()}">')
+    return hidden_input(token())
 
 
 @bp.app_template_global("live_after")

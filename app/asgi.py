@@ -5,6 +5,7 @@ Flask would hold one of a small pool of threads.
 """
 
 import contextlib
+import gc
 import logging
 
 import anyio
@@ -18,11 +19,10 @@ from starlette.routing import Mount, Route
 from app import create_app, db, hot
 from app.accounts import sessions
 from app.chat import live, service, streams
-from app.db import thread_connection
 from app.security import SecurityHeaders
 from app.wsgi_input import TerminatedInput
 
-SEARCH_MERGE_SECONDS = 5
+GC_YOUNG_THRESHOLD = 50_000  # allocations between collections of the youngest generation
 SSE_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
 
 
@@ -36,6 +36,27 @@ class QueryStringFilter(logging.Filter):
             args[2] = args[2].split("?", 1)[0]
             record.args = tuple(args)
         return True
+
+
+def settle_garbage_collector() -> tuple:
+    """Keep full collections out of the message path. Everything alive once the app has
+    started (modules, templates, the app itself: most of the heap) is moved out of the
+    collector's sight with gc.freeze(), and the youngest generation is collected less often:
+    a long-lived server makes many short-lived objects per request, and each collection of it
+    walks them all. Reference counting still frees almost everything at once; the collector
+    is only for cycles."""
+    before = gc.get_threshold()
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *before[1:])
+    return before
+
+
+def restore_garbage_collector(threshold) -> None:
+    """Undo settle_garbage_collector() at shutdown (an app served inside a longer-lived
+    process, such as the tests', leaves its collector as it found it)."""
+    gc.unfreeze()
+    gc.set_threshold(*threshold)
 
 
 def session_user(flask_app, cookie: str | None):
@@ -73,9 +94,12 @@ def build(flask_app=None, hot_writes=True) -> SecurityHeaders:
     hub = live.Hub(flask_app.config["DATABASE"], streams.fetch_after, streams.max_event_id,
                    presence=streams.write_presence)
 
+    # ping=0: the hub's one ticker sends every stream's heartbeats (live.Hub.tick), so that
+    # no stream keeps a timer and a task of its own for them.
     def sse(events):
-        return EventSourceResponse(events, ping=streams.HEARTBEAT_SECONDS, send_timeout=10,
-                                   headers=SSE_HEADERS)
+        return EventSourceResponse(events, ping=0, send_timeout=10, headers=SSE_HEADERS)
+
+    status_line = streams.status_heartbeat(flask_app)  # one for all: rendered once per beat
 
     async def dashboard_stream(request):
         found = await anyio.to_thread.run_sync(session_user, flask_app, request.cookies.get(cookie_name))
@@ -91,7 +115,7 @@ def build(flask_app=None, hot_writes=True) -> SecurityHeaders:
         presence = ("agent", membership.workspace_id, user.id)
         return sse(streams.follow(flask_app, hub, "agent", streams.agent_render,
                                   streams.parse_after(request), presence,
-                                  heartbeat=streams.status_heartbeat(flask_app),
+                                  heartbeat=status_line,
                                   allowed=still_allowed, workspace_id=membership.workspace_id))
 
     async def visitor_stream(request):
@@ -112,32 +136,21 @@ def build(flask_app=None, hot_writes=True) -> SecurityHeaders:
                                   conversation_id=conversation_id,
                                   recheck_seconds=streams.VISITOR_RECHECK_SECONDS))
 
-    def merge_search_step():
-        with flask_app.app_context(), thread_connection():
-            service.merge_search_index()
-
-    async def merge_search_in_background(stop):
-        # The search index's merging, taken out of the message inserts (migration 8).
-        while not stop.is_set():
-            with anyio.move_on_after(SEARCH_MERGE_SECONDS):
-                await stop.wait()
-            if not stop.is_set():
-                await anyio.to_thread.run_sync(merge_search_step)
-
     @contextlib.asynccontextmanager
     async def lifespan(app):
         await hub.start()
         live.install(hub)
+        threshold = settle_garbage_collector()
         stop = anyio.Event()
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(db.checkpoint_in_background, flask_app.config["DATABASE"], stop)
-            tasks.start_soon(merge_search_in_background, stop)
             try:
                 yield
             finally:
                 stop.set()
                 live.uninstall()
                 await hub.stop()
+                restore_garbage_collector(threshold)
 
     to_flask = StaticGZip(WSGIMiddleware(TerminatedInput(flask_app)))
     routes = [

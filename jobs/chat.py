@@ -1,5 +1,6 @@
 """Chat tasks: away-mode e-mails, replies e-mailed to absent visitors, and retention."""
 
+import time
 from datetime import timedelta
 
 from huey import crontab
@@ -11,6 +12,9 @@ from app.mail import service as mail
 from app.models import Membership, User, utcnow
 from jobs import huey
 from jobs.context import task_context
+
+SEARCH_MERGE_BUDGET = 10.0  # seconds of merging per run, at most
+SEARCH_MERGE_PAUSE = 0.05  # between two merge steps
 
 
 @huey.task()
@@ -76,6 +80,19 @@ def email_reply_to_visitor(message_id: int):
 def purge_old_conversations():
     with task_context():
         retention.purge_expired()
+
+
+@huey.periodic_task(crontab(minute="*"))
+def merge_search_index():
+    """The search index's segment merging (automatic merging is off: migration 8), done here
+    and not in the web process, so that no message waits behind it: small steps, each its own
+    short write transaction, until nothing is left to merge or a few seconds have passed."""
+    from app.chat import service
+
+    with task_context():
+        deadline = time.monotonic() + SEARCH_MERGE_BUDGET
+        while service.merge_search_index() and time.monotonic() < deadline:
+            time.sleep(SEARCH_MERGE_PAUSE)  # let waiting writers have the lock in between
 
 
 @huey.periodic_task(crontab(minute="*/30"))

@@ -61,6 +61,13 @@ class running_hub:
         await self.hub.stop()
 
 
+async def eventually(check):
+    """Wait (at most WAIT) until check(), run in a thread, is true."""
+    with anyio.fail_after(WAIT):
+        while not await anyio.to_thread.run_sync(check):
+            await asyncio.sleep(0.02)
+
+
 async def take(sub, n):
     return [await asyncio.wait_for(sub.queue.get(), WAIT) for _ in range(n)]
 
@@ -232,8 +239,8 @@ def test_visitor_stream_replays_then_follows_without_gaps_or_repeats(app, ws, si
             try:
                 replayed = await asyncio.wait_for(anext(events), WAIT)
                 assert "missed while reconnecting" in replayed.data
-                assert await anyio.to_thread.run_sync(in_app, app, service.visitor_connected,
-                                                      conv.id)
+                # The hub writes arrivals together, a moment later (live.PRESENCE_GATHER).
+                await eventually(lambda: in_app(app, service.visitor_connected, conv.id))
 
                 def reply():
                     conversation = Conversation.get_by_id(conv.id)
@@ -246,9 +253,8 @@ def test_visitor_stream_replays_then_follows_without_gaps_or_repeats(app, ws, si
                 assert int(live_event.id) > int(replayed.id)
             finally:
                 await events.aclose()
-            # The stream said goodbye: the visitor no longer counts as connected.
-            assert not await anyio.to_thread.run_sync(in_app, app, service.visitor_connected,
-                                                      conv.id)
+            # The stream said goodbye: the visitor soon no longer counts as connected.
+            await eventually(lambda: not in_app(app, service.visitor_connected, conv.id))
 
     run_async(scenario())
 
@@ -356,3 +362,73 @@ def test_hub_stops_even_when_woken_at_the_moment_it_is_stopped(app, ws, site):
             await stopping
 
     run_async(scenario())
+
+
+# --- no stalls -----------------------------------------------------------------------------------
+
+
+def test_a_storm_of_arrivals_is_written_as_one_presence_round(app, ws, site):
+    """A thousand browsers reconnecting at once (a restart) must not queue a thousand presence
+    transactions for the write lock ahead of the messages: arrivals are written together."""
+    rounds = []
+
+    def counted_presence(process_id, keys, gone):
+        rounds.append((len(keys), len(gone)))
+        streams.write_presence(process_id, keys, gone)
+
+    def present():
+        with connection():
+            return Presence.select().where(Presence.kind == Presence.VISITOR).count()
+
+    async def scenario():
+        hub = live.Hub(app.config["DATABASE"], streams.fetch_after, streams.max_event_id,
+                       presence=counted_presence)
+        await hub.start()
+        try:
+            keys = [(Presence.VISITOR, ws, conversation_id) for conversation_id in range(1, 1001)]
+            for key in keys:
+                hub.arrive(key)
+            await eventually(lambda: present() == 1000)
+            assert rounds == [(1000, 0)]
+            for key in keys[:600]:
+                hub.leave(key)
+            await eventually(lambda: present() == 400)
+            assert rounds[1:] == [(0, 600)]
+        finally:
+            await hub.stop()
+        assert present() == 0  # a stopped hub leaves no presence behind
+
+    run_async(scenario())
+
+
+def test_the_worker_merges_the_search_index_in_small_steps(app, auth, site, online):
+    from app.db import database
+    from jobs import chat as chat_jobs
+
+    guest = WidgetVisitor.arrive(app, site.site_key)
+    for i in range(12):  # each insert leaves a segment of its own
+        assert guest.send(f"parcel number {i}").status_code == 200
+    with app.app_context():
+        chat_jobs.merge_search_index()  # a periodic task of the worker (immediate mode here)
+    with app.app_context(), connection():
+        assert service.merge_search_index() == 0  # nothing was left to merge
+        assert database.execute_sql("SELECT count(*) FROM message_fts WHERE message_fts MATCH "
+                                    "'parcel'").fetchone() == (12,)
+
+
+def test_the_web_process_freezes_its_start_up_heap_and_collects_less_often(app):
+    import gc
+
+    from app.asgi import GC_YOUNG_THRESHOLD, build
+    from tests.test_chat_stream_replay import lifespan
+
+    before = gc.get_threshold()
+    seen = {}
+
+    async def scenario():
+        async with lifespan(build(app)):
+            seen["frozen"], seen["threshold"] = gc.get_freeze_count(), gc.get_threshold()
+
+    run_async(scenario())
+    assert seen["frozen"] > 0 and seen["threshold"][0] == GC_YOUNG_THRESHOLD
+    assert gc.get_threshold() == before  # left as found when the app stops

@@ -6,16 +6,14 @@ after it from the database, then follows the dispatcher, skipping anything alrea
 nothing lost, nothing twice.
 """
 
-import asyncio
-import random
-import time
 from datetime import datetime, timezone
 
 import anyio
 from flask import render_template
+from peewee import chunked
 from sse_starlette import ServerSentEvent
 
-from app.chat import render
+from app.chat import live, render
 from app.chat.models import ChatEvent, Presence
 from app.db import database, thread_connection
 from app.models import utcnow
@@ -59,18 +57,31 @@ def parse_after(request) -> int:
     return whole_number(raw) or 0
 
 
+PRESENCE_BATCH = 500  # rows per INSERT: well under SQLite's limit of bound parameters
+
+
 def write_presence(process_id: str, keys, gone) -> None:
-    """Upsert this process's presence rows for `keys` and delete those for `gone`, in one
-    short transaction (the hub calls it; see live.Hub.arrive)."""
+    """Upsert this process's presence rows for `keys` and delete those for `gone`: one short
+    transaction, one multi-row statement per PRESENCE_BATCH rows (the hub calls it; see
+    live.Hub.arrive)."""
+    def stream_id(kind, workspace_id, subject_id):
+        return f"{process_id}:{kind}:{workspace_id}:{subject_id}"
+
     now = utcnow()
     with thread_connection(), database.atomic():
-        for kind, workspace_id, subject_id in keys:
-            (Presence.insert(kind=kind, workspace_id=workspace_id, subject_id=subject_id,
-                             stream_id=f"{process_id}:{kind}:{workspace_id}:{subject_id}", seen_at=now)
+        for batch in chunked(keys, PRESENCE_BATCH):
+            (Presence.insert_many([{"kind": kind, "workspace_id": workspace_id,
+                                    "subject_id": subject_id, "seen_at": now,
+                                    "stream_id": stream_id(kind, workspace_id, subject_id)}
+                                   for kind, workspace_id, subject_id in batch])
              .on_conflict(conflict_target=[Presence.stream_id], update={Presence.seen_at: now})
              .execute())
-        for kind, workspace_id, subject_id in gone:
-            Presence.delete().where(Presence.stream_id == f"{process_id}:{kind}:{workspace_id}:{subject_id}").execute()
+        for batch in chunked(gone, PRESENCE_BATCH):
+            Presence.delete().where(
+                Presence.stream_id.in_([stream_id(*key) for key in batch])).execute()
+
+
+KEEP_ALIVE = ServerSentEvent(comment="")  # what a stream without a status line sends
 
 
 async def follow(flask_app, hub, audience: str, render_fn, after: int, presence: tuple,
@@ -79,11 +90,11 @@ async def follow(flask_app, hub, audience: str, render_fn, after: int, presence:
     """Replay, then follow the dispatcher.
 
     `render_fn(row)` gives the HTML to send (or None); every subscriber of the same audience
-    shares one rendering of each event. `allowed()` is asked again about every
-    `recheck_seconds`, so a stream ends soon after its session is logged out or its member
-    removed. Heartbeats and checks start at a random point of their period: a thousand
-    streams opened together (a server restart) would otherwise all check at the same moment,
-    and the chat's messages would wait behind them.
+    shares one rendering of each event. The hub's ticker puts a heartbeat in the queue every
+    HEARTBEAT_SECONDS (the status line `heartbeat()` renders, once for all streams, or a bare
+    keep-alive) and asks `allowed()` about every `recheck_seconds`, putting END in the queue
+    when it says no: a stream ends soon after its session is logged out or its member
+    removed, and waits on nothing but its queue.
     """
 
     def rendered(row):
@@ -101,8 +112,10 @@ async def follow(flask_app, hub, audience: str, render_fn, after: int, presence:
         html = await hub.render((audience, row.id), lambda: render_once(row))
         return ServerSentEvent(data=html, event="update", id=str(row.id)) if html else None
 
-    sub = hub.subscribe(workspace_id=workspace_id, conversation_id=conversation_id)
-    await hub.arrive(presence)
+    sub = hub.subscribe(workspace_id=workspace_id, conversation_id=conversation_id,
+                        allowed=allowed, heartbeat=heartbeat, beat_every=HEARTBEAT_SECONDS,
+                        check_every=recheck_seconds)
+    hub.arrive(presence)
     try:
         if heartbeat is not None:
             yield ServerSentEvent(data=await anyio.to_thread.run_sync(heartbeat), event="status")
@@ -116,31 +129,22 @@ async def follow(flask_app, hub, audience: str, render_fn, after: int, presence:
                     yield sse
             if len(rows) < REPLAY_LIMIT:
                 break
-        next_beat = time.monotonic() + HEARTBEAT_SECONDS * random.uniform(0.5, 1.0)
-        next_check = time.monotonic() + recheck_seconds * random.uniform(0.5, 1.0)
         while not sub.dropped:
-            try:
-                row = await asyncio.wait_for(sub.queue.get(), max(0.1, next_beat - time.monotonic()))
-            except TimeoutError:
-                if allowed is not None and time.monotonic() >= next_check:
-                    if not await anyio.to_thread.run_sync(allowed):
-                        return
-                    next_check = time.monotonic() + recheck_seconds * random.uniform(0.75, 1.25)
-                if heartbeat is not None:
-                    yield ServerSentEvent(data=await anyio.to_thread.run_sync(heartbeat), event="status")
-                next_beat = time.monotonic() + HEARTBEAT_SECONDS
+            item = await sub.queue.get()
+            if item is live.END:
+                return
+            if isinstance(item, live.Beat):
+                yield (KEEP_ALIVE if item.data is None
+                       else ServerSentEvent(data=item.data, event="status"))
                 continue
-            if row.id <= after:
-                continue
-            after = row.id
-            if (sse := await event(row)) is not None:
+            if item.id <= after:
+                continue  # already sent by the replay
+            after = item.id
+            if (sse := await event(item)) is not None:
                 yield sse
-    except asyncio.CancelledError:
-        raise  # client gone or server stopping
     finally:
         hub.unsubscribe(sub)
-        with anyio.CancelScope(shield=True):
-            await hub.leave(presence)
+        hub.leave(presence)
 
 
 class render_context:

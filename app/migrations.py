@@ -83,8 +83,8 @@ def _0007_webhook_secret_index(db):
 
 def _0008_search_merges_in_background(db):
     # FTS5 merges its index segments inside the INSERT that tips a level over (a message
-    # waited ~40 ms for one insert in a hundred at 1M messages). Off here; the web process
-    # merges a little every few seconds instead (chat.service.merge_search_index).
+    # waited ~40 ms for one insert in a hundred at 1M messages). Off here; the worker merges
+    # in small steps every minute instead (jobs.chat.merge_search_index).
     db.execute_sql("INSERT INTO message_fts(message_fts, rank) VALUES ('automerge', 0)")
 
 

@@ -7,13 +7,10 @@ loopback; httpx sends a generator body with Transfer-Encoding: chunked."""
 
 import json
 import re
-import socket
-import threading
 from datetime import timedelta
 
 import httpx
 import pytest
-import uvicorn
 from starlette.requests import Request
 
 from app.asgi import build
@@ -34,6 +31,7 @@ from tests.chat_fixtures import (  # noqa: F401  (fixtures by name)
 )
 from tests.conftest import PASSWORD, Client, db_state, log_in, make_user
 from tests.loopback import Endpoint
+from tests.served import LiveServer
 
 pytestmark = pytest.mark.config(AUTOMATIONS_ALLOW_PRIVATE=True)
 
@@ -352,20 +350,8 @@ def through_asgi(app, path, body: bytes, content_type: str, cookies=None):
 @pytest.fixture
 def live(app):
     """The ASGI app under a real uvicorn on loopback, for the whole test; its base URL."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(build(app), lifespan="on", log_level="warning",
-                                           ws="none"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    started = threading.Event()
-    while not server.started and thread.is_alive():
-        started.wait(0.02)
-    assert server.started
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server.should_exit = True
-    thread.join()
-    sock.close()
+    with LiveServer(build(app)) as server:
+        yield server.url
 
 
 def through_uvicorn(base_url, path, body: bytes, content_type: str, cookies=None):

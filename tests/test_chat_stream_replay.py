@@ -9,13 +9,10 @@ through a real uvicorn (uvloop + httptools, as the Procfile runs it).
 import asyncio
 import contextlib
 import re
-import socket
-import threading
 
 import anyio
 import httpx
 import pytest
-import uvicorn
 
 from app.asgi import build
 from app.chat import service
@@ -28,6 +25,7 @@ from tests.chat_fixtures import (  # noqa: F401  (fixtures: `site_fixture` is `s
     site_fixture,
     ws_fixture,
 )
+from tests.served import LiveServer
 
 WAIT = 5  # seconds: an upper bound for something that normally takes milliseconds
 
@@ -138,20 +136,8 @@ def test_an_event_both_replayed_and_queued_live_reaches_the_stream_once(app, aut
 @pytest.fixture
 def served(app):
     """The ASGI app under uvicorn (uvloop, httptools) on loopback; its base URL."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(build(app), lifespan="on", log_level="warning",
-                                           loop="uvloop", http="httptools", ws="none"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    started = threading.Event()
-    while not server.started and thread.is_alive():
-        started.wait(0.02)
-    assert server.started
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server.should_exit = True
-    thread.join()
-    sock.close()
+    with LiveServer(build(app), loop="uvloop", http="httptools") as server:
+        yield server.url
 
 
 def read_until_posted(app, response, conv_id):

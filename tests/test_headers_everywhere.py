@@ -6,12 +6,9 @@ anyone adding it here. It runs against a real uvicorn on loopback: the streams n
 lifespan, and a stream's headers are read and the stream closed without waiting for it.
 """
 
-import socket
-import threading
 
 import httpx
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 
@@ -23,35 +20,9 @@ from app.widget.views import TOKEN_HEADER
 from tests.chat_fixtures import run_async
 from tests.conftest import Client, log_in
 from tests.route_walk import asgi_client, every_route, session_cookie, world
+from tests.served import LiveServer
 
 HTTPS = {"X-Forwarded-Proto": "https"}  # what the reverse proxy says (LUMNAR_TRUST_PROXY=1)
-
-
-class LiveServer:
-    """uvicorn serving the ASGI root on a loopback port, in a thread, lifespan included."""
-
-    def __init__(self, root):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        # proxy_headers off: only our layer (LUMNAR_TRUST_PROXY) may believe X-Forwarded-Proto.
-        config = uvicorn.Config(root, log_level="warning", proxy_headers=False,
-                                timeout_graceful_shutdown=5)
-        self.server = uvicorn.Server(config)
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-
-    def __enter__(self):
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]})
-        self.thread.start()
-        while not self.server.started:
-            if not self.thread.is_alive():
-                raise RuntimeError("uvicorn did not start")
-            threading.Event().wait(0.01)
-        return self
-
-    def __exit__(self, *exc):
-        self.server.should_exit = True
-        self.thread.join()
-        self.sock.close()
 
 
 def head_of(http: httpx.Client, method: str, path: str, **kwargs) -> httpx.Response:

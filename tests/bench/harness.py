@@ -26,7 +26,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_http(port: int, path: str = "/healthz", timeout: float = 20) -> None:
+def wait_http(port: int, path: str = "/healthz", timeout: float = 20, poll: float = 0.05) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -36,19 +36,30 @@ def wait_http(port: int, path: str = "/healthz", timeout: float = 20) -> None:
                 return
         except OSError:
             pass
-        time.sleep(0.05)
+        time.sleep(poll)
     raise RuntimeError(f"server on {port} did not answer {path}")
 
 
 class Running:
     """A server started by run_server(): its port, data folder and process id."""
 
-    def __init__(self, port: int, data: str, proc: subprocess.Popen):
+    def __init__(self, port: int, data: str, proc: subprocess.Popen, start=None, ready=None):
         self.port, self.data, self.proc = port, data, proc
+        self._start, self._ready = start, ready
 
     @property
     def pid(self) -> int:
         return self.proc.pid
+
+    def kill_and_restart(self) -> tuple[float, float]:
+        """kill -9 the web process, start it again on the same port and data; returns the wall
+        times (killed, answering again)."""
+        self.proc.kill()
+        killed = time.time()
+        self.proc.wait(10)
+        self.proc = self._start()
+        self._ready()
+        return killed, time.time()
 
 
 @contextmanager
@@ -77,17 +88,25 @@ def run_server(asgi_target: str, env: dict | None = None, ready_path: str = "/he
             procs.append(subprocess.Popen(
                 [str(BIN / "huey_consumer"), "jobs.main.huey", "-w", "2", "-k", "thread", "-q"],
                 cwd=ROOT, env=full_env, stdout=out, stderr=out))
-        proc = subprocess.Popen(
-            [str(BIN / "uvicorn"), asgi_target, "--host", "127.0.0.1", "--port", str(port),
-             "--log-level", "warning", "--no-access-log"],
-            cwd=ROOT, env=full_env, stdout=out, stderr=out,
-        )
-        procs.append(proc)
-        wait_http(port, ready_path, ready_timeout)
-        yield Running(port, data, proc)
+        def start():
+            proc = subprocess.Popen(
+                [str(BIN / "uvicorn"), asgi_target, "--host", "127.0.0.1", "--port", str(port),
+                 "--log-level", "warning", "--no-access-log"],
+                cwd=ROOT, env=full_env, stdout=out, stderr=out,
+            )
+            procs.append(proc)
+            return proc
+
+        def ready():
+            wait_http(port, ready_path, ready_timeout, poll=0.01)
+
+        proc = start()
+        ready()
+        yield Running(port, data, proc, start, ready)
     finally:
         for p in reversed(procs):
-            p.terminate()
+            if p.poll() is None:
+                p.terminate()
         for p in reversed(procs):
             try:
                 p.wait(10)

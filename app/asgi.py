@@ -16,9 +16,9 @@ from starlette.middleware.gzip import GZipMiddleware
 from starlette.responses import PlainTextResponse
 from starlette.routing import Mount, Route
 
-from app import create_app, db, hot
+from app import create_app, db
 from app.accounts import sessions
-from app.chat import live, service, streams
+from app.chat import live, service, streams, wire
 from app.security import SecurityHeaders
 from app.wsgi_input import TerminatedInput
 
@@ -86,7 +86,7 @@ class StaticGZip:
             await self.app(scope, receive, send)
 
 
-def build(flask_app=None, hot_writes=True) -> SecurityHeaders:
+def build(flask_app=None) -> SecurityHeaders:
     """The root app: the Starlette routes inside the one header layer (its `.app`)."""
     flask_app = flask_app or create_app({"BACKGROUND_CHECKPOINTS": True})
     logging.getLogger("uvicorn.access").addFilter(QueryStringFilter())
@@ -156,13 +156,13 @@ def build(flask_app=None, hot_writes=True) -> SecurityHeaders:
     routes = [
         Route("/sse/dashboard", dashboard_stream),
         Route("/sse/visitor", visitor_stream),
-        *(hot.routes(flask_app, to_flask) if hot_writes else []),
+        *wire.routes(flask_app),  # the chat writes: one route each, no hand-off
         Mount("/", to_flask),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.flask_app = flask_app
     app.state.hub = hub
-    # Outermost, so that nothing the process answers (Flask, the streams, the hot writes,
+    # Outermost, so that nothing the process answers (Flask, the streams, the chat writes,
     # Starlette's own 404, 405 and 500) leaves without the security headers.
     return SecurityHeaders(app, flask_app.config["TRUST_PROXY"])
 
@@ -172,7 +172,4 @@ def __getattr__(name):
     if name == "app":
         globals()["app"] = build()
         return globals()["app"]
-    if name == "app_without_hot_writes":  # the chat benchmark measures both ways
-        globals()[name] = build(hot_writes=False)
-        return globals()[name]
     raise AttributeError(name)

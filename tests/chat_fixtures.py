@@ -6,12 +6,10 @@ fixture `site`), so that the test's parameters do not shadow the imported names.
 """
 
 import base64
-import io
 import struct
 import zlib
 
 import pytest
-from werkzeug.datastructures import FileStorage
 from werkzeug.test import stream_encode_multipart
 
 from app.chat import service
@@ -150,7 +148,8 @@ class WidgetVisitor:
         return self.http.get(self.url("chat"), headers=self.headers)
 
     def send(self, body="", file=None, email=None, name=None, page=None):
-        """`file` is (bytes, filename, claimed content type)."""
+        """`file` is (bytes, filename, claimed content type). Sent through the ASGI app the web
+        process serves: the chat writes are Starlette routes (app/chat/wire.py)."""
         data = {"body": body}
         if email is not None:
             data["email"] = email
@@ -158,10 +157,9 @@ class WidgetVisitor:
             data["name"] = name
         if page is not None:
             data["page"] = page
-        if file is not None:
-            content, filename, content_type = file
-            data["file"] = FileStorage(io.BytesIO(content), filename, content_type=content_type)
-        return self.post_multipart(self.url("messages"), data)
+        files = {"file": (file[1], file[0], file[2])} if file is not None else None
+        return asgi_request(self.app, "POST", self.url("messages"), data=data, files=files,
+                            headers=self.headers)
 
     def post_multipart(self, url, data):
         # Encoded in memory: Werkzeug's test client would spool a large body to a temporary
@@ -196,6 +194,63 @@ class WidgetVisitor:
 
 def text(response) -> str:
     return response.get_data(as_text=True)
+
+
+# --- the chat writes, through the ASGI app ----------------------------------------------------
+
+
+class AsgiAnswer:
+    """An httpx answer that reads like a Flask test response (status_code, headers, get_data)."""
+
+    def __init__(self, answer):
+        self.raw = answer
+        self.status_code = answer.status_code
+        self.headers = answer.headers
+        self.text = answer.text
+
+    def get_data(self, as_text=False):
+        return self.raw.text if as_text else self.raw.content
+
+    def get_json(self):
+        return self.raw.json()
+
+
+def asgi_root(app):
+    """The ASGI root the web process serves, built once per test app."""
+    from app.asgi import build
+
+    if "test_asgi_root" not in app.extensions:
+        app.extensions["test_asgi_root"] = build(app)
+    return app.extensions["test_asgi_root"]
+
+
+def asgi_request(app, method, path, cookie=None, data=None, files=None, headers=None,
+                 base_url="http://localhost") -> AsgiAnswer:
+    import httpx
+
+    async def send():
+        transport = httpx.ASGITransport(app=asgi_root(app))
+        cookies = {app.config["SESSION_COOKIE_NAME"]: cookie} if cookie else None
+        async with httpx.AsyncClient(transport=transport, base_url=base_url,
+                                     cookies=cookies) as http:
+            return await http.request(method, path, data=data, files=files,
+                                      headers=headers or {})
+
+    return AsgiAnswer(run_async(send()))
+
+
+def reply(client, conversation_id, data, htmx=False, csrf=True, file=None, headers=None):
+    """An agent's reply from a signed-in test client, through the ASGI app (as a browser posts
+    it: the page's token in the form, or in X-CSRFToken for htmx)."""
+    app = client.raw.application
+    data = dict(data)
+    if csrf and "csrf_token" not in data:
+        data["csrf_token"] = client.csrf()
+    cookie = client.get_cookie(app.config["SESSION_COOKIE_NAME"])
+    files = {"file": (file[1], file[0], file[2])} if file is not None else None
+    return asgi_request(app, "POST", f"/dashboard/conversations/{conversation_id}/messages",
+                        cookie.value if cookie else None, data, files,
+                        {**({"HX-Request": "true"} if htmx else {}), **(headers or {})})
 
 
 # --- fixtures --------------------------------------------------------------------------------

@@ -10,7 +10,6 @@ import pytest
 from itsdangerous import URLSafeTimedSerializer
 
 from app.chat.models import Attachment, ChatEvent, Conversation, Message, Site, Visitor
-from app.chat.streams import render_context
 from app.db import connection
 from app.models import utcnow
 from tests.chat_fixtures import (  # noqa: F401  (fixtures: `site_fixture` is `site`)
@@ -22,6 +21,7 @@ from tests.chat_fixtures import (  # noqa: F401  (fixtures: `site_fixture` is `s
     WEBP,
     WidgetVisitor,
     agent_fixture,
+    asgi_request,
     chat_state,
     conversation_fixture,
     count,
@@ -29,6 +29,7 @@ from tests.chat_fixtures import (  # noqa: F401  (fixtures: `site_fixture` is `s
     make_site,
     online_fixture,
     png_bytes,
+    reply,
     run_async,
     site_fixture,
     text,
@@ -101,14 +102,13 @@ def test_visitor_actions_without_a_valid_token_are_refused_and_store_nothing(
     before = chat_state()
     tokens = {"missing": None, "garbage": "not-a-token",
               "forged": forged_token(site, visitor.record().public_id)}
-    http = app.test_client()
     for endpoint in ("messages", "typing", "profile", "transcript", "delete"):
         for kind, token in tokens.items():
             headers = {"HX-Request": "true"}
             if token is not None:
                 headers["X-Lumnar-Visitor"] = token
-            response = http.post(
-                f"/widget/{site.site_key}/{endpoint}", headers=headers,
+            response = asgi_request(  # the web process's ASGI app: both kinds of route
+                app, "POST", f"/widget/{site.site_key}/{endpoint}", headers=headers,
                 data={"body": "Injected", "email": "x@example.com", "name": "Mallory"})
             assert response.status_code == 401, (endpoint, kind)
             assert BAD_SESSION in text(response), (endpoint, kind)
@@ -134,8 +134,8 @@ def test_visitor_cannot_read_another_visitors_conversation(app, site, online, vi
 def test_token_of_one_site_is_refused_on_another_site(app, ws, site, online, visitor):
     other = make_site(app, ws, name="Second shop", origins="https://second.example.com")
     before = chat_state()
-    response = visitor.http.post(f"/widget/{other.site_key}/messages", headers=visitor.headers,
-                                 data={"body": "Hello there"})
+    response = asgi_request(app, "POST", f"/widget/{other.site_key}/messages",
+                            headers=visitor.headers, data={"body": "Hello there"})
     assert response.status_code == 401
     assert BAD_SESSION in text(response)
     assert visitor.http.get(f"/widget/{other.site_key}/chat",
@@ -523,7 +523,7 @@ def test_transcript_is_emailed_to_the_visitor_with_every_message(app, auth, site
                                                                  smtp):
     visitor.send("Where is my parcel?", email="ann@example.com")
     conv = visitor.conversation()
-    auth.post_form(f"/dashboard/conversations/{conv.id}/messages", {"body": "It left today."})
+    reply(auth, conv.id, {"body": "It left today."})
     response = visitor.transcript()
     assert response.status_code == 200
     assert "We sent the conversation to ann@example.com." in text(response)
@@ -551,9 +551,10 @@ def test_visitor_deletes_their_conversation_and_its_files_at_once(app, site, onl
 
     from app.chat import render
 
-    with render_context(app), connection():
-        html = render.agent_html(ChatEvent.get(ChatEvent.conversation_id == conv.id))
-    assert "The visitor deleted this conversation." in html
+    with connection():
+        row = ChatEvent.get(ChatEvent.conversation_id == conv.id)
+    [sse] = render.Renderer(app).events([(row, ("agent",))])
+    assert "The visitor deleted this conversation." in sse["agent"].decode()
 
 
 def test_after_deleting_the_visitor_can_start_a_new_conversation(site, online, visitor):

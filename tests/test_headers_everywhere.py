@@ -10,11 +10,9 @@ lifespan, and a stream's headers are read and the stream closed without waiting 
 import httpx
 import pytest
 from starlette.applications import Starlette
-from starlette.responses import PlainTextResponse
 
-from app import hot
 from app.asgi import build
-from app.chat import service
+from app.chat import service, wire
 from app.security import CSP, DEFAULT_HEADERS, HSTS, SecurityHeaders
 from app.widget.views import TOKEN_HEADER
 from tests.chat_fixtures import run_async
@@ -106,10 +104,7 @@ def test_every_route_of_both_apps_answers_with_the_security_headers(app, user, o
 
 @pytest.mark.config(TRUST_PROXY=1)
 def test_the_writes_starlette_answers_itself_carry_the_headers(app, user, owner_world):
-    async def flask_stand_in(scope, receive, send):  # so that a 200 can only be Starlette's
-        await PlainTextResponse("reached Flask", status_code=418)(scope, receive, send)
-
-    root = SecurityHeaders(Starlette(routes=hot.routes(app, flask_stand_in)),
+    root = SecurityHeaders(Starlette(routes=wire.routes(app)),  # the chat writes alone
                            app.config["TRUST_PROXY"])
     owner = Client(app.test_client())
     log_in(owner)

@@ -42,24 +42,65 @@ def session_row(data) -> UserSession | None:
     return SESSION_ROW.first(sid)
 
 
-def from_cookie(flask_app, cookie: str | None):
-    """(session data, session row, membership) of a session cookie, checked as a Flask request
-    checks it (signature, both lifetimes, the row not revoked), for code that serves a request
-    outside Flask (the streams, the hot writes). None when any check fails."""
+def decode(flask_app, cookie: str | None) -> dict | None:
+    """The data of a session cookie whose signature and age hold, else None."""
     if not cookie:
         return None
     serializer = flask_app.session_interface.get_signing_serializer(flask_app)
     max_age = int(flask_app.permanent_session_lifetime.total_seconds())
     try:
-        data = serializer.loads(cookie, max_age=max_age)
+        return serializer.loads(cookie, max_age=max_age)
     except Exception:  # bad signature, expired, or garbage: not logged in
+        return None
+
+
+def check(flask_app, data: dict | None):
+    """(session row, membership or None) for decoded cookie data: both lifetimes, the row not
+    revoked. None when not logged in."""
+    if not data:
         return None
     with flask_app.app_context(), thread_connection():
         row = session_row(data)
         if row is None:
             return None
-        membership = current_membership(row.user, data.get("ws"))
-    return (data, row, membership) if membership else None
+        return row, current_membership(row.user, data.get("ws"))
+
+
+def from_cookie(flask_app, cookie: str | None):
+    """(session data, session row, membership) of a session cookie, checked as a Flask request
+    checks it (signature, both lifetimes, the row not revoked), for code that serves a request
+    outside Flask (the streams, the chat writes). None when any check fails."""
+    data = decode(flask_app, cookie)
+    found = check(flask_app, data)
+    if found is None or found[1] is None:
+        return None
+    return data, found[0], found[1]
+
+
+def seen_due(data: dict) -> bool:
+    return int(time.time()) - data.get("seen", 0) > SEEN_GRANULARITY
+
+
+def refreshed_cookie(flask_app, data: dict):
+    """(name, value, attributes) of the session cookie with "seen" moved to now, built with the
+    session interface's public getters, as Flask would send it again."""
+    interface = flask_app.session_interface
+    session_data = interface.session_class({**data, "seen": int(time.time())})
+    value = interface.get_signing_serializer(flask_app).dumps(dict(session_data))
+    attributes = dict(
+        expires=interface.get_expiration_time(flask_app, session_data),
+        path=interface.get_cookie_path(flask_app), domain=interface.get_cookie_domain(flask_app),
+        secure=interface.get_cookie_secure(flask_app),
+        httponly=interface.get_cookie_httponly(flask_app),
+        samesite=interface.get_cookie_samesite(flask_app))
+    return interface.get_cookie_name(flask_app), value, attributes
+
+
+def touch_seen(flask_app, row_id: int) -> None:
+    """The session row's "last seen", written after the answer has gone (the chat writes run
+    it as a background task), never on a reply's path."""
+    with flask_app.app_context(), thread_connection():
+        UserSession.update(last_seen_at=utcnow()).where(UserSession.id == row_id).execute()
 
 
 def load_user():

@@ -310,6 +310,33 @@ def post_visitor_message(site: Site, visitor: Visitor, body: str, upload=None,
     return message
 
 
+TOO_FAST = "Too many attempts in a short time. Wait a minute, then send your message again."
+TOO_MANY_FILES = "Too many attempts in a short time. Wait a few minutes, then send the file again."
+AWAY_NEEDS_EMAIL = "The team is away: leave your e-mail so that we can answer you there."
+
+
+def send_visitor_message(site: Site, visitor: Visitor, body: str, filename: str = "",
+                         data: bytes | None = None, *, name: str = "", email: str = "",
+                         page_url: str = "", conversation: Conversation | None = None) -> Message:
+    """The one set of rules for a visitor's message, in the order they are told (text or file,
+    limits, details, away mode), whatever form it came in. Name and e-mail arrive checked by
+    WidgetMessageForm; a refusal is a ChatError and changes nothing."""
+    from app.widget import limits  # the counters live with the widget; they import nothing of ours
+
+    if data is not None and not limits.upload_allowed(visitor):
+        raise ChatError(TOO_MANY_FILES, status=429, field="file")
+    upload = checked_upload(filename, data)
+    check_body(body, upload is not None)  # refuse before saving details
+    if not limits.message_allowed(site, visitor):
+        raise ChatError(TOO_FAST, status=429)
+    if email or name:
+        update_visitor(visitor, name or visitor.name, email or visitor.email)
+    elif not visitor.email and not agents_online(site.workspace_id):
+        raise ChatError(AWAY_NEEDS_EMAIL, field="email")
+    return post_visitor_message(site, visitor, body, upload, page_url=page_url,
+                                conversation=conversation)
+
+
 def post_agent_reply(conversation: Conversation, user: User, body: str, upload=None) -> Message:
     body = check_body(body, upload is not None)
     with database.atomic():

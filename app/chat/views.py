@@ -3,7 +3,7 @@
 import unicodedata
 from urllib.parse import quote
 
-from flask import Blueprint, Response, abort, g, redirect, request, url_for
+from flask import Blueprint, Response, abort, g, request, url_for
 
 from app.accounts.sessions import login_required, owner_required, scoped_or_404, workspace_id
 from app.accounts.views import go
@@ -18,9 +18,6 @@ from app.rendering import render
 from app.security import error_page
 
 bp = Blueprint("chat", __name__, url_prefix="/dashboard")
-
-UPLOAD_LIMIT = 11 * 1024 * 1024  # a 10 MB file plus the form around it
-
 
 def scoped_conversation(conversation_id: int) -> Conversation:
     """The conversation if it belongs to the current workspace; 404 otherwise, never 403,
@@ -87,29 +84,10 @@ def conversation_show(conversation_id):
     return render("chat/conversation.html", **conversation_context(conv))
 
 
-@bp.post("/conversations/<int:conversation_id>/messages")
-@login_required
-def conversation_reply(conversation_id):
-    request.max_content_length = UPLOAD_LIMIT
-    conv = scoped_conversation(conversation_id)
-    form = ReplyForm()
-    upload = request.files.get("file")
-    try:
-        if not form.validate_on_submit():
-            raise ChatError(" ".join(form.body.errors) or "Check the form.", field="body")
-        data = upload.read() if upload and upload.filename else None
-        service.post_agent_reply(conv, g.user, form.body.data or "",
-                                 service.checked_upload(upload.filename if upload else "", data))
-    except ChatError as err:
-        form.form_errors.append(err.message)
-        return render("chat/conversation.html", "chat/_reply_form.html", status=err.status,
-                      **conversation_context(conv, reply_form=form))
-    if not request.htmx:
-        return redirect(url_for("chat.conversation_show", conversation_id=conv.id), code=303)
-    # The reply itself arrives through the stream, like everyone else's; here only a fresh
-    # form, without loading the conversation again (replying is the agent's hot path).
-    return render("chat/_reply_form.html", conversation=conv, reply_form=ReplyForm(formdata=None),
-                  saved=list(service.saved_replies(conv.workspace_id)))
+# An agent's reply is served by app/chat/wire.py at the ASGI root (one route, one set of
+# rules); Flask keeps a build-only rule (never matched, no view) so that url_for builds it.
+bp.add_url_rule("/conversations/<int:conversation_id>/messages", "conversation_reply",
+                methods=["POST"], build_only=True)
 
 
 @bp.post("/conversations/<int:conversation_id>/typing")

@@ -10,12 +10,10 @@ from flask import Blueprint, Response, abort, current_app, g, jsonify, request, 
 from app.chat import service
 from app.chat.forms import WidgetMessageForm, WidgetProfileForm
 from app.chat.models import ChatEvent, Message
-from app.chat.service import ChatError
-from app.chat.views import UPLOAD_LIMIT, attachment_response
+from app.chat.views import attachment_response
 from app.extensions import csrf, limiter
 from app.mail import service as mail
 from app.rendering import render
-from app.widget import limits
 
 bp = Blueprint("widget", __name__)
 # No CSRF tokens here: see WidgetMessageForm. Unsafe requests need the visitor header.
@@ -27,7 +25,6 @@ LOADER = STATIC / "widget" / "loader.js"
 FRAME_FILES = [LOADER, STATIC / "widget" / "frame.js", STATIC / "widget" / "frame.css",
                STATIC / "js" / "live.js"]
 TOKEN_HEADER = "X-Lumnar-Visitor"
-TOO_FAST = "Too many attempts in a short time. Wait a minute, then send your message again."
 
 
 @functools.cache
@@ -140,56 +137,16 @@ def chat(site_key):
     return render("widget/_chat.html", **chat_context(site, visitor))
 
 
-@bp.post("/widget/<site_key>/messages")
-def message_create(site_key):
-    """A visitor's message. The plain case (text, an ongoing conversation) is usually served by
-    app/hot.py before it gets here; everything is still answered here by the same rules."""
-    request.max_content_length = UPLOAD_LIMIT
-    site = load_site(site_key)
-    visitor = load_visitor(site)
-    form = WidgetMessageForm()
-    conversation = service.current_conversation(visitor)
-    upload = request.files.get("file")
-    try:
-        if not form.validate():
-            raise ChatError(" ".join(e for errs in form.errors.values() for e in errs))
-        data = upload.read() if upload and upload.filename else None
-        if data is not None:
-            _limit_uploads()
-        checked = service.checked_upload(upload.filename if upload else "", data)
-        service.check_body(form.body.data, checked is not None)  # refuse before saving details
-        if not limits.message_allowed(site, visitor):
-            raise ChatError(TOO_FAST, status=429)
-        if form.email.data or form.name.data:
-            service.update_visitor(visitor, form.name.data or visitor.name, form.email.data or visitor.email)
-        elif not visitor.email and not service.agents_online(site.workspace_id):
-            raise ChatError("The team is away: leave your e-mail so that we can answer you there.",
-                            field="email")
-        service.post_visitor_message(site, visitor, form.body.data or "", checked,
-                                     page_url=request.form.get("page", ""), conversation=conversation)
-    except ChatError as err:
-        form.form_errors.append(err.message)
-        return render("widget/_compose.html", status=err.status, **compose_context(site, visitor, form))
-    if conversation is None:
-        # The first message starts the conversation: swap the whole chat in, stream included.
-        response = render("widget/_chat.html", **chat_context(site, visitor))
-        response.headers["HX-Retarget"] = "#chat"
-        response.headers["HX-Reswap"] = "innerHTML"
-        return response
-    # The message itself reaches the page through the stream; here only a fresh form.
-    return render("widget/_compose.html", **compose_context(site, visitor))
+# A visitor's message is served by app/chat/wire.py at the ASGI root (one route, one set of
+# rules); Flask keeps a build-only rule (never matched, no view) so that url_for builds it.
+bp.add_url_rule("/widget/<site_key>/messages", "message_create", methods=["POST"],
+                build_only=True)
 
 
 def compose_context(site, visitor, form=None):
     """Just what the message form needs: sending is the hot path, so no conversation load."""
     return dict(site=site, visitor=visitor, away=not service.agents_online(site.workspace_id),
                 form=form or WidgetMessageForm(formdata=None))
-
-
-def _limit_uploads():
-    """Uploads have a tighter limit than messages; counted only when a file is attached."""
-    with limiter.limit("10 per 10 minutes", key_func=visitor_key, scope="widget-uploads"):
-        pass
 
 
 @bp.post("/widget/<site_key>/typing")

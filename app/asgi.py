@@ -18,7 +18,7 @@ from starlette.routing import Mount, Route
 
 from app import create_app, db
 from app.accounts import sessions
-from app.chat import live, service, streams, wire
+from app.chat import live, render, service, streams, wire
 from app.security import SecurityHeaders
 from app.wsgi_input import TerminatedInput
 
@@ -92,7 +92,7 @@ def build(flask_app=None) -> SecurityHeaders:
     logging.getLogger("uvicorn.access").addFilter(QueryStringFilter())
     cookie_name = flask_app.config["SESSION_COOKIE_NAME"]
     hub = live.Hub(flask_app.config["DATABASE"], streams.fetch_after, streams.max_event_id,
-                   presence=streams.write_presence)
+                   presence=streams.write_presence, render=render.Renderer(flask_app).events)
 
     # ping=0: the hub's one ticker sends every stream's heartbeats (live.Hub.tick), so that
     # no stream keeps a timer and a task of its own for them.
@@ -113,8 +113,7 @@ def build(flask_app=None) -> SecurityHeaders:
             return again is not None and again[1].workspace_id == membership.workspace_id
 
         presence = ("agent", membership.workspace_id, user.id)
-        return sse(streams.follow(flask_app, hub, "agent", streams.agent_render,
-                                  streams.parse_after(request), presence,
+        return sse(streams.follow(hub, streams.parse_after(request), presence,
                                   heartbeat=status_line,
                                   allowed=still_allowed, workspace_id=membership.workspace_id))
 
@@ -130,8 +129,7 @@ def build(flask_app=None) -> SecurityHeaders:
             return PlainTextResponse("This chat link is not valid any more.", status_code=403)
         workspace_id, conversation_id = scope
         presence = ("visitor", workspace_id, conversation_id)
-        return sse(streams.follow(flask_app, hub, "visitor", streams.visitor_render,
-                                  streams.parse_after(request), presence,
+        return sse(streams.follow(hub, streams.parse_after(request), presence,
                                   allowed=lambda: check() is not None,
                                   conversation_id=conversation_id,
                                   recheck_seconds=streams.VISITOR_RECHECK_SECONDS))

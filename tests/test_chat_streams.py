@@ -7,6 +7,7 @@ import sqlite3
 import anyio
 
 from app.chat import live, render, service, streams
+from app.chat.live import AGENT, VISITOR
 from app.chat.models import ChatEvent, Conversation, Message, Presence
 from app.db import connection
 from tests.chat_fixtures import (  # noqa: F401  (fixtures: `site_fixture` is `site`)
@@ -49,7 +50,8 @@ class running_hub:
 
     def __init__(self, app):
         self.hub = live.Hub(app.config["DATABASE"], streams.fetch_after, streams.max_event_id,
-                            presence=streams.write_presence)
+                            presence=streams.write_presence,
+                            render=render.Renderer(app).events)
 
     async def __aenter__(self):
         await self.hub.start()
@@ -233,12 +235,10 @@ def test_visitor_stream_replays_then_follows_without_gaps_or_repeats(app, ws, si
     async def scenario():
         async with running_hub(app) as hub:
             presence = (Presence.VISITOR, ws, conv.id)
-            events = streams.follow(app, hub, audience="visitor",
-                                    render_fn=streams.visitor_render, after=first,
-                                    presence=presence, conversation_id=conv.id)
+            events = streams.follow(hub, after=first, presence=presence, conversation_id=conv.id)
             try:
-                replayed = await asyncio.wait_for(anext(events), WAIT)
-                assert "missed while reconnecting" in replayed.data
+                replayed = (await asyncio.wait_for(anext(events), WAIT)).decode()
+                assert "missed while reconnecting" in replayed
                 # The hub writes arrivals together, a moment later (live.PRESENCE_GATHER).
                 await eventually(lambda: in_app(app, service.visitor_connected, conv.id))
 
@@ -248,9 +248,9 @@ def test_visitor_stream_replays_then_follows_without_gaps_or_repeats(app, ws, si
                     return service.post_agent_reply(conversation, user, "live <b>answer</b>").id
 
                 await anyio.to_thread.run_sync(in_app, app, reply)
-                live_event = await asyncio.wait_for(anext(events), WAIT)
-                assert "live &lt;b&gt;answer&lt;/b&gt;" in live_event.data
-                assert int(live_event.id) > int(replayed.id)
+                live_event = (await asyncio.wait_for(anext(events), WAIT)).decode()
+                assert "live &lt;b&gt;answer&lt;/b&gt;" in live_event
+                assert sse_id(live_event) > sse_id(replayed)
             finally:
                 await events.aclose()
             # The stream said goodbye: the visitor soon no longer counts as connected.
@@ -262,9 +262,24 @@ def test_visitor_stream_replays_then_follows_without_gaps_or_repeats(app, ws, si
 # --- what each event looks like ------------------------------------------------------------------
 
 
-def render_event(app, fn, event_id):
-    with streams.render_context(app), connection():
-        return fn(ChatEvent.get_by_id(event_id))
+def sse_id(data: str) -> int:
+    return int(data.split("\r\n", 1)[0].removeprefix("id: "))
+
+
+def sse_html(data: bytes | None) -> str | None:
+    """The HTML an SSE message carries (its data lines joined), or None."""
+    if data is None:
+        return None
+    lines = data.decode().split("\r\n")
+    return "\n".join(line.removeprefix("data: ") for line in lines if line.startswith("data: "))
+
+
+def render_event(app, audience, event_id):
+    """What the dispatcher sends `audience` for this event, as HTML."""
+    with connection():
+        row = ChatEvent.get_by_id(event_id)
+    [sse] = render.Renderer(app).events([(row, (audience,))])
+    return sse_html(sse[audience])
 
 
 def last_event(**where):
@@ -281,8 +296,8 @@ SCRIPT = '<script>alert("stream")</script><img src=x onerror=alert(1)>'
 def test_streamed_message_fragments_escape_the_text(app, ws, site, online):
     conv = new_conversation(app, site, SCRIPT)
     event = last_event(kind="message")
-    agent = render_event(app, render.agent_html, event)
-    visitor = render_event(app, render.visitor_html, event)
+    agent = render_event(app, AGENT, event)
+    visitor = render_event(app, VISITOR, event)
     for html in (agent, visitor):
         assert "<script>" not in html
         assert "<img src=x" not in html
@@ -295,17 +310,17 @@ def test_streamed_message_fragments_escape_the_text(app, ws, site, online):
 def test_agent_sees_the_visitor_typing_but_not_their_own(app, ws, site, online):
     conv = new_conversation(app, site)
     typing(app, conv.id, Message.VISITOR)
-    assert "is typing…" in render_event(app, render.agent_html, last_event())
-    assert render_event(app, render.visitor_html, last_event()) is None
+    assert "is typing…" in render_event(app, AGENT, last_event())
+    assert render_event(app, VISITOR, last_event()) is None
     typing(app, conv.id, Message.AGENT)
-    assert render_event(app, render.agent_html, last_event()) is None
-    assert "The team is typing…" in render_event(app, render.visitor_html, last_event())
+    assert render_event(app, AGENT, last_event()) is None
+    assert "The team is typing…" in render_event(app, VISITOR, last_event())
 
 
 def test_visitor_sees_seen_when_an_agent_reads(app, ws, site, online):
     conv = new_conversation(app, site)
     in_app(app, lambda: service.mark_read(Conversation.get_by_id(conv.id)))
-    html = render_event(app, render.visitor_html, last_event(kind="read"))
+    html = render_event(app, VISITOR, last_event(kind="read"))
     assert '<p id="seen" class="w-seen" hx-swap-oob="true">Seen</p>' in html
 
 
@@ -313,8 +328,8 @@ def test_status_and_visitor_changes_are_for_agents_only(app, ws, site, online):
     conv = new_conversation(app, site)
     in_app(app, lambda: service.set_status(Conversation.get_by_id(conv.id), "resolved"))
     event = last_event(kind="status")
-    assert render_event(app, render.visitor_html, event) is None
-    assert "Reopen" in render_event(app, render.agent_html, event)
+    assert render_event(app, VISITOR, event) is None
+    assert "Reopen" in render_event(app, AGENT, event)
 
 
 def test_deleted_conversation_events_show_who_deleted_it_and_nothing_of_it(app, ws, site, online):
@@ -328,13 +343,13 @@ def test_deleted_conversation_events_show_who_deleted_it_and_nothing_of_it(app, 
     visitor_deleted = last_event(conversation_id=by_visitor.id)
     agent_deleted = last_event(conversation_id=by_agent.id)
 
-    html = render_event(app, render.agent_html, visitor_deleted)
+    html = render_event(app, AGENT, visitor_deleted)
     assert "The visitor deleted this conversation." in html
     assert "secret words" not in html
-    assert "This conversation was deleted." in render_event(app, render.agent_html, agent_deleted)
-    assert "Your conversation was deleted" in render_event(app, render.visitor_html,
+    assert "This conversation was deleted." in render_event(app, AGENT, agent_deleted)
+    assert "Your conversation was deleted" in render_event(app, VISITOR,
                                                             visitor_deleted)
-    assert "The team deleted this conversation." in render_event(app, render.visitor_html,
+    assert "The team deleted this conversation." in render_event(app, VISITOR,
                                                                  agent_deleted)
     # Its older events are gone with it; none could show its words again.
     with connection():

@@ -16,7 +16,7 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections import OrderedDict, defaultdict
+from collections import Counter, OrderedDict, defaultdict
 
 import anyio
 
@@ -26,7 +26,7 @@ IDLE_AFTER = 5.0
 PRESENCE_EVERY = 15.0  # seconds between refreshes of this process's presence rows
 PRESENCE_GATHER = 0.1  # arrivals and leaves within this long are written together
 QUEUE_LIMIT = 2000  # a stream this far behind is dropped; its browser reconnects and replays
-RENDER_CACHE = 512  # recent (audience, event id) renderings shared by every stream
+RENDER_CACHE = 2048  # recent (audience, event id) renderings, for streams that replay them
 TICK = 1.0  # seconds between the hub's heartbeat and permission-check rounds
 CHECK_BATCH = 200  # permission checks run together in one thread hop
 
@@ -44,7 +44,7 @@ def notify() -> None:
 
 class Beat:
     """Put in a subscriber's queue by the hub's ticker: time for a heartbeat. `data` is the
-    status line, rendered once per round for every stream that shows one."""
+    status line as SSE bytes, rendered once per round for every stream that shows one."""
     __slots__ = ("data",)
 
     def __init__(self, data=None):
@@ -52,16 +52,29 @@ class Beat:
 
 
 END = object()  # put in a subscriber's queue when its permission check said no
+AGENT, VISITOR = "agent", "visitor"  # a workspace's streams are agents', a conversation's visitors'
+
+
+class Event:
+    """A chat event as the dispatcher hands it out: the row's fields and `sse`, its bytes
+    for each audience (None: nothing to show that audience). One object for every stream."""
+    __slots__ = ("id", "workspace_id", "conversation_id", "kind", "ref_id", "actor", "sse")
+
+    def __init__(self, row, sse):
+        self.id, self.workspace_id, self.conversation_id = row.id, row.workspace_id, row.conversation_id
+        self.kind, self.ref_id, self.actor = row.kind, row.ref_id, row.actor
+        self.sse = sse
 
 
 class Subscriber:
-    __slots__ = ("workspace_id", "conversation_id", "queue", "dropped", "allowed", "heartbeat",
-                 "beat_every", "beat_at", "check_every", "check_at")
+    __slots__ = ("workspace_id", "conversation_id", "audience", "queue", "dropped", "allowed",
+                 "heartbeat", "beat_every", "beat_at", "check_every", "check_at")
 
     def __init__(self, workspace_id=None, conversation_id=None, allowed=None, heartbeat=None,
                  beat_every=15.0, check_every=15.0):
         self.workspace_id = workspace_id
         self.conversation_id = conversation_id
+        self.audience = VISITOR if conversation_id is not None else AGENT
         self.queue: asyncio.Queue = asyncio.Queue(maxsize=QUEUE_LIMIT)
         self.dropped = False
         self.allowed = allowed  # () -> bool, asked in a worker thread every check_every
@@ -82,10 +95,14 @@ class Subscriber:
 
 
 class Hub:
-    def __init__(self, database_path: str, fetch_after, max_id, presence=None):
+    def __init__(self, database_path: str, fetch_after, max_id, presence=None, render=None):
         self.database_path = database_path
         self.fetch_after = fetch_after  # (last_id) -> list of event rows, in a thread
         self.max_id = max_id
+        # [(row, audiences)] -> [{audience: SSE bytes or None}], in the same thread hop as
+        # fetch_after (render.Renderer.events); None: events carry no bytes (hub-only tests).
+        self.render_events = render
+        self.renders = Counter()  # (audience, event id) -> times rendered: once, if all is well
         # (process_id, keys to write, keys to delete) -> None, in a thread; see arrive().
         self.presence = presence
         self.process_id = secrets.token_hex(8)
@@ -100,18 +117,48 @@ class Hub:
         self.loop = None
         self.wake = None
         self.task = None
-        self.rendered = OrderedDict()
+        self.rendered = OrderedDict()  # (audience, event id) -> SSE bytes or None
 
-    async def render(self, key, make):
-        """Render an event once per audience: the first stream to ask renders it, the others
-        await the same result (fifty agents watching one workspace cost one rendering)."""
-        future = self.rendered.get(key)
-        if future is None:
-            future = asyncio.ensure_future(make())
-            self.rendered[key] = future
-            if len(self.rendered) > RENDER_CACHE:
-                self.rendered.popitem(last=False)
-        return await asyncio.shield(future)
+    # -- rendering: once per (event, audience), in a worker thread ------------------------------
+    def render(self, wanted) -> list[dict]:
+        """[(row, audiences)] -> [{audience: bytes or None}], counted in `renders`. Called in
+        a worker thread (the dispatcher's hop, or a stream's replay)."""
+        if self.render_events is None:
+            return [{} for _ in wanted]
+        for row, audiences in wanted:
+            for audience in audiences:
+                self.renders[(audience, row.id)] += 1
+        return self.render_events(wanted)
+
+    def remember(self, events) -> None:
+        """Keep recent renderings (on the loop), for streams that replay those events."""
+        for event in events:
+            for audience, data in event.sse.items():
+                self.rendered[(audience, event.id)] = data
+        while len(self.rendered) > RENDER_CACHE:
+            self.rendered.popitem(last=False)
+
+    def replay_rendered(self, rows, audience: str) -> list:
+        """Bytes for each replayed row: the dispatcher's rendering when still kept, else
+        rendered now. In a worker thread (a dict read is safe there: the loop only adds)."""
+        found = [self.rendered.get((audience, row.id), self) for row in rows]
+        missing = [row for row, data in zip(rows, found, strict=True) if data is self]
+        if missing:
+            made = iter(self.render([(row, (audience,)) for row in missing]))
+            found = [next(made).get(audience) if data is self else data for data in found]
+        return found
+
+    def _audiences(self, row) -> tuple:
+        # Read from the dispatcher's thread: a dict lookup is atomic. A stream subscribing
+        # during the hop is caught on the loop afterwards (see dispatch).
+        agent = bool(self.by_workspace.get(row.workspace_id))
+        visitor = bool(self.by_conversation.get(row.conversation_id))
+        return (AGENT,) * agent + (VISITOR,) * visitor
+
+    def _fetch_rendered(self, last_id: int) -> list[Event]:
+        rows = self.fetch_after(last_id)
+        wanted = [(row, self._audiences(row)) for row in rows]
+        return [Event(row, sse) for row, sse in zip(rows, self.render(wanted), strict=True)]
 
     # -- subscribers ---------------------------------------------------------------------------
     def subscribe(self, workspace_id=None, conversation_id=None, **timers) -> Subscriber:
@@ -317,15 +364,25 @@ class Hub:
             watch.close()
 
     async def dispatch(self) -> None:
+        """Read what is new and render it once per audience watching, in one thread hop; then
+        hand every subscriber the same Event (the streams write its bytes as they are)."""
         while True:
-            rows = await anyio.to_thread.run_sync(self.fetch_after, self.last_id)
-            for row in rows:
-                self.last_id = row.id
-                for sub in self.by_workspace.get(row.workspace_id, ()):
-                    sub.put(row)
-                for sub in self.by_conversation.get(row.conversation_id, ()):
-                    sub.put(row)
-            if len(rows) < 500:
+            events = await anyio.to_thread.run_sync(self._fetch_rendered, self.last_id)
+            late = [(event, audiences) for event in events
+                    if (audiences := tuple(a for a in self._audiences(event) if a not in event.sse))]
+            if late and self.render_events is not None:
+                # Streams that subscribed while the hop ran: render what they are owed.
+                made = await anyio.to_thread.run_sync(self.render, late)
+                for (event, _), sse in zip(late, made, strict=True):
+                    event.sse.update(sse)
+            self.remember(events)
+            for event in events:
+                self.last_id = event.id
+                for sub in self.by_workspace.get(event.workspace_id, ()):
+                    sub.put(event)
+                for sub in self.by_conversation.get(event.conversation_id, ()):
+                    sub.put(event)
+            if len(events) < 500:
                 return
 
 

@@ -1,4 +1,5 @@
-"""The two chat streams (an agent's workspace, a visitor's conversation) as async generators.
+"""The two chat streams (an agent's workspace, a visitor's conversation) as async generators of
+SSE bytes.
 
 Each event's SSE id is the ChatEvent id. A browser that reconnects sends Last-Event-ID (or the
 page passes `after`, the last event it rendered), and the stream first replays what came
@@ -11,7 +12,6 @@ from datetime import datetime, timezone
 import anyio
 from flask import render_template
 from peewee import chunked
-from sse_starlette import ServerSentEvent
 
 from app.chat import live, render
 from app.chat.models import ChatEvent, Presence
@@ -81,52 +81,43 @@ def write_presence(process_id: str, keys, gone) -> None:
                 Presence.stream_id.in_([stream_id(*key) for key in batch])).execute()
 
 
-KEEP_ALIVE = ServerSentEvent(comment="")  # what a stream without a status line sends
+KEEP_ALIVE = b": \r\n\r\n"  # an SSE comment: what a stream without a status line sends
 
 
-async def follow(flask_app, hub, audience: str, render_fn, after: int, presence: tuple,
-                 heartbeat=None, allowed=None, workspace_id=None, conversation_id=None,
-                 recheck_seconds=HEARTBEAT_SECONDS):
-    """Replay, then follow the dispatcher.
+async def follow(hub, after: int, presence: tuple, heartbeat=None, allowed=None,
+                 workspace_id=None, conversation_id=None, recheck_seconds=HEARTBEAT_SECONDS):
+    """Replay, then follow the dispatcher; yields SSE bytes ready to send.
 
-    `render_fn(row)` gives the HTML to send (or None); every subscriber of the same audience
-    shares one rendering of each event. The hub's ticker puts a heartbeat in the queue every
-    HEARTBEAT_SECONDS (the status line `heartbeat()` renders, once for all streams, or a bare
-    keep-alive) and asks `allowed()` about every `recheck_seconds`, putting END in the queue
-    when it says no: a stream ends soon after its session is logged out or its member
-    removed, and waits on nothing but its queue.
+    The stream renders nothing itself: the dispatcher rendered each event once for its
+    audience (a workspace's streams are agents', a conversation's the visitor's) and every
+    stream writes those same bytes; a replayed event uses the dispatcher's rendering while
+    the hub keeps it. The hub's ticker puts a heartbeat in the queue every HEARTBEAT_SECONDS
+    (the status line `heartbeat()` renders, once for all streams, or a bare keep-alive) and
+    asks `allowed()` about every `recheck_seconds`, putting END in the queue when it says no:
+    a stream ends soon after its session is logged out or its member removed, and waits on
+    nothing but its queue.
     """
-
-    def rendered(row):
-        with render_context(flask_app), thread_connection():
-            return render_fn(row)
-
-    async def render_once(row):
-        # On the event loop, not in a worker thread: an event's rendering is a few primary-key
-        # reads and one partial (under a millisecond), while the hop to a thread and back under
-        # load (every message wakes several) cost more than the work and lost messages in the
-        # chat benchmark. The replay below, which may read many rows, still runs in a thread.
-        return rendered(row)
-
-    async def event(row):
-        html = await hub.render((audience, row.id), lambda: render_once(row))
-        return ServerSentEvent(data=html, event="update", id=str(row.id)) if html else None
-
     sub = hub.subscribe(workspace_id=workspace_id, conversation_id=conversation_id,
                         allowed=allowed, heartbeat=heartbeat, beat_every=HEARTBEAT_SECONDS,
                         check_every=recheck_seconds)
+    audience = sub.audience
     hub.arrive(presence)
+
+    def replay_page(after):
+        rows = replay(after, workspace_id, conversation_id)
+        return rows, hub.replay_rendered(rows, audience)
+
     try:
         if heartbeat is not None:
-            yield ServerSentEvent(data=await anyio.to_thread.run_sync(heartbeat), event="status")
+            yield await anyio.to_thread.run_sync(heartbeat)
         # Subscribed before the replay query, so nothing falls between the two; replayed in
         # pages until caught up with what the subscription has queued.
         while True:
-            rows = await anyio.to_thread.run_sync(replay, after, workspace_id, conversation_id)
-            for row in rows:
+            rows, sent = await anyio.to_thread.run_sync(replay_page, after)
+            for row, data in zip(rows, sent, strict=True):
                 after = row.id
-                if (sse := await event(row)) is not None:
-                    yield sse
+                if data is not None:
+                    yield data
             if len(rows) < REPLAY_LIMIT:
                 break
         while not sub.dropped:
@@ -134,49 +125,22 @@ async def follow(flask_app, hub, audience: str, render_fn, after: int, presence:
             if item is live.END:
                 return
             if isinstance(item, live.Beat):
-                yield (KEEP_ALIVE if item.data is None
-                       else ServerSentEvent(data=item.data, event="status"))
+                yield KEEP_ALIVE if item.data is None else item.data
                 continue
             if item.id <= after:
                 continue  # already sent by the replay
             after = item.id
-            if (sse := await event(item)) is not None:
-                yield sse
+            if (data := item.sse.get(audience)) is not None:
+                yield data
     finally:
         hub.unsubscribe(sub)
         hub.leave(presence)
 
 
-class render_context:
-    """A request context for rendering stream fragments, since url_for needs one to build
-    links. `g.streaming` tells csrf_field() to leave tokens out: forms in streamed fragments
-    post through htmx, which sends the page's own X-CSRFToken header."""
-
-    def __init__(self, flask_app):
-        self.ctx = flask_app.test_request_context("/", base_url=flask_app.config["BASE_URL"])
-
-    def __enter__(self):
-        from flask import g
-
-        self.ctx.push()
-        g.streaming = True
-        return self
-
-    def __exit__(self, *exc):
-        self.ctx.pop()
-
-
 def status_heartbeat(flask_app):
+    """The dashboard's status line as SSE bytes (no request needed: it links nowhere)."""
     def heartbeat():
         with flask_app.app_context():
             at = datetime.now(timezone.utc).strftime("%H:%M:%S")
-            return render_template("dashboard/_status.html", at=at)
+            return render.encode(render_template("dashboard/_status.html", at=at), event="status")
     return heartbeat
-
-
-def agent_render(row):
-    return render.agent_html(row)
-
-
-def visitor_render(row):
-    return render.visitor_html(row)

@@ -51,16 +51,16 @@ FULL = dict(
     streams=(1000, 10000),  # idle streams: the first is the load's count, the last the memory goal's
     rate=100, seconds=30,  # figure 1
     steps=(200, 400, 800, 1200, 1600, 2000, 2500, 3000), below=(100, 50, 10), step_seconds=5,
-    ceiling_steps=(500, 1000, 2000, 3000, 4000, 5000), ceiling_seconds=3,
-    idle_seconds=10, restart_rate=20, restart_before=5, restart_after=30,
+    ceiling_steps=(500, 1000, 2000, 3000, 4000, 5000), ceiling_below=(250, 100), ceiling_seconds=3,
+    idle_seconds=10, restart_rate=20, restart_before=5, restart_down=20, restart_after=30,
     page_requests=200, page_seconds=10, floor_seconds=10, widget_visitors=5,
     open_deadline=60, settle=10,
 )
 QUICK = dict(
     conversations=10_000, messages=100_000, streams=(200, 1000), rate=100, seconds=5,
     steps=(200, 400, 800, 1600), below=(100, 10), step_seconds=2,
-    ceiling_steps=(500, 1000, 2000, 3000), ceiling_seconds=2,
-    idle_seconds=3, restart_rate=20, restart_before=2, restart_after=8,
+    ceiling_steps=(500, 1000, 2000, 3000), ceiling_below=(250, 100), ceiling_seconds=2,
+    idle_seconds=3, restart_rate=20, restart_before=2, restart_down=10, restart_after=8,
     page_requests=40, page_seconds=3, floor_seconds=2, widget_visitors=3,
     open_deadline=30, settle=3,
 )
@@ -405,20 +405,25 @@ def measured(load, pid, port, rate, seconds, loaders, p, probed=True):
     return o, cpu, snap
 
 
-def step_rates(load, pid, port, p, loaders) -> list:
-    """Up through p["steps"] while each is sustained; when the first is not, down through
-    p["below"] until one is."""
+def stepping(up, down, run_one) -> list:
+    """Up through `up` while each step is sustained; when the first is not, down through
+    `down` until one is. run_one(rate) -> a tuple whose first item is the run's Outcomes."""
     steps = []
-    for rate in p["steps"]:
-        steps.append(measured(load, pid, port, rate, p["step_seconds"], loaders, p))
+    for rate in up:
+        steps.append(run_one(rate))
         if not steps[-1][0].sustained():
             break
     if steps and not steps[0][0].sustained():
-        for rate in p["below"]:
-            steps.append(measured(load, pid, port, rate, p["step_seconds"], loaders, p))
+        for rate in down:
+            steps.append(run_one(rate))
             if steps[-1][0].sustained():
                 break
     return steps
+
+
+def step_rates(load, pid, port, p, loaders) -> list:
+    return stepping(p["steps"], p["below"],
+                    lambda rate: measured(load, pid, port, rate, p["step_seconds"], loaders, p))
 
 
 def restart_under_load(server, load, p, loaders) -> dict:
@@ -426,8 +431,8 @@ def restart_under_load(server, load, p, loaders) -> dict:
     settle(server.pid, p["settle"])
     out = {}
     # Long enough to cover `restart_after` seconds after the process answers again, for a
-    # restart of up to 10 s; the report says how much of that window the run covered.
-    seconds = p["restart_before"] + p["restart_after"] + 10
+    # restart of up to `restart_down` s; the report says how much of that window was covered.
+    seconds = p["restart_before"] + p["restart_down"] + p["restart_after"]
     runner = threading.Thread(target=lambda: out.update(o=load.drive(p["restart_rate"], seconds, loaders)))
     runner.start()
     time.sleep(0.3 + p["restart_before"])
@@ -508,17 +513,18 @@ def ceiling_phase(p, loaders, clients) -> tuple[list, dict]:
         load = Load(null.port, clients, None)
         try:
             load.open("visitors", loaders, agent_stream=True, deadline=p["open_deadline"])
-            for rate in p["ceiling_steps"]:
+
+            def run_one(rate):
                 settle(null.pid, 5)
                 pids = [null.pid] + [proc.pid for proc in load.procs]
                 c0, t0 = [cpu_seconds(x) for x in pids], time.monotonic()
                 o = load.drive(rate, p["ceiling_seconds"], loaders)
                 used = [100 * (cpu_seconds(x) - c) / (time.monotonic() - t0) for x, c in zip(pids, c0, strict=True)]
                 cpu[rate] = (used[0], sum(used[1:]))
-                steps.append(o)
                 log(f"client ceiling: {o.line()}; CPU server {used[0]:.0f} %, clients {sum(used[1:]):.0f} %")
-                if not o.sustained():
-                    break
+                return (o,)
+
+            steps = [s[0] for s in stepping(p["ceiling_steps"], p["ceiling_below"], run_one)]
         finally:
             load.shutdown()
     return steps, cpu
@@ -535,7 +541,7 @@ def main():
     signal.alarm(300 if args.quick else 2400)  # a run that hangs stops by itself
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # inherited by the servers and clients
-    if hard < 2 * p["streams"][-1] + 500:
+    if hard < p["streams"][-1] + 1000:  # the server holds every stream; each client its share
         log(f"warning: file-descriptor limit {hard} is low for {p['streams'][-1]} streams")
     t_start = time.monotonic()
     load_before = os.getloadavg()[0]

@@ -106,8 +106,9 @@ def report(p: dict, r: dict) -> None:
         rows.append((f"{label} p99 (2xx only, {len(o.answered[d]):,})", percentile(o.answered[d], .99),
                      percentile(f["insert_lat"], .99), "ms", "", ""))
     rows += [
-        ("server CPU per message (uvicorn process CPU time ÷ messages sent, both directions)",
-         r["fig1_cpu_ms"], None, "ms", goal(r["fig1_cpu_ms"], "≤", GOALS["cpu_ms"], " ms", ok), load_of(o)),
+        ("server CPU per message at this rate (uvicorn process CPU time ÷ messages sent, both "
+         "directions; idle costs included; the goal is judged in table 2)", r["fig1_cpu_ms"], None, "ms",
+         "", load_of(o)),
         (f"event-loop lag p99 (probe: 10 ms sleeps, {probe.get('samples', 0) if probe else 0:,} samples)",
          _probe(probe, "lag_p99"), None, "ms", goal(_probe(probe, "lag_p99"), "≤", GOALS["lag_p99"], " ms", ok), ""),
         ("event-loop lag max", _probe(probe, "lag_max"), None, "ms",
@@ -134,13 +135,17 @@ def report(p: dict, r: dict) -> None:
     rows.append(("highest sustained rate (every message sent, 2xx, delivered once; p99 ≤ 100 ms)",
                  float(best) if best else f"< {min(o.rate for o, _, _ in r['steps']):,g} msg/s",
                  floor_best, "msg/s", goal(float(best) if best else None, "≥", GOALS["rate"], " msg/s"), ""))
+    at_best = next(((o, cpu) for o, cpu, _ in r["steps"] if best and o.rate == best and o.sustained()), None)
+    rows.append((f"server CPU per message at the highest sustained step ({best or 'none'} msg/s; uvicorn "
+                 "process CPU time ÷ messages sent, both directions)", at_best[1] if at_best else None, None, "ms",
+                 goal(at_best[1] if at_best else None, "≤", GOALS["cpu_ms"], " ms"), load_of(at_best[0]) if at_best else ""))
     rows.append(("floor only: the same bare insert from a Starlette endpoint (no Flask)",
                  f["asgi_insert_max"], floor_best, "msg/s", "", ""))
     ceiling = max((o.rate for o in r["ceiling"] if o.sustained()), default=None)
     for o in r["ceiling"]:
         rows.append((f"client ceiling step {o.rate:,g} msg/s against the in-memory chat (null_chat.py): "
-                     f"p99 {_fmt(o.p(.99), 'ms')}; CPU used: server {r['ceiling_cpu'][o.rate][0]:.0f} %, "
-                     f"client processes {r['ceiling_cpu'][o.rate][1]:.0f} % of a core",
+                     f"p99 {_fmt(o.p(.99), 'ms')}; CPU over the step and its delivery wait: server "
+                     f"{r['ceiling_cpu'][o.rate][0]:.0f} %, client processes {r['ceiling_cpu'][o.rate][1]:.0f} % of a core",
                      o.achieved, None, "msg/s", "sustained" if o.sustained() else "not sustained", load_of(o)))
     rows.append(("load client's ceiling: highest sustained rate against the in-memory chat",
                  float(ceiling) if ceiling else f"< {min(o.rate for o in r['ceiling']):,g} msg/s", None, "msg/s",

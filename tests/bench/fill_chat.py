@@ -167,6 +167,9 @@ def fill(path: Path, conversations: int, messages: int, seed: int = 7) -> None:
         i += 1
     starts = sorted(rng.random() * span for _ in range(conversations))
 
+    # A message's client-made id (exactly-once retries): none for the stored history.
+    message_columns = {row[1] for row in db.execute("PRAGMA table_info(message)")}
+    extra_message, extra_values = (", client_id", ", ''") if "client_id" in message_columns else ("", "")
     visitors, convs, msgs, events = [], [], [], []
     message_id = event_id = 0
     batch = 50_000
@@ -184,7 +187,8 @@ def fill(path: Path, conversations: int, messages: int, seed: int = 7) -> None:
                        "unread_count, agent_read_message_id, over_limit, away_notice_at, "
                        "away_pending) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, NULL, 0)", convs)
         db.executemany("INSERT INTO message (id, conversation_id, workspace_id, sender, author_id, "
-                       "body, created_at, over_limit) VALUES (?, ?, ?, ?, ?, ?, ?, 0)", msgs)
+                       f"body, created_at, over_limit{extra_message}) VALUES (?, ?, ?, ?, ?, ?, ?, 0"
+                       f"{extra_values})", msgs)
         db.executemany("INSERT INTO chat_event (id, workspace_id, conversation_id, kind, ref_id, "
                        "actor, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)", events)
         visitors.clear(), convs.clear(), msgs.clear(), events.clear()

@@ -95,3 +95,14 @@ def test_the_load_client_checks_every_answer_and_counts_what_it_could_not_send()
     assert o.all == [] and o.lost == 200
     assert not o.sustained()
     assert verdict(o.p(.99), "≤", 100, clean=o.lost == 0).startswith("MISSED")
+
+
+def test_a_goal_that_holds_below_the_goals_scale_is_not_plainly_met():
+    from tests.bench import chat_report
+
+    chat_report.below_scale = "quick run"
+    try:
+        assert verdict(1.0, "≤", 3) == "met only at this smaller scale (quick run)"
+        assert verdict(9.0, "≤", 3) == "MISSED"
+    finally:
+        chat_report.below_scale = None

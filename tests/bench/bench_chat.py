@@ -60,7 +60,7 @@ QUICK = dict(
     conversations=10_000, messages=100_000, streams=(200, 1000), rate=100, seconds=5,
     steps=(200, 400, 800, 1600), below=(100, 10), step_seconds=2,
     ceiling_steps=(500, 1000, 2000, 3000), ceiling_below=(250, 100), ceiling_seconds=2,
-    idle_seconds=3, restart_rate=20, restart_before=2, restart_down=10, restart_after=8,
+    idle_seconds=3, restart_rate=20, restart_before=2, restart_down=15, restart_after=8,
     page_requests=40, page_seconds=3, floor_seconds=2, widget_visitors=3,
     open_deadline=30, settle=3,
 )

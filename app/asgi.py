@@ -1,4 +1,4 @@
-"""The ASGI root: sse-starlette streams first, everything else handed to Flask through a2wsgi.
+"""The ASGI root: the chat streams first, everything else handed to Flask through a2wsgi.
 
 Streams live here because an idle async stream costs a few KB, while each open request in
 Flask would hold one of a small pool of threads.
@@ -10,7 +10,6 @@ import logging
 
 import anyio
 from a2wsgi import WSGIMiddleware
-from sse_starlette import EventSourceResponse
 from starlette.applications import Starlette
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.responses import PlainTextResponse
@@ -23,7 +22,6 @@ from app.security import SecurityHeaders
 from app.wsgi_input import TerminatedInput
 
 GC_YOUNG_THRESHOLD = 50_000  # allocations between collections of the youngest generation
-SSE_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
 
 
 class QueryStringFilter(logging.Filter):
@@ -94,11 +92,6 @@ def build(flask_app=None) -> SecurityHeaders:
     hub = live.Hub(flask_app.config["DATABASE"], streams.fetch_after, streams.max_event_id,
                    presence=streams.write_presence, render=render.Renderer(flask_app).events)
 
-    # ping=0: the hub's one ticker sends every stream's heartbeats (live.Hub.tick), so that
-    # no stream keeps a timer and a task of its own for them.
-    def sse(events):
-        return EventSourceResponse(events, ping=0, send_timeout=10, headers=SSE_HEADERS)
-
     status_line = streams.status_heartbeat(flask_app)  # one for all: rendered once per beat
 
     async def dashboard_stream(request):
@@ -113,9 +106,9 @@ def build(flask_app=None) -> SecurityHeaders:
             return again is not None and again[1].workspace_id == membership.workspace_id
 
         presence = ("agent", membership.workspace_id, user.id)
-        return sse(streams.follow(hub, streams.parse_after(request), presence,
-                                  heartbeat=status_line,
-                                  allowed=still_allowed, workspace_id=membership.workspace_id))
+        return streams.EventStream(lambda attach: streams.follow(
+            hub, streams.parse_after(request), presence, heartbeat=status_line,
+            allowed=still_allowed, workspace_id=membership.workspace_id, attach=attach))
 
     async def visitor_stream(request):
         ticket = request.query_params.get("ticket", "")
@@ -129,10 +122,10 @@ def build(flask_app=None) -> SecurityHeaders:
             return PlainTextResponse("This chat link is not valid any more.", status_code=403)
         workspace_id, conversation_id = scope
         presence = ("visitor", workspace_id, conversation_id)
-        return sse(streams.follow(hub, streams.parse_after(request), presence,
-                                  allowed=lambda: check() is not None,
-                                  conversation_id=conversation_id,
-                                  recheck_seconds=streams.VISITOR_RECHECK_SECONDS))
+        return streams.EventStream(lambda attach: streams.follow(
+            hub, streams.parse_after(request), presence, allowed=lambda: check() is not None,
+            conversation_id=conversation_id, recheck_seconds=streams.VISITOR_RECHECK_SECONDS,
+            attach=attach))
 
     @contextlib.asynccontextmanager
     async def lifespan(app):

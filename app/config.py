@@ -96,6 +96,9 @@ def load(overrides=None) -> dict:
         # The cookie is sent again when the session changes (its "seen" time moves at most
         # once a minute), not re-signed on every request: a chat reply need not pay for it.
         "SESSION_REFRESH_EACH_REQUEST": False,
+        # Sessions and visitor tokens are looked up once per this many seconds, not once per
+        # chat message; a session revoked by another process ends within it (app/shortcache.py).
+        "SHORT_CACHE_SECONDS": 5.0,
         "WTF_CSRF_TIME_LIMIT": None,  # the token lives as long as the session that holds it
         "WTF_CSRF_SSL_STRICT": secure,
         "HUEY_IMMEDIATE": False,

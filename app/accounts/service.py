@@ -358,6 +358,7 @@ def remove_member(workspace: Workspace, acting: User, membership_id: int) -> Non
     if membership.user_id == acting.id:
         raise AccountError("You cannot remove yourself from your own workspace.", status=409)
     membership.delete_instance()
+    sessions.forget_user(membership.user_id)  # no more replies from them, at once
 
 
 # --- demo --------------------------------------------------------------------------------------

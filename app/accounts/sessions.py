@@ -14,6 +14,7 @@ from flask import abort, current_app, flash, g, redirect, request, session, url_
 
 from app.db import Prepared, thread_connection
 from app.models import Membership, User, UserSession, utcnow
+from app.shortcache import cache_for
 
 # Refresh "last seen" at most this often, so that not every request writes.
 SEEN_GRANULARITY = 60
@@ -30,16 +31,31 @@ SESSION_ROW = Prepared(lambda sid: UserSession.select(UserSession, User).join(Us
 MEMBERSHIPS = Prepared(lambda user_id: Membership.of(user_id))
 
 
+def within_lifetimes(config, data) -> bool:
+    """The cookie's own checks, no database: it names a session, and neither the absolute nor
+    the idle lifetime has run out. Run on every request, cached or not."""
+    if not data.get("sid"):
+        return False
+    now = int(time.time())
+    return not (now - data.get("iat", 0) > config["SESSION_MAX"].total_seconds()
+                or now - data.get("seen", 0) > config["SESSION_IDLE"].total_seconds())
+
+
 def session_row(data) -> UserSession | None:
     """The live session row for decoded cookie data, checking both lifetimes."""
-    sid = data.get("sid")
-    if not sid:
+    if not within_lifetimes(current_app.config, data):
         return None
-    now = int(time.time())
-    if (now - data.get("iat", 0) > current_app.config["SESSION_MAX"].total_seconds()
-            or now - data.get("seen", 0) > current_app.config["SESSION_IDLE"].total_seconds()):
-        return None
-    return SESSION_ROW.first(sid)
+    return SESSION_ROW.first(data["sid"])
+
+
+def _cache(flask_app):
+    return cache_for(flask_app, "sessions")
+
+
+def forget_user(user_id: int, flask_app=None) -> None:
+    """Drop this process's cached sessions of a user at once (log out, sessions ended, removed
+    from a workspace); other processes see it within SHORT_CACHE_SECONDS."""
+    _cache(flask_app or current_app).drop(user_id)
 
 
 def decode(flask_app, cookie: str | None) -> dict | None:
@@ -57,13 +73,17 @@ def decode(flask_app, cookie: str | None) -> dict | None:
 def check(flask_app, data: dict | None):
     """(session row, membership or None) for decoded cookie data: both lifetimes, the row not
     revoked. None when not logged in."""
-    if not data:
+    if not data or not within_lifetimes(flask_app.config, data):
         return None
-    with flask_app.app_context(), thread_connection():
-        row = session_row(data)
-        if row is None:
-            return None
-        return row, current_membership(row.user, data.get("ws"))
+
+    def load():
+        with flask_app.app_context(), thread_connection():
+            row = SESSION_ROW.first(data["sid"])
+            return None if row is None else (row, current_membership(row.user, data.get("ws")))
+
+    # The rows are shared by the requests of the next few seconds: read, never changed.
+    return _cache(flask_app).get((data["sid"], data.get("ws")), load,
+                                 tag_of=lambda found: found[0].user_id)
 
 
 def from_cookie(flask_app, cookie: str | None):
@@ -147,6 +167,8 @@ def logout_user() -> None:
     sid = session.get("sid")
     if sid:
         UserSession.delete().where(UserSession.sid == sid).execute()
+        if g.get("user") is not None:
+            forget_user(g.user.id)
     session.clear()
 
 
@@ -156,6 +178,7 @@ def end_sessions(user: User, keep_current: bool = False) -> None:
     if keep_current and session.get("sid"):
         query = query.where(UserSession.sid != session["sid"])
     query.execute()
+    forget_user(user.id)
 
 
 def login_required(view):

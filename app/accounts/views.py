@@ -253,6 +253,7 @@ def session_end(session_id):
                                        & (UserSession.user == g.user)).execute()
     if not ended:
         abort(404)
+    sessions.forget_user(g.user.id)  # the ended device's replies stop at once
     if g.session_row.id == session_id:
         session.clear()
         return go(url_for("accounts.login_form"))

@@ -24,6 +24,7 @@ from app.chat.text import MAX_CHARS, preview
 from app.db import Prepared, database, thread_connection
 from app.errors import RuleError
 from app.models import Membership, User, utcnow
+from app.shortcache import cache_for
 
 VISITOR_TOKEN_AGE = timedelta(days=365)
 STREAM_TICKET_AGE = timedelta(hours=12)
@@ -70,6 +71,7 @@ def save_site(site: Site, **fields) -> Site:
     for name, value in fields.items():
         setattr(site, name, value)
     site.save()
+    _cache().drop(("site", site.id))  # the widget sees the new settings at once
     return site
 
 
@@ -106,8 +108,21 @@ SAVED_REPLIES = Prepared(lambda workspace_id: SavedReply.select().where(
     SavedReply.workspace == workspace_id).order_by(SavedReply.shortcut))
 
 
+def _cache():
+    return cache_for(current_app, "chat")
+
+
 def site_by_key(site_key: str) -> Site | None:
-    return SITE_BY_KEY.first(site_key)
+    """The site of a widget key, from the short cache (asked on every visitor message); a site
+    saved here is dropped from it at once, one changed by another process within seconds.
+    The row is shared by the requests of those seconds: read it, never change it."""
+    return _cache().get(("site", site_key), lambda: SITE_BY_KEY.first(site_key),
+                        tag_of=lambda site: ("site", site.id))
+
+
+def forget_visitor(visitor_id: int) -> None:
+    """Drop the visitor's cached rows at once (their details or conversations deleted)."""
+    _cache().drop(("visitor", visitor_id))
 
 
 # --- visitors and their tokens ----------------------------------------------------------------
@@ -135,7 +150,10 @@ def visitor_from_token(site: Site, token: str | None) -> Visitor | None:
         return None
     if data.get("s") != site.id:
         return None
-    return VISITOR_BY_PUBLIC_ID.first(data.get("v"), site.id)
+    # The signature and age above are checked every time; only the row comes from the cache.
+    return _cache().get(("visitor", site.id, data.get("v")),
+                        lambda: VISITOR_BY_PUBLIC_ID.first(data.get("v"), site.id),
+                        tag_of=lambda visitor: ("visitor", visitor.id))
 
 
 def stream_ticket(conversation_id: int, visitor: Visitor) -> str:
@@ -172,6 +190,7 @@ def update_visitor(visitor: Visitor, name: str, email: str) -> None:
     left_email = bool(new_email) and new_email != visitor.email
     visitor.name, visitor.email = name.strip()[:120], new_email
     visitor.save(only=[Visitor.name, Visitor.email])
+    forget_visitor(visitor.id)  # a copy loaded before this save is not kept
     for conv in Conversation.select(Conversation.id, Conversation.workspace).where(
             Conversation.visitor == visitor):
         ChatEvent.create(workspace_id=conv.workspace_id, conversation_id=conv.id,
@@ -415,6 +434,7 @@ def delete_conversation(conversation: Conversation, actor: str) -> None:
                 Conversation.visitor == conversation.visitor_id).exists():
             Visitor.update(name="", email="", first_page_url="").where(
                 Visitor.id == conversation.visitor_id).execute()
+    forget_visitor(conversation.visitor_id)
     live.notify()
 
 

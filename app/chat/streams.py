@@ -7,6 +7,8 @@ after it from the database, then follows the dispatcher, skipping anything alrea
 nothing lost, nothing twice.
 """
 
+import asyncio
+import contextlib
 from datetime import datetime, timezone
 
 import anyio
@@ -85,7 +87,8 @@ KEEP_ALIVE = b": \r\n\r\n"  # an SSE comment: what a stream without a status lin
 
 
 async def follow(hub, after: int, presence: tuple, heartbeat=None, allowed=None,
-                 workspace_id=None, conversation_id=None, recheck_seconds=HEARTBEAT_SECONDS):
+                 workspace_id=None, conversation_id=None, recheck_seconds=HEARTBEAT_SECONDS,
+                 attach=None):
     """Replay, then follow the dispatcher; yields SSE bytes ready to send.
 
     The stream renders nothing itself: the dispatcher rendered each event once for its
@@ -95,11 +98,14 @@ async def follow(hub, after: int, presence: tuple, heartbeat=None, allowed=None,
     (the status line `heartbeat()` renders, once for all streams, or a bare keep-alive) and
     asks `allowed()` about every `recheck_seconds`, putting END in the queue when it says no:
     a stream ends soon after its session is logged out or its member removed, and waits on
-    nothing but its queue.
+    nothing but its queue. `attach(sub)`, when given, learns the subscriber (EventStream ends
+    it through its queue when the browser goes).
     """
     sub = hub.subscribe(workspace_id=workspace_id, conversation_id=conversation_id,
                         allowed=allowed, heartbeat=heartbeat, beat_every=HEARTBEAT_SECONDS,
                         check_every=recheck_seconds)
+    if attach is not None:
+        attach(sub)
     audience = sub.audience
     hub.arrive(presence)
 
@@ -144,3 +150,50 @@ def status_heartbeat(flask_app):
             at = datetime.now(timezone.utc).strftime("%H:%M:%S")
             return render.encode(render_template("dashboard/_status.html", at=at), event="status")
     return heartbeat
+
+
+SEND_TIMEOUT = 10  # seconds a send may wait on a client that does not read before it is let go
+SSE_HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-store"),
+               (b"x-accel-buffering", b"no")]
+
+
+class EventStream:
+    """A streaming ASGI response for `follow()`: one coroutine writes the bytes it yields, and
+    one small task waits for the browser to go (http.disconnect), then ends the stream through
+    its subscriber's queue. In place of sse-starlette's EventSourceResponse, which keeps a task
+    group of four tasks per stream (the stream, a disconnect listener, a server-exit listener,
+    a ping timer): at thousands of idle streams that was most of their memory
+    (tests/bench/stream_cost.py measures it). Heartbeats come from the hub's ticker."""
+
+    def __init__(self, make_events):
+        self.make_events = make_events  # (attach) -> follow(...) generator
+
+    async def __call__(self, scope, receive, send):
+        watcher = None
+
+        async def until_gone(sub):
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            sub.put(live.END)
+
+        def attach(sub):  # called by follow() once subscribed
+            nonlocal watcher
+            watcher = asyncio.ensure_future(until_gone(sub))
+
+        events = self.make_events(attach)
+
+        await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+        try:
+            async for data in events:
+                try:
+                    async with asyncio.timeout(SEND_TIMEOUT):
+                        await send({"type": "http.response.body", "body": data, "more_body": True})
+                except TimeoutError:
+                    return  # a client that does not read: dropped (its browser reconnects)
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
+            await events.aclose()

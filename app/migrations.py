@@ -97,6 +97,14 @@ def _0009_lockout_per_client(db):
     db.execute_sql("DROP TABLE IF EXISTS login_throttle")
 
 
+def _0010_message_client_id(db):
+    # The id a browser's form sends with each message, so that a retry is stored once (the
+    # same partial unique index as Message's in app/chat/models.py).
+    add_columns("message", client_id="VARCHAR(64) NOT NULL DEFAULT ''")
+    db.execute_sql('CREATE UNIQUE INDEX IF NOT EXISTS "message_client_id" ON "message" '
+                   '("conversation_id", "sender", "client_id") WHERE "client_id" != \'\'')
+
+
 STEPS = [
     (1, "initial", _0001_initial),
     (2, "live_chat", _0002_live_chat),
@@ -107,6 +115,7 @@ STEPS = [
     (7, "webhook_secret_index", _0007_webhook_secret_index),
     (8, "search_merges_in_background", _0008_search_merges_in_background),
     (9, "lockout_per_client", _0009_lockout_per_client),
+    (10, "message_client_id", _0010_message_client_id),
 ]
 
 

@@ -1,11 +1,13 @@
 """Chat forms (dashboard side and widget side)."""
 
 import re
+import secrets
 
 from wtforms import (
     BooleanField,
     EmailField,
     FileField,
+    HiddenField,
     IntegerField,
     SelectField,
     StringField,
@@ -21,6 +23,7 @@ from wtforms.validators import (
     ValidationError,
 )
 
+from app.chat.service import client_id_from
 from app.chat.text import MAX_CHARS
 from app.csrf import TokenForm as FlaskForm  # our CSRF token in every form
 
@@ -61,7 +64,16 @@ class SiteForm(FlaskForm):
     enabled = BooleanField("Widget switched on", default=True)
 
 
+def client_id_field():
+    """The hidden id that makes a chat post safe to retry: fresh each time the form is rendered
+    (so a browser's re-post of one rendered form is the same post), the posted one kept when
+    the form is shown again after a refusal (nothing was stored under it)."""
+    return HiddenField(default=lambda: secrets.token_urlsafe(16),
+                       filters=[lambda v: client_id_from(v) or secrets.token_urlsafe(16)])
+
+
 class ReplyForm(FlaskForm):
+    client_id = client_id_field()
     body = TextAreaField("Reply", validators=[Length(max=MAX_CHARS, message=f"At most {MAX_CHARS:,} characters.")])
     file = FileField("Attach a file")
 
@@ -90,6 +102,7 @@ class WidgetMessageForm(FlaskForm):
     class Meta:
         csrf = False
 
+    client_id = client_id_field()
     body = TextAreaField("Message", validators=[Length(max=MAX_CHARS, message=f"Messages can be at most {MAX_CHARS:,} characters.")])
     file = FileField("Attach a file")
     name = StringField("Your name (optional)", validators=[Length(max=120)], filters=strip)

@@ -113,9 +113,32 @@ class Message(BaseModel):
     body = TextField(default="")
     created_at = DateTimeField(default=utcnow)
     over_limit = BooleanField(default=False)
+    # The id the sender's form carried (made fresh each time the form is rendered): a retry of
+    # the same post finds the message it stored before instead of storing it again. '' = none.
+    client_id = CharField(max_length=64, default="")
+    replayed = False  # not a column: True on the message a retry found already stored
 
     class Meta:
         indexes = ((("conversation", "id"), False),)
+
+    @classmethod
+    def sent_before(cls, conversation_id: int, sender: str, client_id: str):
+        """The message this sender already stored in this conversation under this client id
+        (marked as replayed), or None."""
+        if not client_id:
+            return None
+        found = cls.get_or_none((cls.conversation == conversation_id) & (cls.sender == sender)
+                                & (cls.client_id == client_id))
+        if found is not None:
+            found.replayed = True
+        return found
+
+
+# One message per (conversation, sender, client id): the rule that makes a retry race-free.
+# Scoped by sender too, so that one side's id can never stand for the other side's message.
+Message.add_index(Message.index(Message.conversation, Message.sender, Message.client_id,
+                                unique=True, where=(Message.client_id != ""),
+                                name="message_client_id"))
 
 
 class Attachment(BaseModel):

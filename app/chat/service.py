@@ -1,12 +1,13 @@
 """Chat rules as plain functions: views, streams and tasks all call these."""
 
+import re
 import time
 from datetime import timedelta
 from urllib.parse import urlsplit
 
 from flask import current_app
 from itsdangerous import BadSignature, URLSafeTimedSerializer
-from peewee import SQL, fn
+from peewee import SQL, IntegrityError, fn
 
 from app.chat import files, live
 from app.chat.models import (
@@ -36,6 +37,16 @@ INBOX_PAGE = 25
 
 class ChatError(RuleError):
     """A chat rule said no."""
+
+
+CLIENT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def client_id_from(value) -> str:
+    """The id a chat form sent to make its post safe to retry, or '' when it sent none or not
+    one we recognise (a short URL-safe token). '' still posts, without retry protection: a
+    page rendered before forms carried the id must keep working."""
+    return value if isinstance(value, str) and CLIENT_ID.fullmatch(value) else ""
 
 
 # --- sites ------------------------------------------------------------------------------------
@@ -261,7 +272,8 @@ def _count_visitor_message(site: Site) -> bool:
 # A message's own writes, the most repeated statements of all, as fixed SQL (see
 # CONVERSATION above for why); the FTS5 triggers index the message as for any insert.
 INSERT_MESSAGE = ('INSERT INTO "message" ("conversation_id", "workspace_id", "sender", '
-                  '"author_id", "body", "created_at", "over_limit") VALUES (?, ?, ?, ?, ?, ?, ?)')
+                  '"author_id", "body", "created_at", "over_limit", "client_id") '
+                  'VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
 INSERT_EVENT = ('INSERT INTO "chat_event" ("workspace_id", "conversation_id", "kind", "ref_id", '
                 '"actor", "created_at") VALUES (?, ?, ?, ?, ?, ?)')
 TOUCH_CONVERSATION = ('UPDATE "conversation" SET "last_activity_at" = ?, "last_preview" = ? '
@@ -271,14 +283,15 @@ VISITOR_WROTE = ('UPDATE "conversation" SET "last_activity_at" = ?, "last_previe
                  '"over_limit" = "over_limit" | ? WHERE "id" = ?')
 
 
-def _add_message(conversation, sender, body, upload, author=None, over_limit=False) -> Message:
+def _add_message(conversation, sender, body, upload, author=None, over_limit=False,
+                 client_id="") -> Message:
     now = utcnow()
     cursor = database.execute_sql(INSERT_MESSAGE, (
         conversation.id, conversation.workspace_id, sender, author.id if author else None, body,
-        str(now), int(over_limit)))
+        str(now), int(over_limit), client_id))
     message = Message(id=cursor.lastrowid, conversation=conversation,
                       workspace_id=conversation.workspace_id, sender=sender, author=author,
-                      body=body, created_at=now, over_limit=over_limit)
+                      body=body, created_at=now, over_limit=over_limit, client_id=client_id)
     if upload is not None:
         filename, content_type, data = upload
         Attachment.create(message=message, workspace_id=conversation.workspace_id,
@@ -299,27 +312,40 @@ def checked_upload(filename: str | None, data: bytes | None):
 
 
 def post_visitor_message(site: Site, visitor: Visitor, body: str, upload=None,
-                         page_url: str = "", conversation: Conversation | None = None) -> Message:
+                         page_url: str = "", conversation: Conversation | None = None,
+                         client_id: str = "") -> Message:
     """`conversation`: the visitor's current one when the caller has just loaded it."""
     body = check_body(body, upload is not None)
     # A visitor's words are never refused for the plan: stored, and flagged for the owner.
-    with database.atomic():
-        over = _count_visitor_message(site)
-        conversation = conversation or current_conversation(visitor)
-        started = conversation is None
-        if started:
-            conversation = Conversation.create(workspace=site.workspace_id, site=site,
-                                               visitor=visitor, started_page_url=page_url[:2000])
-        message = _add_message(conversation, Message.VISITOR, body, upload, over_limit=over)
-        database.execute_sql(VISITOR_WROTE, (str(message.created_at),
-                                             preview(body or f"📎 {upload[0]}"), int(over),
-                                             conversation.id))
-        if visitor.last_seen_at < message.created_at - timedelta(minutes=1):
-            # Minute precision is all "last seen" needs; it spares a write per message.
-            Visitor.update(last_seen_at=message.created_at).where(Visitor.id == visitor.id).execute()
-        if conversation.status != Conversation.OPEN:
-            ChatEvent.create(workspace_id=conversation.workspace_id,
-                             conversation_id=conversation.id, kind=ChatEvent.STATUS)
+    try:
+        with database.atomic():
+            over = _count_visitor_message(site)
+            conversation = conversation or current_conversation(visitor)
+            started = conversation is None
+            if started:
+                conversation = Conversation.create(workspace=site.workspace_id, site=site,
+                                                   visitor=visitor,
+                                                   started_page_url=page_url[:2000])
+            message = _add_message(conversation, Message.VISITOR, body, upload, over_limit=over,
+                                   client_id=client_id)
+            database.execute_sql(VISITOR_WROTE, (str(message.created_at),
+                                                 preview(body or f"📎 {upload[0]}"), int(over),
+                                                 conversation.id))
+            if visitor.last_seen_at < message.created_at - timedelta(minutes=1):
+                # Minute precision is all "last seen" needs; it spares a write per message.
+                Visitor.update(last_seen_at=message.created_at).where(
+                    Visitor.id == visitor.id).execute()
+            if conversation.status != Conversation.OPEN:
+                ChatEvent.create(workspace_id=conversation.workspace_id,
+                                 conversation_id=conversation.id, kind=ChatEvent.STATUS)
+    except IntegrityError:
+        # The same post, stored by a request that committed while this one waited for the
+        # writer lock (the unique client id index): nothing of this attempt is kept.
+        current = current_conversation(visitor)
+        earlier = current and Message.sent_before(current.id, Message.VISITOR, client_id)
+        if not earlier:
+            raise
+        return earlier
     live.notify()
     if not agents_online(site.workspace_id):
         schedule_away_notice(conversation.id)
@@ -336,11 +362,21 @@ AWAY_NEEDS_EMAIL = "The team is away: leave your e-mail so that we can answer yo
 
 def send_visitor_message(site: Site, visitor: Visitor, body: str, filename: str = "",
                          data: bytes | None = None, *, name: str = "", email: str = "",
-                         page_url: str = "", conversation: Conversation | None = None) -> Message:
+                         page_url: str = "", conversation: Conversation | None = None,
+                         client_id: str = "") -> Message:
     """The one set of rules for a visitor's message, in the order they are told (text or file,
     limits, details, away mode), whatever form it came in. Name and e-mail arrive checked by
-    WidgetMessageForm; a refusal is a ChatError and changes nothing."""
+    WidgetMessageForm; a refusal is a ChatError and changes nothing.
+
+    `client_id` (see client_id_from): a retry of a post already stored returns that message
+    (`replayed`) before any rule, so that it is answered as the first was, whatever the limits
+    or away mode say now, and stores nothing."""
     from app.widget import limits  # the counters live with the widget; they import nothing of ours
+
+    current = conversation or (current_conversation(visitor) if client_id else None)
+    earlier = current and Message.sent_before(current.id, Message.VISITOR, client_id)
+    if earlier:
+        return earlier
 
     if data is not None and not limits.upload_allowed(visitor):
         raise ChatError(TOO_MANY_FILES, status=429, field="file")
@@ -353,16 +389,36 @@ def send_visitor_message(site: Site, visitor: Visitor, body: str, filename: str 
     elif not visitor.email and not agents_online(site.workspace_id):
         raise ChatError(AWAY_NEEDS_EMAIL, field="email")
     return post_visitor_message(site, visitor, body, upload, page_url=page_url,
-                                conversation=conversation)
+                                conversation=conversation, client_id=client_id)
 
 
-def post_agent_reply(conversation: Conversation, user: User, body: str, upload=None) -> Message:
+def first_message(message: Message) -> bool:
+    """Whether nothing was said in its conversation before this message."""
+    return not Message.select(Message.id).where(
+        (Message.conversation == message.conversation_id) & (Message.id < message.id)).exists()
+
+
+def post_agent_reply(conversation: Conversation, user: User, body: str, upload=None,
+                     client_id: str = "") -> Message:
+    """An agent's reply. A retry of a post already stored (same `client_id`) returns that
+    message (`replayed`) and stores and sends nothing."""
+    earlier = Message.sent_before(conversation.id, Message.AGENT, client_id)
+    if earlier:
+        return earlier
     body = check_body(body, upload is not None)
-    with database.atomic():
-        message = _add_message(conversation, Message.AGENT, body, upload, author=user)
-        database.execute_sql(TOUCH_CONVERSATION, (str(message.created_at),
-                                                  preview(body or f"📎 {upload[0]}"),
-                                                  conversation.id))
+    try:
+        with database.atomic():
+            message = _add_message(conversation, Message.AGENT, body, upload, author=user,
+                                   client_id=client_id)
+            database.execute_sql(TOUCH_CONVERSATION, (str(message.created_at),
+                                                      preview(body or f"📎 {upload[0]}"),
+                                                      conversation.id))
+    except IntegrityError:
+        # Stored meanwhile by the same post sent twice at once (the unique client id index).
+        earlier = Message.sent_before(conversation.id, Message.AGENT, client_id)
+        if not earlier:
+            raise
+        return earlier
     live.notify()
     visitor = conversation.visitor
     if visitor.email and not visitor_connected(conversation.id):

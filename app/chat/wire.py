@@ -132,17 +132,19 @@ def routes(flask_app) -> list[Route]:
             try:
                 if not form.validate():
                     raise ChatError(" ".join(e for errs in form.errors.values() for e in errs))
-                service.send_visitor_message(
+                message = service.send_visitor_message(
                     site, visitor, form.body.data or "", *(upload or ("", None)),
                     name=form.name.data or "", email=form.email.data or "",
-                    page_url=fields.get("page", ""), conversation=conversation)
+                    page_url=fields.get("page", ""), conversation=conversation,
+                    client_id=service.client_id_from(fields.get("client_id")))
             except ChatError as err:
                 form.form_errors.append(err.message)
                 return as_starlette(render("widget/_compose.html", status=err.status,
                                            **compose_context(site, visitor, form)))
-            if conversation is None:
+            if conversation is None or (message.replayed and service.first_message(message)):
                 # The first message starts the conversation: swap the whole chat in, stream
-                # included.
+                # included (and so again for a retry of that first message: the page that
+                # lost the answer still shows the form without a chat).
                 response = render("widget/_chat.html", **chat_context(site, visitor))
                 response.headers["HX-Retarget"] = "#chat"
                 response.headers["HX-Reswap"] = "innerHTML"
@@ -196,7 +198,9 @@ def routes(flask_app) -> list[Route]:
                 if not form.validate():
                     raise ChatError(" ".join(form.body.errors) or "Check the form.", field="body")
                 service.post_agent_reply(conversation, row.user, form.body.data or "",
-                                         service.checked_upload(*(upload or ("", None))))
+                                         service.checked_upload(*(upload or ("", None))),
+                                         client_id=service.client_id_from(
+                                             fields.get("client_id")))
             except ChatError as err:
                 form.form_errors.append(err.message)
                 response = as_starlette(render(

@@ -433,7 +433,10 @@ def restart_under_load(server, load, p, loaders) -> dict:
     # Long enough to cover `restart_after` seconds after the process answers again, for a
     # restart of up to `restart_down` s; the report says how much of that window was covered.
     seconds = p["restart_before"] + p["restart_down"] + p["restart_after"]
-    runner = threading.Thread(target=lambda: out.update(o=load.drive(p["restart_rate"], seconds, loaders)))
+    # A message accepted just before the kill arrives after the restart: it is lost only if it
+    # never arrives, so the deadline here spans the longest restart allowed.
+    deadline = p["restart_down"] + 10
+    runner = threading.Thread(target=lambda: out.update(o=load.drive(p["restart_rate"], seconds, loaders, deadline)))
     runner.start()
     time.sleep(0.3 + p["restart_before"])
     killed, answered = server.kill_and_restart()

@@ -171,10 +171,12 @@ class Client:
                 "total": len(streams), "back_at": [s.back_at for s in streams],
                 "reconnects": self.counters.get("reconnects", 0)}
 
-    async def drive(self, rate: float, seconds: float, start_at: float, loaders: list) -> dict:
+    async def drive(self, rate: float, seconds: float, start_at: float, loaders: list,
+                    deadline: float = DELIVERY_DEADLINE) -> dict:
         """Send `rate` marked messages a second for `seconds` from wall time `start_at`,
         alternating visitor→agent (widget POST) and agent→visitor (dashboard POST), then wait
-        for their delivery. Returns every message's outcome (see Outcomes)."""
+        for their delivery, at most `deadline` seconds each. Returns every message's outcome
+        (see Outcomes)."""
         if self.pools is None:
             self.pools = {side: asyncio.Queue() for side in ("visitor", "agent")}
             for q in self.pools.values():
@@ -240,11 +242,11 @@ class Client:
         for k in range(i, total):
             unsent.append(("v2a" if (k + 1) % 2 else "a2v", k / rate))
         # Deliveries: every sent message gets DELIVERY_DEADLINE from its send; POSTs their timeout.
-        wait_until = time.perf_counter() + DELIVERY_DEADLINE + POST_TIMEOUT
+        wait_until = time.perf_counter() + deadline + POST_TIMEOUT
         while time.perf_counter() < wait_until:
             now_ns = time.perf_counter_ns()
             waiting = any(tracker.records[m][3] is None and m not in failed and
-                          (tracker.records[m][2] is None or now_ns - tracker.records[m][2] < DELIVERY_DEADLINE * 1e9)
+                          (tracker.records[m][2] is None or now_ns - tracker.records[m][2] < deadline * 1e9)
                           for m in marks)
             if not tasks and not waiting:
                 break
@@ -254,7 +256,7 @@ class Client:
         samples = [(d, at, INF, "unsent") for d, at in unsent]
         for m in marks:
             d, _, t_sent, t_got, at = tracker.records.pop(m)
-            if t_sent is None or t_got is None or t_got - t_sent > DELIVERY_DEADLINE * 1e9:
+            if t_sent is None or t_got is None or t_got - t_sent > deadline * 1e9:
                 latency = INF
             else:
                 latency = (t_got - t_sent) / 1e6
@@ -339,10 +341,10 @@ class Load:
                 "back_at": [t for p in parts for t in p["back_at"]],
                 "reconnects": sum(p["reconnects"] for p in parts)}
 
-    def drive(self, rate, seconds, loaders) -> "Outcomes":
+    def drive(self, rate, seconds, loaders, deadline=DELIVERY_DEADLINE) -> "Outcomes":
         start_at = time.time() + 0.3
         parts = self.call("drive", [dict(rate=rate / self.n, seconds=seconds, start_at=start_at,
-                                         loaders=part)
+                                         loaders=part, deadline=deadline)
                                     for part in self.share(loaders)])
         return Outcomes(rate, seconds, parts)
 

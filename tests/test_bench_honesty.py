@@ -7,6 +7,7 @@ import time
 
 from tests.bench.chat_client import INF, Client, Outcomes
 from tests.bench.chat_report import verdict
+from tests.chat_fixtures import run_async
 
 
 def part(samples, window=1.0):
@@ -88,7 +89,7 @@ def test_the_load_client_checks_every_answer_and_counts_what_it_could_not_send()
             server.close()
             await server.wait_closed()
 
-    o = Outcomes(1000, 0.2, [asyncio.run(scenario())])
+    o = Outcomes(1000, 0.2, [run_async(scenario())])
     assert o.scheduled == 200
     assert o.sent == 128 and o.not_sent == 72  # 64 connections each way, all busy for 0.3 s
     assert o.errors == 128 and set(o.statuses) == {500}

@@ -20,7 +20,9 @@ from collections import Counter, OrderedDict, defaultdict
 
 import anyio
 
-WATCH_INTERVAL = 0.01  # seconds between data_version checks while chats are active
+WATCH_INTERVAL = 0.05  # seconds between data_version checks while chats are active: this
+# process's own writes are published from memory (or wake the dispatcher at once), so the
+# watch is for other processes' writes only
 IDLE_INTERVAL = 0.1  # ... and once nothing has changed for IDLE_AFTER seconds
 IDLE_AFTER = 5.0
 PRESENCE_EVERY = 15.0  # seconds between refreshes of this process's presence rows
@@ -40,6 +42,25 @@ def notify() -> None:
     hub = _hub
     if hub is not None:
         hub.wake_threadsafe()
+
+
+class Written:
+    """An event this process has just committed, with what its write already holds (the
+    message object), so that it is published from memory instead of read back."""
+    __slots__ = ("id", "workspace_id", "conversation_id", "kind", "ref_id", "actor", "message")
+
+    def __init__(self, id, workspace_id, conversation_id, kind, ref_id=None, actor="",
+                 message=None):
+        self.id, self.workspace_id, self.conversation_id = id, workspace_id, conversation_id
+        self.kind, self.ref_id, self.actor, self.message = kind, ref_id, actor, message
+
+
+def publish(written: list) -> None:
+    """Called after the commit, from the writing thread: render the events there, once per
+    audience watching, and hand them to this process's streams (see Hub.publish)."""
+    hub = _hub
+    if hub is not None and written:
+        hub.publish(written)
 
 
 class Beat:
@@ -118,6 +139,11 @@ class Hub:
         self.wake = None
         self.task = None
         self.rendered = OrderedDict()  # (audience, event id) -> SSE bytes or None
+        # Events published from memory that wait for an earlier id (another process's event,
+        # or another thread's publish still on its way): event id -> Event.
+        self.pending = {}
+        self.read_back = 0  # events the dispatcher read from the database and rendered itself
+        self.announced = 0  # the newest event id a publish from memory is bringing
 
     # -- rendering: once per (event, audience), in a worker thread ------------------------------
     def render(self, wanted) -> list[dict]:
@@ -157,8 +183,61 @@ class Hub:
 
     def _fetch_rendered(self, last_id: int) -> list[Event]:
         rows = self.fetch_after(last_id)
-        wanted = [(row, self._audiences(row)) for row in rows]
-        return [Event(row, sse) for row, sse in zip(rows, self.render(wanted), strict=True)]
+        # An event published from memory is already rendered: only the rest is (a dict read
+        # from this thread is safe; the loop only adds and removes whole entries).
+        known = {row.id: self.pending.get(row.id) for row in rows}
+        fresh = [row for row in rows if known[row.id] is None]
+        self.read_back += len(fresh)
+        made = iter(self.render([(row, self._audiences(row)) for row in fresh]))
+        return [known[row.id] or Event(row, next(made)) for row in rows]
+
+    # -- publishing from memory ------------------------------------------------------------------
+    def publish(self, written: list) -> None:
+        """From the thread that committed `written` (live.Written, ids ascending): render each
+        event once per audience watching, then hand them to the loop. No read back, no hop."""
+        if self.loop is None:
+            return
+        # Announced before rendering, so that the watcher, seeing the commit meanwhile, leaves
+        # these to this publish instead of reading them back (an int store is atomic).
+        self.announced = max(self.announced, written[-1].id)
+        wanted = [(row, self._audiences(row)) for row in written]
+        try:
+            events = [Event(row, sse) for row, sse in zip(written, self.render(wanted), strict=True)]
+        except Exception:
+            log.exception("chat event not rendered from memory; the dispatcher reads it")
+            self.wake_threadsafe()
+            return
+        try:
+            self.loop.call_soon_threadsafe(self._accept, events)
+        except RuntimeError:
+            pass  # the loop is closing
+
+    def _accept(self, events: list) -> None:
+        for event in events:
+            if event.id > self.last_id:
+                self.pending[event.id] = event
+        self._drain()
+
+    def _drain(self) -> None:
+        """Deliver pending events while they follow on from the last one delivered. A gap (an
+        event of another process, or another thread's publish not arrived yet) is left to the
+        dispatcher, which reads it and delivers everything in order: nothing skipped."""
+        while (event := self.pending.get(self.last_id + 1)) is not None:
+            if any(a not in event.sse for a in self._audiences(event)):
+                break  # a stream subscribed since it was rendered: the dispatcher renders it
+            del self.pending[event.id]
+            self._deliver([event])
+        if self.pending:
+            self.wake.set()
+
+    def _deliver(self, events: list) -> None:
+        self.remember(events)
+        for event in events:
+            self.last_id = event.id
+            for sub in self.by_workspace.get(event.workspace_id, ()):
+                sub.put(event)
+            for sub in self.by_conversation.get(event.conversation_id, ()):
+                sub.put(event)
 
     # -- subscribers ---------------------------------------------------------------------------
     def subscribe(self, workspace_id=None, conversation_id=None, **timers) -> Subscriber:
@@ -358,6 +437,12 @@ class Hub:
                 if not woken and current == version:
                     continue
                 version = current
+                if not woken and not self.pending:
+                    # Most commits seen here are this process's own chat writes, already
+                    # published from memory: read back only when an event is newer.
+                    newest = watch.execute("SELECT max(id) FROM chat_event").fetchone()[0]
+                    if (newest or 0) <= max(self.last_id, self.announced):
+                        continue
                 last_change = time.monotonic()
                 await self.dispatch()
         finally:
@@ -375,14 +460,13 @@ class Hub:
                 made = await anyio.to_thread.run_sync(self.render, late)
                 for (event, _), sse in zip(late, made, strict=True):
                     event.sse.update(sse)
-            self.remember(events)
-            for event in events:
-                self.last_id = event.id
-                for sub in self.by_workspace.get(event.workspace_id, ()):
-                    sub.put(event)
-                for sub in self.by_conversation.get(event.conversation_id, ()):
-                    sub.put(event)
-            if len(events) < 500:
+            fetched = len(events)
+            self._deliver([event for event in events if event.id > self.last_id])
+            for event_id in [i for i in self.pending if i <= self.last_id]:
+                del self.pending[event_id]
+            self._drain()
+            # Still pending: published after this read began; the next read has them.
+            if fetched < 500 and not self.pending:
                 return
 
 

@@ -70,7 +70,8 @@ class Renderer:
         if kind != ChatEvent.DELETED and (AGENT in audiences or kind == ChatEvent.MESSAGE):
             conversation = service.CONVERSATION.first(row.conversation_id)
         if kind == ChatEvent.MESSAGE and conversation is not None:
-            message = service.MESSAGE.first(row.ref_id)
+            # Published from memory (live.Written): the write's own message object.
+            message = getattr(row, "message", None) or service.MESSAGE.first(row.ref_id)
         out = {}
         for audience in audiences:
             make = self.agent_html if audience == AGENT else self.visitor_html

@@ -292,12 +292,19 @@ def _add_message(conversation, sender, body, upload, author=None, over_limit=Fal
     message = Message(id=cursor.lastrowid, conversation=conversation,
                       workspace_id=conversation.workspace_id, sender=sender, author=author,
                       body=body, created_at=now, over_limit=over_limit, client_id=client_id)
+    attachments = []
     if upload is not None:
         filename, content_type, data = upload
-        Attachment.create(message=message, workspace_id=conversation.workspace_id,
-                          filename=filename, content_type=content_type, size=len(data), data=data)
-    database.execute_sql(INSERT_EVENT, (conversation.workspace_id, conversation.id,
-                                        ChatEvent.MESSAGE, message.id, sender, str(now)))
+        attachments.append(Attachment.create(
+            message=message, workspace_id=conversation.workspace_id, filename=filename,
+            content_type=content_type, size=len(data), data=data))
+    # The stream renders this very object (live.publish): its attachments are known here,
+    # so the fragment does not ask the database for them again.
+    message.__dict__["attachments"] = attachments
+    cursor = database.execute_sql(INSERT_EVENT, (conversation.workspace_id, conversation.id,
+                                                 ChatEvent.MESSAGE, message.id, sender, str(now)))
+    message.event = live.Written(cursor.lastrowid, conversation.workspace_id, conversation.id,
+                                 ChatEvent.MESSAGE, message.id, sender, message)
     return message
 
 
@@ -335,9 +342,12 @@ def post_visitor_message(site: Site, visitor: Visitor, body: str, upload=None,
                 # Minute precision is all "last seen" needs; it spares a write per message.
                 Visitor.update(last_seen_at=message.created_at).where(
                     Visitor.id == visitor.id).execute()
+            written = [message.event]
             if conversation.status != Conversation.OPEN:
-                ChatEvent.create(workspace_id=conversation.workspace_id,
-                                 conversation_id=conversation.id, kind=ChatEvent.STATUS)
+                reopened = ChatEvent.create(workspace_id=conversation.workspace_id,
+                                            conversation_id=conversation.id, kind=ChatEvent.STATUS)
+                written.append(live.Written(reopened.id, conversation.workspace_id,
+                                            conversation.id, ChatEvent.STATUS))
     except IntegrityError:
         # The same post, stored by a request that committed while this one waited for the
         # writer lock (the unique client id index): nothing of this attempt is kept.
@@ -346,7 +356,7 @@ def post_visitor_message(site: Site, visitor: Visitor, body: str, upload=None,
         if not earlier:
             raise
         return earlier
-    live.notify()
+    live.publish(written)
     if not agents_online(site.workspace_id):
         schedule_away_notice(conversation.id)
     if started:
@@ -419,7 +429,7 @@ def post_agent_reply(conversation: Conversation, user: User, body: str, upload=N
         if not earlier:
             raise
         return earlier
-    live.notify()
+    live.publish([message.event])
     visitor = conversation.visitor
     if visitor.email and not visitor_connected(conversation.id):
         from jobs.chat import email_reply_to_visitor

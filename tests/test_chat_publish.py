@@ -1,0 +1,76 @@
+"""This process's chat writes reach its streams from memory: rendered by the writing thread,
+handed to the loop, never read back; and an event of another process that lands between two of
+ours is read and delivered in its place, so every stream sees ids in order."""
+
+import asyncio
+import sqlite3
+
+import anyio
+
+from app.chat.live import AGENT
+from app.chat.models import ChatEvent
+from app.models import utcnow
+from tests.chat_fixtures import (  # noqa: F401  (fixtures)
+    WidgetVisitor,
+    online_fixture,
+    run_async,
+    site_fixture,
+    ws_fixture,
+)
+from tests.test_chat_streams import WAIT, running_hub, sse_html, take, visitor_message
+
+
+def test_this_processs_messages_are_published_from_memory_not_read_back(app, ws, site, online):
+    guest = WidgetVisitor.arrive(app, site.site_key)
+    assert guest.send("first").status_code == 200
+    conv = guest.conversation()
+
+    async def scenario():
+        async with running_hub(app) as hub:
+            agents = hub.subscribe(workspace_id=ws)
+            for body in ("one", "two", "three"):
+                await anyio.to_thread.run_sync(visitor_message, app, conv.id, body)
+            got = await take(agents, 3)
+            assert [sse_html(e.sse[AGENT]).count(body) > 0
+                    for e, body in zip(got, ("one", "two", "three"), strict=True)] == [True] * 3
+            assert [e.id for e in got] == sorted(e.id for e in got)
+            await asyncio.sleep(0.2)  # the watcher has seen the commits by now
+            assert hub.read_back == 0
+            assert all(hub.renders[(AGENT, e.id)] == 1 for e in got)
+
+    run_async(scenario())
+
+
+def test_another_processs_event_between_two_of_ours_is_delivered_in_its_place(
+        app, ws, site, online):
+    guest = WidgetVisitor.arrive(app, site.site_key)
+    assert guest.send("first").status_code == 200
+    conv = guest.conversation()
+
+    def other_process_typing():
+        # Another process's commit: a connection of its own, no publish, no notify.
+        db = sqlite3.connect(app.config["DATABASE"])
+        try:
+            with db:
+                db.execute('INSERT INTO "chat_event" ("workspace_id", "conversation_id", "kind", '
+                           '"ref_id", "actor", "created_at") VALUES (?, ?, ?, 0, ?, ?)',
+                           (ws, conv.id, ChatEvent.TYPING, "visitor", str(utcnow())))
+        finally:
+            db.close()
+
+    async def scenario():
+        async with running_hub(app) as hub:
+            agents = hub.subscribe(workspace_id=ws)
+            await anyio.to_thread.run_sync(visitor_message, app, conv.id, "before")
+            await anyio.to_thread.run_sync(other_process_typing)
+            await anyio.to_thread.run_sync(visitor_message, app, conv.id, "after")
+            got = await take(agents, 3)
+            assert [e.kind for e in got] == ["message", "typing", "message"]
+            assert [e.id for e in got] == sorted(e.id for e in got)
+            assert "after" in sse_html(got[2].sse[AGENT])
+            assert hub.read_back == 1  # only the other process's event was read
+            with anyio.fail_after(WAIT):
+                while hub.pending:
+                    await asyncio.sleep(0.01)
+
+    run_async(scenario())

@@ -48,8 +48,15 @@ def inbox():
         filter_ = "open"
     page = page_arg()
     q = request.args.get("q", "").strip()[:200]
-    results = service.search(ws, q) if q else None
-    conversations, more = service.inbox(ws, g.user, filter_, page)
+    if q:
+        # The results page shows no conversation list: do not read one.
+        results, conversations, more = service.search(ws, q), [], False
+    else:
+        results = None
+        conversations, more = service.inbox(ws, g.user, filter_, page)
+        # The rows carry their assignee's name: the assignee_name filter needs no query.
+        names = g.setdefault("assignee_names", {})
+        names.update((c.assignee_id, c.assignee_name) for c in conversations if c.assignee_id)
     return render("chat/inbox.html", "chat/_inbox.html", conversations=conversations, more=more,
                   filter=filter_, page=page, q=q, results=results, after=last_event_id(ws),
                   unread=service.unread_total(ws), hl=(service.HL_START, service.HL_END))

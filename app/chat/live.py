@@ -47,12 +47,14 @@ def notify() -> None:
 class Written:
     """An event this process has just committed, with what its write already holds (the
     message object), so that it is published from memory instead of read back."""
-    __slots__ = ("id", "workspace_id", "conversation_id", "kind", "ref_id", "actor", "message")
+    __slots__ = ("id", "workspace_id", "conversation_id", "kind", "ref_id", "actor", "message",
+                 "conversation")
 
     def __init__(self, id, workspace_id, conversation_id, kind, ref_id=None, actor="",
-                 message=None):
+                 message=None, conversation=None):
         self.id, self.workspace_id, self.conversation_id = id, workspace_id, conversation_id
         self.kind, self.ref_id, self.actor, self.message = kind, ref_id, actor, message
+        self.conversation = conversation  # with its visitor and site, as the write left it
 
 
 def publish(written: list) -> None:
@@ -185,11 +187,20 @@ class Hub:
         rows = self.fetch_after(last_id)
         # An event published from memory is already rendered: only the rest is (a dict read
         # from this thread is safe; the loop only adds and removes whole entries).
-        known = {row.id: self.pending.get(row.id) for row in rows}
+        known = {row.id: self._published(row) for row in rows}
         fresh = [row for row in rows if known[row.id] is None]
         self.read_back += len(fresh)
         made = iter(self.render([(row, self._audiences(row)) for row in fresh]))
         return [known[row.id] or Event(row, next(made)) for row in rows]
+
+    def _published(self, row):
+        """The Event published from memory for this row, if one is waiting (and is this very
+        row: an id whose transaction was undone can be taken by another event)."""
+        event = self.pending.get(row.id)
+        if event is not None and (event.kind, event.ref_id, event.conversation_id) == (
+                row.kind, row.ref_id, row.conversation_id):
+            return event
+        return None
 
     # -- publishing from memory ------------------------------------------------------------------
     def publish(self, written: list) -> None:
@@ -216,9 +227,10 @@ class Hub:
         for event in events:
             if event.id > self.last_id:
                 self.pending[event.id] = event
-        self._drain()
+        if self._drain():
+            self.wake.set()  # a gap: the dispatcher reads what fills it
 
-    def _drain(self) -> None:
+    def _drain(self) -> bool:
         """Deliver pending events while they follow on from the last one delivered. A gap (an
         event of another process, or another thread's publish not arrived yet) is left to the
         dispatcher, which reads it and delivers everything in order: nothing skipped."""
@@ -227,8 +239,7 @@ class Hub:
                 break  # a stream subscribed since it was rendered: the dispatcher renders it
             del self.pending[event.id]
             self._deliver([event])
-        if self.pending:
-            self.wake.set()
+        return bool(self.pending)
 
     def _deliver(self, events: list) -> None:
         self.remember(events)
@@ -465,8 +476,9 @@ class Hub:
             for event_id in [i for i in self.pending if i <= self.last_id]:
                 del self.pending[event_id]
             self._drain()
-            # Still pending: published after this read began; the next read has them.
-            if fetched < 500 and not self.pending:
+            # Anything still pending was committed after this read began: the watcher's next
+            # round (every WATCH_INTERVAL while something is pending) reads it.
+            if fetched < 500:
                 return
 
 

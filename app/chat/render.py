@@ -68,7 +68,9 @@ class Renderer:
         conversation = message = None
         # Read once for both audiences; a visitor's typing or seen marker needs no rows.
         if kind != ChatEvent.DELETED and (AGENT in audiences or kind == ChatEvent.MESSAGE):
-            conversation = service.CONVERSATION.first(row.conversation_id)
+            # Published from memory (live.Written): the conversation as the write left it.
+            conversation = (getattr(row, "conversation", None)
+                            or service.CONVERSATION.first(row.conversation_id))
         if kind == ChatEvent.MESSAGE and conversation is not None:
             # Published from memory (live.Written): the write's own message object.
             message = getattr(row, "message", None) or service.MESSAGE.first(row.ref_id)

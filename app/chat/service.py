@@ -18,7 +18,6 @@ from app.chat.models import (
     Presence,
     SavedReply,
     Site,
-    SiteUsage,
     Visitor,
 )
 from app.chat.text import MAX_CHARS, preview
@@ -261,11 +260,7 @@ def _count_visitor_message(site: Site) -> bool:
     """Count one more visitor message this month; True when it goes past the plan's limit.
     Runs inside the message's transaction, so the count and the message agree."""
     month = utcnow().strftime("%Y-%m")
-    cursor = (SiteUsage.insert(site=site, month=month, visitor_messages=1)
-              .on_conflict(conflict_target=[SiteUsage.site, SiteUsage.month],
-                           update={SiteUsage.visitor_messages: SiteUsage.visitor_messages + 1})
-              .returning(SiteUsage.visitor_messages).tuples().execute())
-    (used,) = next(iter(cursor))
+    (used,) = database.execute_sql(COUNT_VISITOR_MESSAGE, (site.id, month)).fetchone()
     return used > site.monthly_message_limit
 
 
@@ -277,10 +272,16 @@ INSERT_MESSAGE = ('INSERT INTO "message" ("conversation_id", "workspace_id", "se
 INSERT_EVENT = ('INSERT INTO "chat_event" ("workspace_id", "conversation_id", "kind", "ref_id", '
                 '"actor", "created_at") VALUES (?, ?, ?, ?, ?, ?)')
 TOUCH_CONVERSATION = ('UPDATE "conversation" SET "last_activity_at" = ?, "last_preview" = ? '
-                      'WHERE "id" = ?')
+                      'WHERE "id" = ? '
+                      'RETURNING "unread_count", "status", "over_limit", "assignee_id"')
 VISITOR_WROTE = ('UPDATE "conversation" SET "last_activity_at" = ?, "last_preview" = ?, '
                  '"unread_count" = "unread_count" + 1, "status" = \'open\', '
-                 '"over_limit" = "over_limit" | ? WHERE "id" = ?')
+                 '"over_limit" = "over_limit" | ? WHERE "id" = ? '
+                 'RETURNING "unread_count", "over_limit", "assignee_id"')
+COUNT_VISITOR_MESSAGE = ('INSERT INTO "site_usage" ("site_id", "month", "visitor_messages") '
+                         'VALUES (?, ?, 1) ON CONFLICT ("site_id", "month") DO UPDATE SET '
+                         '"visitor_messages" = "visitor_messages" + 1 '
+                         'RETURNING "visitor_messages"')
 
 
 def _add_message(conversation, sender, body, upload, author=None, over_limit=False,
@@ -306,6 +307,15 @@ def _add_message(conversation, sender, body, upload, author=None, over_limit=Fal
     message.event = live.Written(cursor.lastrowid, conversation.workspace_id, conversation.id,
                                  ChatEvent.MESSAGE, message.id, sender, message)
     return message
+
+
+def _publish(written: list) -> None:
+    """Hand this write's events to the streams from memory, once committed. Inside a caller's
+    transaction nothing is committed yet: the dispatcher reads them after the commit instead."""
+    if database.in_transaction():
+        live.notify()
+    else:
+        live.publish(written)
 
 
 def checked_upload(filename: str | None, data: bytes | None):
@@ -335,19 +345,28 @@ def post_visitor_message(site: Site, visitor: Visitor, body: str, upload=None,
                                                    started_page_url=page_url[:2000])
             message = _add_message(conversation, Message.VISITOR, body, upload, over_limit=over,
                                    client_id=client_id)
-            database.execute_sql(VISITOR_WROTE, (str(message.created_at),
-                                                 preview(body or f"📎 {upload[0]}"), int(over),
-                                                 conversation.id))
+            last_preview = preview(body or f"📎 {upload[0]}")
+            unread, over_limit, assignee_id = database.execute_sql(VISITOR_WROTE, (
+                str(message.created_at), last_preview, int(over), conversation.id)).fetchone()
             if visitor.last_seen_at < message.created_at - timedelta(minutes=1):
                 # Minute precision is all "last seen" needs; it spares a write per message.
                 Visitor.update(last_seen_at=message.created_at).where(
                     Visitor.id == visitor.id).execute()
             written = [message.event]
-            if conversation.status != Conversation.OPEN:
+            was_open = conversation.status == Conversation.OPEN
+            # The conversation as it now stands in the database, for the stream's fragments
+            # (rendered from this object: see live.publish).
+            conversation.visitor, conversation.site = visitor, site
+            conversation.last_activity_at, conversation.last_preview = message.created_at, last_preview
+            conversation.unread_count, conversation.over_limit = unread, bool(over_limit)
+            conversation.assignee_id, conversation.status = assignee_id, Conversation.OPEN
+            message.event.conversation = conversation
+            if not was_open:
                 reopened = ChatEvent.create(workspace_id=conversation.workspace_id,
                                             conversation_id=conversation.id, kind=ChatEvent.STATUS)
                 written.append(live.Written(reopened.id, conversation.workspace_id,
-                                            conversation.id, ChatEvent.STATUS))
+                                            conversation.id, ChatEvent.STATUS,
+                                            conversation=conversation))
     except IntegrityError:
         # The same post, stored by a request that committed while this one waited for the
         # writer lock (the unique client id index): nothing of this attempt is kept.
@@ -356,7 +375,7 @@ def post_visitor_message(site: Site, visitor: Visitor, body: str, upload=None,
         if not earlier:
             raise
         return earlier
-    live.publish(written)
+    _publish(written)
     if not agents_online(site.workspace_id):
         schedule_away_notice(conversation.id)
     if started:
@@ -420,16 +439,21 @@ def post_agent_reply(conversation: Conversation, user: User, body: str, upload=N
         with database.atomic():
             message = _add_message(conversation, Message.AGENT, body, upload, author=user,
                                    client_id=client_id)
-            database.execute_sql(TOUCH_CONVERSATION, (str(message.created_at),
-                                                      preview(body or f"📎 {upload[0]}"),
-                                                      conversation.id))
+            last_preview = preview(body or f"📎 {upload[0]}")
+            unread, status, over_limit, assignee_id = database.execute_sql(TOUCH_CONVERSATION, (
+                str(message.created_at), last_preview, conversation.id)).fetchone()
+            # As it now stands in the database, for the stream's fragments (live.publish).
+            conversation.last_activity_at, conversation.last_preview = message.created_at, last_preview
+            conversation.unread_count, conversation.status = unread, status
+            conversation.over_limit, conversation.assignee_id = bool(over_limit), assignee_id
+            message.event.conversation = conversation
     except IntegrityError:
         # Stored meanwhile by the same post sent twice at once (the unique client id index).
         earlier = Message.sent_before(conversation.id, Message.AGENT, client_id)
         if not earlier:
             raise
         return earlier
-    live.publish([message.event])
+    _publish([message.event])
     visitor = conversation.visitor
     if visitor.email and not visitor_connected(conversation.id):
         from jobs.chat import email_reply_to_visitor

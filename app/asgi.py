@@ -106,26 +106,36 @@ def build(flask_app=None) -> SecurityHeaders:
             return again is not None and again[1].workspace_id == membership.workspace_id
 
         presence = ("agent", membership.workspace_id, user.id)
-        return streams.EventStream(lambda attach: streams.follow(
+        opened = await streams.admit(
             hub, streams.parse_after(request), presence, heartbeat=status_line,
-            allowed=still_allowed, workspace_id=membership.workspace_id, attach=attach))
+            allowed=still_allowed, workspace_id=membership.workspace_id)
+        return streams.EventStream(opened)
 
     async def visitor_stream(request):
         ticket = request.query_params.get("ticket", "")
+        # The signature is checked here, on the loop (microseconds): the conversation it names
+        # is then known before the one thread hop that checks it still exists and replays.
+        with flask_app.app_context():
+            claim = service.read_stream_ticket(ticket) if ticket else None
+        conversation_id = claim.get("c") if isinstance(claim, dict) else None
+        scope = None
 
         def check():
+            nonlocal scope
             with flask_app.app_context():
-                return service.visitor_stream_scope(ticket)
+                scope = service.visitor_stream_scope(ticket)
+            return scope is not None and scope[1] == conversation_id
 
-        scope = await anyio.to_thread.run_sync(check)
-        if scope is None:
+        opened = None
+        if isinstance(conversation_id, int):
+            opened = await streams.admit(
+                hub, streams.parse_after(request), lambda: ("visitor", scope[0], conversation_id), check=check,
+                allowed=check, conversation_id=conversation_id,
+                recheck_seconds=streams.VISITOR_RECHECK_SECONDS,
+                beat_every=streams.VISITOR_HEARTBEAT_SECONDS)
+        if opened is None:
             return PlainTextResponse("This chat link is not valid any more.", status_code=403)
-        workspace_id, conversation_id = scope
-        presence = ("visitor", workspace_id, conversation_id)
-        return streams.EventStream(lambda attach: streams.follow(
-            hub, streams.parse_after(request), presence, allowed=lambda: check() is not None,
-            conversation_id=conversation_id, recheck_seconds=streams.VISITOR_RECHECK_SECONDS,
-            attach=attach))
+        return streams.EventStream(opened)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):

@@ -387,9 +387,9 @@ def test_a_storm_of_arrivals_is_written_as_one_presence_round(app, ws, site):
     transactions for the write lock ahead of the messages: arrivals are written together."""
     rounds = []
 
-    def counted_presence(process_id, keys, gone):
+    def counted_presence(process_id, keys, gone, refresh=False):
         rounds.append((len(keys), len(gone)))
-        streams.write_presence(process_id, keys, gone)
+        streams.write_presence(process_id, keys, gone, refresh)
 
     def present():
         with connection():

@@ -10,6 +10,9 @@ LISTEN/NOTIFY.)
 
 import asyncio
 import contextlib
+import functools
+import heapq
+import itertools
 import logging
 import random
 import secrets
@@ -75,6 +78,7 @@ class Beat:
 
 
 END = object()  # put in a subscriber's queue when its permission check said no
+BEAT, CHECK = 0, 1  # what falls due on the ticker's agenda
 AGENT, VISITOR = "agent", "visitor"  # a workspace's streams are agents', a conversation's visitors'
 
 
@@ -141,6 +145,9 @@ class Hub:
         self.wake = None
         self.task = None
         self.rendered = OrderedDict()  # (audience, event id) -> SSE bytes or None
+        self.agenda = []  # heap of the streams' next heartbeats and checks; see _due()
+        self.stale = 0  # agenda entries of streams that have gone
+        self.order = itertools.count()
         # Events published from memory that wait for an earlier id (another process's event,
         # or another thread's publish still on its way): event id -> Event.
         self.pending = {}
@@ -258,16 +265,37 @@ class Hub:
             self.by_conversation[conversation_id].add(sub)
         else:
             self.by_workspace[workspace_id].add(sub)
+        self._due(sub.beat_at, BEAT, sub)
+        if sub.allowed is not None:
+            self._due(sub.check_at, CHECK, sub)
         return sub
+
+    def _due(self, at: float, what: int, sub: Subscriber) -> None:
+        # The ticker's agenda: (due time, order, what, subscriber). A stream that has gone is
+        # dropped when its entry comes up (see tick), not searched for when it leaves.
+        heapq.heappush(self.agenda, (at, next(self.order), what, sub))
+
+    def subscribed(self, sub: Subscriber) -> bool:
+        group = (self.by_conversation.get(sub.conversation_id) if sub.conversation_id is not None
+                 else self.by_workspace.get(sub.workspace_id))
+        return group is not None and sub in group
 
     def unsubscribe(self, sub: Subscriber) -> None:
         group = (self.by_conversation.get(sub.conversation_id) if sub.conversation_id is not None
                  else self.by_workspace.get(sub.workspace_id))
-        if group is not None:
+        if group is not None and sub in group:
             group.discard(sub)
             if not group:
                 key = sub.conversation_id if sub.conversation_id is not None else sub.workspace_id
                 (self.by_conversation if sub.conversation_id is not None else self.by_workspace).pop(key, None)
+            # Its agenda entries stay until due (minutes for a check); when they are most of the
+            # agenda (many streams came and went), it is rebuilt without them, so streams that
+            # have gone are not kept in memory.
+            self.stale += 1 + (sub.allowed is not None)
+            if self.stale > 64 + len(self.agenda) // 2:
+                self.agenda = [entry for entry in self.agenda if self.subscribed(entry[3])]
+                heapq.heapify(self.agenda)
+                self.stale = 0
 
     def subscribers(self):
         for group in (self.by_workspace, self.by_conversation):
@@ -307,7 +335,8 @@ class Hub:
             self.presence_due.set()
 
     async def write_presence(self, refresh: bool = False) -> None:
-        """Write what arrived and delete what left (every present key when `refresh`)."""
+        """Write what arrived and delete what left (every present key when `refresh`: the
+        presence callable is then told so, and may refresh them all in one statement)."""
         if self.presence is None:
             self.arrived.clear()
             self.left.clear()
@@ -319,7 +348,11 @@ class Hub:
         if not keys and not gone:
             return
         try:
-            await anyio.to_thread.run_sync(self.presence, self.process_id, keys, gone)
+            if refresh:
+                await anyio.to_thread.run_sync(
+                    functools.partial(self.presence, self.process_id, keys, gone, refresh=True))
+            else:
+                await anyio.to_thread.run_sync(self.presence, self.process_id, keys, gone)
         except Exception:
             # The database said no (locked past its timeout): try these again next round.
             log.exception("presence not written; retrying")
@@ -330,9 +363,12 @@ class Hub:
     async def keep_presence(self) -> None:
         next_refresh = time.monotonic() + PRESENCE_EVERY
         while True:
+            # asyncio.timeout(), not wait_for(): Python 3.11's wait_for() drops a cancellation
+            # that lands as the event fires (a stream arriving as the hub stops), and stop()
+            # then waits for this task forever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.presence_due.wait(),
-                                       max(0.0, next_refresh - time.monotonic()))
+                async with asyncio.timeout(max(0.0, next_refresh - time.monotonic())):
+                    await self.presence_due.wait()
             self.presence_due.clear()
             await asyncio.sleep(PRESENCE_GATHER)  # let the rest of a burst arrive
             refresh = time.monotonic() >= next_refresh
@@ -344,17 +380,25 @@ class Hub:
     async def tick(self) -> None:
         """Every TICK: queue a heartbeat for the streams due one (each status line rendered
         once per round) and ask the due streams' permission checks, CHECK_BATCH per thread
-        hop; a stream whose check says no is sent END. No stream keeps a timer of its own."""
+        hop; a stream whose check says no is sent END. No stream keeps a timer of its own, and
+        a round touches only the streams due (the agenda is a heap by due time): at thousands
+        of idle streams, walking them all every second was most of the idle CPU."""
         while True:
             await asyncio.sleep(TICK)
             now = time.monotonic()
             beats, checks = defaultdict(list), []
-            for sub in self.subscribers():
-                if sub.beat_at <= now:
+            agenda = self.agenda
+            while agenda and agenda[0][0] <= now:
+                at, _, what, sub = heapq.heappop(agenda)
+                if at != (sub.beat_at if what is BEAT else sub.check_at) or not self.subscribed(sub):
+                    continue  # moved (a check retried sooner) or gone since
+                if what is BEAT:
                     sub.beat_at = now + sub.beat_every
+                    self._due(sub.beat_at, BEAT, sub)
                     beats[sub.heartbeat].append(sub)
-                if sub.allowed is not None and sub.check_at <= now:
+                else:
                     sub.check_at = now + sub.check_every * random.uniform(0.75, 1.25)
+                    self._due(sub.check_at, CHECK, sub)
                     checks.append(sub)
             if beats:
                 makers = [make for make in beats if make is not None]
@@ -374,6 +418,8 @@ class Hub:
                 for sub, answer in zip(batch, answers, strict=True):
                     if answer is False:
                         sub.put(END)
+                    elif answer is None:
+                        self._due(sub.check_at, CHECK, sub)  # not known: asked again sooner
 
     @staticmethod
     def _render(makers) -> list:
@@ -388,7 +434,7 @@ class Hub:
             except Exception:
                 # Not known now (the database busy): asked again in a few seconds.
                 log.exception("stream permission not checked")
-                sub.check_at = time.monotonic() + 5 * TICK
+                sub.check_at = time.monotonic() + 5 * TICK  # put on the agenda by tick()
                 answers.append(None)
         return answers
 

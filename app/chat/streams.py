@@ -9,6 +9,7 @@ nothing lost, nothing twice.
 
 import asyncio
 import contextlib
+import weakref
 from datetime import datetime, timezone
 
 import anyio
@@ -22,6 +23,10 @@ from app.models import utcnow
 from app.paging import whole_number
 
 HEARTBEAT_SECONDS = 15
+# A visitor's stream sends only a keep-alive comment, which proxies need at least once a minute
+# (nginx's read timeout is 60 s, Heroku's router 55 s); EventSource itself has no idle timeout.
+# Every 30 s halves what a thousand idle widgets cost against every 15 s.
+VISITOR_HEARTBEAT_SECONDS = 30
 # A visitor's stream ends when its ticket expires (hours) or its conversation goes; checking that
 # every two minutes is plenty, and a thousand open widgets then cost ~8 checks a second.
 VISITOR_RECHECK_SECONDS = 120
@@ -62,15 +67,28 @@ def parse_after(request) -> int:
 PRESENCE_BATCH = 500  # rows per INSERT: well under SQLite's limit of bound parameters
 
 
-def write_presence(process_id: str, keys, gone) -> None:
+def write_presence(process_id: str, keys, gone, refresh: bool = False) -> None:
     """Upsert this process's presence rows for `keys` and delete those for `gone`: one short
     transaction, one multi-row statement per PRESENCE_BATCH rows (the hub calls it; see
-    live.Hub.arrive)."""
+    live.Hub.arrive). `refresh`: `keys` are every key present in this process, whose rows
+    are already written: one UPDATE of this process's rows moves their time on (building a
+    thousand-row upsert was most of an idle server's CPU); only when some row is missing
+    (deleted by another process's clean-up) is the upsert written."""
     def stream_id(kind, workspace_id, subject_id):
         return f"{process_id}:{kind}:{workspace_id}:{subject_id}"
 
     now = utcnow()
     with thread_connection(), database.atomic():
+        for batch in chunked(gone, PRESENCE_BATCH):
+            Presence.delete().where(
+                Presence.stream_id.in_([stream_id(*key) for key in batch])).execute()
+        if refresh and keys:
+            # This process's rows are the stream ids between "<process>:" and "<process>;"
+            # (";" sorts right after ":"): a range of the unique index.
+            moved = Presence.update(seen_at=now).where(
+                (Presence.stream_id > f"{process_id}:") & (Presence.stream_id < f"{process_id};")).execute()
+            if moved == len(keys):
+                keys = ()
         for batch in chunked(keys, PRESENCE_BATCH):
             (Presence.insert_many([{"kind": kind, "workspace_id": workspace_id,
                                     "subject_id": subject_id, "seen_at": now,
@@ -78,54 +96,134 @@ def write_presence(process_id: str, keys, gone) -> None:
                                    for kind, workspace_id, subject_id in batch])
              .on_conflict(conflict_target=[Presence.stream_id], update={Presence.seen_at: now})
              .execute())
-        for batch in chunked(gone, PRESENCE_BATCH):
-            Presence.delete().where(
-                Presence.stream_id.in_([stream_id(*key) for key in batch])).execute()
 
 
 KEEP_ALIVE = b": \r\n\r\n"  # an SSE comment: what a stream without a status line sends
 
 
-async def follow(hub, after: int, presence: tuple, heartbeat=None, allowed=None,
-                 workspace_id=None, conversation_id=None, recheck_seconds=HEARTBEAT_SECONDS,
-                 attach=None):
-    """Replay, then follow the dispatcher; yields SSE bytes ready to send.
+class Batch:
+    """Runs jobs in a worker thread, together: the jobs queued while one hop runs go in the
+    next, all in one hop. Streams opening at the same moment (a restart brings back a thousand)
+    then share their thread hops instead of paying one each, which was most of an open's CPU."""
 
-    The stream renders nothing itself: the dispatcher rendered each event once for its
-    audience (a workspace's streams are agents', a conversation's the visitor's) and every
-    stream writes those same bytes; a replayed event uses the dispatcher's rendering while
-    the hub keeps it. The hub's ticker puts a heartbeat in the queue every HEARTBEAT_SECONDS
-    (the status line `heartbeat()` renders, once for all streams, or a bare keep-alive) and
-    asks `allowed()` about every `recheck_seconds`, putting END in the queue when it says no:
-    a stream ends soon after its session is logged out or its member removed, and waits on
-    nothing but its queue. `attach(sub)`, when given, learns the subscriber (EventStream ends
-    it through its queue when the browser goes).
-    """
+    def __init__(self):
+        self.waiting = []
+        self.task = None
+
+    async def run(self, job):
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self.waiting.append((job, future))
+        if self.task is None or self.task.done():
+            self.task = loop.create_task(self._drain())
+        return await future
+
+    async def _drain(self):
+        while self.waiting:
+            batch, self.waiting = self.waiting, []
+            try:
+                outcomes = await anyio.to_thread.run_sync(self._run_all, [job for job, _ in batch])
+            except BaseException as exc:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc if isinstance(exc, Exception) else RuntimeError("stopped"))
+                raise
+            for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
+                if not future.done():  # (its stream may have gone meanwhile)
+                    if ok:
+                        future.set_result(value)
+                    else:
+                        future.set_exception(value)
+
+    @staticmethod
+    def _run_all(jobs) -> list:
+        outcomes = []
+        for job in jobs:
+            try:
+                outcomes.append((True, job()))
+            except Exception as exc:
+                outcomes.append((False, exc))
+        return outcomes
+
+
+_openings = weakref.WeakKeyDictionary()  # hub -> its Batch of opening streams
+
+
+class Opened:
+    """A stream admitted by admit(): subscribed, counted present, its first bytes ready."""
+    __slots__ = ("hub", "sub", "presence", "first", "after", "closed")
+
+    def __init__(self, hub, sub, presence, first, after):
+        self.hub, self.sub, self.presence, self.first, self.after = hub, sub, presence, first, after
+        self.closed = False
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.hub.unsubscribe(self.sub)
+            self.hub.leave(self.presence)
+
+
+async def admit(hub, after: int, presence: tuple, check=None, heartbeat=None, allowed=None,
+                workspace_id=None, conversation_id=None, recheck_seconds=HEARTBEAT_SECONDS,
+                beat_every=HEARTBEAT_SECONDS):
+    """Open a stream: subscribe, then in one worker thread hop (shared with the other streams
+    opening at that moment, see Batch) ask `check()` (false: refused, None is returned), render
+    the first status line (`heartbeat`) and replay what came after `after`. Returns an Opened.
+
+    `presence`: the key counted present while the stream is open (or a function returning it,
+    asked after check()).
+
+    Subscribed before the replay query, so nothing falls between the two; replayed in pages
+    until caught up with what the subscription has queued. The hub's ticker then puts a
+    heartbeat in the queue every `beat_every` seconds and asks `allowed()` about every
+    `recheck_seconds`, putting END in the queue when it says no."""
     sub = hub.subscribe(workspace_id=workspace_id, conversation_id=conversation_id,
-                        allowed=allowed, heartbeat=heartbeat, beat_every=HEARTBEAT_SECONDS,
+                        allowed=allowed, heartbeat=heartbeat, beat_every=beat_every,
                         check_every=recheck_seconds)
-    if attach is not None:
-        attach(sub)
     audience = sub.audience
-    hub.arrive(presence)
 
-    def replay_page(after):
-        rows = replay(after, workspace_id, conversation_id)
-        return rows, hub.replay_rendered(rows, audience)
-
-    try:
-        if heartbeat is not None:
-            yield await anyio.to_thread.run_sync(heartbeat)
-        # Subscribed before the replay query, so nothing falls between the two; replayed in
-        # pages until caught up with what the subscription has queued.
+    def opening():
+        if check is not None and not check():
+            return None
+        first = [heartbeat()] if heartbeat is not None else []
+        last = after
         while True:
-            rows, sent = await anyio.to_thread.run_sync(replay_page, after)
-            for row, data in zip(rows, sent, strict=True):
-                after = row.id
+            rows = replay(last, workspace_id, conversation_id)
+            for row, data in zip(rows, hub.replay_rendered(rows, audience), strict=True):
+                last = row.id
                 if data is not None:
-                    yield data
+                    first.append(data)
             if len(rows) < REPLAY_LIMIT:
-                break
+                return first, last
+
+    batch = _openings.get(hub)
+    if batch is None:
+        batch = _openings[hub] = Batch()
+    try:
+        done = await batch.run(opening)
+    except BaseException:
+        hub.unsubscribe(sub)
+        raise
+    if done is None:
+        hub.unsubscribe(sub)
+        return None
+    if callable(presence):
+        presence = presence()  # a key that check() has just learned
+    hub.arrive(presence)
+    return Opened(hub, sub, presence, *done)
+
+
+async def follow_opened(opened: Opened):
+    """The SSE bytes of an admitted stream: its first bytes, then what the hub queues for it,
+    skipping anything the replay already sent. The stream renders nothing itself: the
+    dispatcher rendered each event once for its audience and every stream writes those same
+    bytes. Ends at END (its check said no, or its browser went) and closes `opened`."""
+    sub, after, audience = opened.sub, opened.after, opened.sub.audience
+    try:
+        for data in opened.first:
+            yield data
+        opened.first = ()
         while not sub.dropped:
             item = await sub.queue.get()
             if item is live.END:
@@ -139,8 +237,23 @@ async def follow(hub, after: int, presence: tuple, heartbeat=None, allowed=None,
             if (data := item.sse.get(audience)) is not None:
                 yield data
     finally:
-        hub.unsubscribe(sub)
-        hub.leave(presence)
+        opened.close()
+
+
+async def follow(hub, after: int, presence: tuple, heartbeat=None, allowed=None,
+                 workspace_id=None, conversation_id=None, recheck_seconds=HEARTBEAT_SECONDS,
+                 beat_every=HEARTBEAT_SECONDS):
+    """admit() and follow_opened() as one generator of SSE bytes (a stream opened in code)."""
+    opened = await admit(hub, after, presence, heartbeat=heartbeat, allowed=allowed,
+                         workspace_id=workspace_id, conversation_id=conversation_id,
+                         recheck_seconds=recheck_seconds, beat_every=beat_every)
+    events = follow_opened(opened)
+    try:
+        async for data in events:
+            yield data
+    finally:
+        await events.aclose()
+        opened.close()
 
 
 def status_heartbeat(flask_app):
@@ -158,32 +271,30 @@ SSE_HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-
 
 
 class EventStream:
-    """A streaming ASGI response for `follow()`: one coroutine writes the bytes it yields, and
-    one small task waits for the browser to go (http.disconnect), then ends the stream through
-    its subscriber's queue. In place of sse-starlette's EventSourceResponse, which keeps a task
-    group of four tasks per stream (the stream, a disconnect listener, a server-exit listener,
-    a ping timer): at thousands of idle streams that was most of their memory
-    (tests/bench/stream_cost.py measures it). Heartbeats come from the hub's ticker."""
+    """A streaming ASGI response for an admitted stream (see admit()): one coroutine writes
+    the bytes follow_opened() yields, and one small task waits for the browser to go
+    (http.disconnect), then ends the stream through its subscriber's queue. In place of
+    sse-starlette's EventSourceResponse, which keeps a task group of four tasks per stream
+    (the stream, a disconnect listener, a server-exit listener, a ping timer): at thousands of
+    idle streams that was most of their memory (tests/bench/stream_cost.py measures it).
+    Heartbeats come from the hub's ticker."""
 
-    def __init__(self, make_events):
-        self.make_events = make_events  # (attach) -> follow(...) generator
+    def __init__(self, opened: Opened):
+        self.opened = opened
 
     async def __call__(self, scope, receive, send):
+        opened = self.opened
         watcher = None
+        events = follow_opened(opened)
 
         async def until_gone(sub):
             while (await receive())["type"] != "http.disconnect":
                 pass
             sub.put(live.END)
 
-        def attach(sub):  # called by follow() once subscribed
-            nonlocal watcher
-            watcher = asyncio.ensure_future(until_gone(sub))
-
-        events = self.make_events(attach)
-
-        await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
         try:
+            watcher = asyncio.ensure_future(until_gone(opened.sub))
+            await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
             async for data in events:
                 try:
                     async with asyncio.timeout(SEND_TIMEOUT):
@@ -197,3 +308,4 @@ class EventStream:
                 with contextlib.suppress(asyncio.CancelledError):
                     await watcher
             await events.aclose()
+            opened.close()  # (when the stream ended before its first byte)

@@ -1,0 +1,100 @@
+"""What opening and idling a stream costs the web process, as promises that hold whatever the
+box's speed: streams opening together share one worker thread hop, an idle round of presence
+is one statement, the ticker forgets streams that have gone, and the hub stops even when a
+stream arrives at that very moment. (The figures themselves: tests/bench/stream_cost.py.)"""
+
+import asyncio
+import threading
+
+from app.chat import live, streams
+from app.chat.models import Presence
+from app.db import connection, database
+from tests.chat_fixtures import (  # noqa: F401  (fixtures: `site_fixture` is `site`)
+    online_fixture,
+    run_async,
+    site_fixture,
+    ws_fixture,
+)
+from tests.test_chat_streams import WAIT, new_conversation, running_hub
+
+OPENING = 20  # streams opened at the same moment
+
+
+def test_streams_opening_together_are_checked_and_replayed_in_one_thread_hop(app, ws, site, online):
+    conv = new_conversation(app, site, "before they open")
+    threads, refused = [], []
+
+    def check():
+        threads.append(threading.get_ident())
+        return True
+
+    async def scenario():
+        async with running_hub(app) as hub:
+            opened = await asyncio.gather(*[
+                streams.admit(hub, 0, (Presence.VISITOR, ws, conv.id), check=check,
+                              conversation_id=conv.id) for _ in range(OPENING)])
+            try:
+                # Each replayed the conversation's message; all checks ran in one thread.
+                assert all(any(b"before they open" in data for data in o.first) for o in opened)
+                assert len(threads) == OPENING and len(set(threads)) == 1
+                # A stream whose check says no is refused and leaves no subscriber behind.
+                refused.append(await streams.admit(hub, 0, (Presence.VISITOR, ws, conv.id),
+                                                   check=lambda: False, conversation_id=conv.id))
+                assert hub.subscriber_count == OPENING
+            finally:
+                for o in opened:
+                    o.close()
+            assert hub.subscriber_count == 0
+
+    run_async(scenario())
+    assert refused == [None]
+
+
+def test_a_presence_refresh_of_a_thousand_streams_is_one_update(app, ws):
+    keys = [(Presence.VISITOR, ws, conversation_id) for conversation_id in range(1, 1001)]
+    with connection():
+        streams.write_presence("p1", keys, [])
+        before = Presence.select(Presence.seen_at).where(Presence.subject_id == 1).scalar()
+        said = []
+        database.connection().set_trace_callback(said.append)
+        try:
+            streams.write_presence("p1", keys, [], refresh=True)
+        finally:
+            database.connection().set_trace_callback(None)
+        statements = [s for s in said if s.split()[0] in ("INSERT", "UPDATE", "DELETE")]
+        assert len(statements) == 1 and statements[0].startswith("UPDATE")
+        assert Presence.select().where(Presence.seen_at > before).count() == 1000
+
+        # A row deleted by someone else's clean-up is written again by the next refresh.
+        Presence.delete().where(Presence.subject_id == 7).execute()
+        streams.write_presence("p1", keys, [], refresh=True)
+        assert Presence.select().count() == 1000
+
+
+def test_the_ticker_forgets_streams_that_have_gone(app, ws):
+    async def scenario():
+        hub = live.Hub(app.config["DATABASE"], streams.fetch_after, streams.max_event_id)
+        kept = [hub.subscribe(workspace_id=ws, allowed=lambda: True) for _ in range(10)]
+        for _ in range(5000):  # browsers that came and went
+            hub.unsubscribe(hub.subscribe(workspace_id=ws, allowed=lambda: True))
+        assert len(hub.agenda) < 1000  # not 10,000 entries of streams long gone
+        assert set(kept) <= {entry[3] for entry in hub.agenda}  # the open ones stay on it
+
+    run_async(scenario())
+
+
+def test_hub_stops_even_when_a_stream_arrives_as_it_stops(app, ws):
+    """A stream arriving wakes the presence task as the hub cancels it (Python 3.11's
+    asyncio.wait_for may then swallow the cancellation): stop() must still return."""
+
+    async def scenario():
+        hub = live.Hub(app.config["DATABASE"], streams.fetch_after, streams.max_event_id,
+                       presence=streams.write_presence)
+        await hub.start()
+        await asyncio.sleep(0)  # the presence task now waits for an arrival
+        hub.arrive((Presence.AGENT, ws, 1))
+        stopping = asyncio.ensure_future(hub.stop())
+        done, _ = await asyncio.wait({stopping}, timeout=WAIT)
+        assert stopping in done, "Hub.stop() did not return"
+
+    run_async(scenario())

@@ -251,8 +251,8 @@ def check_body(body: str, has_file: bool) -> str:
     if not body and not has_file:
         raise ChatError("Write a message or attach a file.", field="body")
     if len(body) > MAX_CHARS:
-        raise ChatError(f"Messages can be at most {MAX_CHARS:,} characters "
-                        f"(this one has {len(body):,}).", field="body")
+        raise ChatError(f"Messages can be at most {MAX_CHARS:,} characters. "
+                        f"This one has {len(body):,}.", field="body")
     return body
 
 

@@ -120,10 +120,15 @@ def build(flask_app=None) -> SecurityHeaders:
         conversation_id = claim.get("c") if isinstance(claim, dict) else None
         scope = None
 
+        fresh = claim
+
         def check():
-            nonlocal scope
+            nonlocal scope, fresh
             with flask_app.app_context():
-                scope = service.visitor_stream_scope(ticket)
+                # The first check (in the open's hop) uses the claim just read; later rechecks
+                # read the ticket again, so its expiry still ends the stream.
+                scope = service.visitor_stream_scope(ticket, fresh)
+            fresh = None
             return scope is not None and scope[1] == conversation_id
 
         opened = None

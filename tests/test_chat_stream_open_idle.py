@@ -15,6 +15,7 @@ from tests.chat_fixtures import (  # noqa: F401  (fixtures: `site_fixture` is `s
     site_fixture,
     ws_fixture,
 )
+from tests.test_chat_stream_replay import served  # noqa: F401, F811  (fixture)
 from tests.test_chat_streams import WAIT, new_conversation, running_hub
 
 OPENING = 20  # streams opened at the same moment
@@ -98,3 +99,31 @@ def test_hub_stops_even_when_a_stream_arrives_as_it_stops(app, ws):
         assert stopping in done, "Hub.stop() did not return"
 
     run_async(scenario())
+
+
+def test_a_visitor_stream_is_refused_when_its_ticket_does_not_hold(app, ws, site, online,
+                                                                 served):  # noqa: F811
+    """The ticket's signature is read before the stream subscribes; the conversation is checked
+    in the open's thread hop: a forged ticket, another visitor's conversation or a deleted one
+    is refused with 403, and leaves no stream behind."""
+    import httpx
+
+    from app.chat import service
+    from app.chat.models import Conversation, Visitor
+    from tests.test_chat_stream_replay import new_conversation as ticketed
+
+    conv, ticket, _ = ticketed(app, site, "mine")
+    other, _, _ = ticketed(app, site, "theirs")
+    with app.app_context(), connection():
+        stranger = Visitor.get_by_id(Conversation.get_by_id(conv.id).visitor_id)
+        wrong_visitor = service.stream_ticket(other.id, stranger)
+    with httpx.Client(base_url=served, timeout=WAIT) as http:
+        assert http.get("/sse/visitor", params={"ticket": ticket + "x"}).status_code == 403
+        assert http.get("/sse/visitor", params={"ticket": wrong_visitor}).status_code == 403
+        with http.stream("GET", "/sse/visitor", params={"ticket": ticket}) as response:
+            assert response.status_code == 200  # the ticket holds while its conversation does
+        with app.app_context(), connection():
+            Conversation.delete_by_id(conv.id)
+        refused = http.get("/sse/visitor", params={"ticket": ticket})
+        assert refused.status_code == 403
+        assert "not valid any more" in refused.text

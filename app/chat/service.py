@@ -702,13 +702,21 @@ def saved_replies(workspace_id: int):
     return SAVED_REPLIES.rows(workspace_id)
 
 
-def visitor_stream_scope(ticket: str):
-    """(workspace id, conversation id) a visitor's stream ticket grants, or None."""
-    data = read_stream_ticket(ticket) if ticket else None
+# What a visitor's stream needs of its conversation (asked on every open and recheck): two
+# columns as a plain tuple, not the conversation with its visitor and site built as models.
+STREAM_SCOPE = Prepared(lambda conversation_id: (
+    Conversation.select(Conversation.workspace, Visitor.public_id).join(Visitor)
+    .where(Conversation.id == conversation_id).limit(1).tuples()))
+
+
+def visitor_stream_scope(ticket: str, claim: dict | None = None):
+    """(workspace id, conversation id) a visitor's stream ticket grants, or None. `claim`: the
+    ticket already read by read_stream_ticket() (its signature is then not checked twice)."""
+    data = claim if claim is not None else (read_stream_ticket(ticket) if ticket else None)
     if not data:
         return None
     with thread_connection():  # called from the streams' worker threads
-        conv = CONVERSATION.first(data.get("c"))
-    if conv is None or conv.visitor.public_id != data.get("v"):
+        found = STREAM_SCOPE.first(data.get("c"))
+    if found is None or found[1] != data.get("v"):
         return None
-    return conv.workspace_id, conv.id
+    return found[0], data.get("c")

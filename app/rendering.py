@@ -1,6 +1,7 @@
-"""One helper decides between the full page and the partial htmx asked for (design habit 6)."""
+"""Answers for pages and htmx: one helper decides between the full page and the partial htmx asked
+for (design habit 6), one navigates after a successful post."""
 
-from flask import make_response, render_template, request
+from flask import make_response, redirect, render_template, request
 
 
 def wants_fragment() -> bool:
@@ -19,3 +20,12 @@ def render(page: str, fragment: str | None = None, /, status: int = 200, **conte
 def render_form_errors(page: str, fragment: str, /, **context):
     """A form with errors beside its fields: status 422, which htmx is configured to swap."""
     return render(page, fragment, status=422, **context)
+
+
+def go(url: str):
+    """Navigate after a successful post: 303 for a plain form, HX-Redirect for htmx."""
+    if request.htmx:
+        response = make_response("", 204)
+        response.headers["HX-Redirect"] = url
+        return response
+    return redirect(url, code=303)

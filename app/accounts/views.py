@@ -2,7 +2,7 @@
 
 from urllib.parse import urlsplit
 
-from flask import Blueprint, abort, flash, g, make_response, redirect, request, session, url_for
+from flask import Blueprint, abort, flash, g, redirect, request, session, url_for
 
 from app.accounts import service, sessions
 from app.accounts.forms import (
@@ -22,18 +22,9 @@ from app.accounts.sessions import login_required, owner_required
 from app.extensions import limiter
 from app.models import Invitation, Membership
 from app.paging import whole_number
-from app.rendering import render, wants_fragment
+from app.rendering import go, render, wants_fragment
 
 bp = Blueprint("accounts", __name__)
-
-
-def go(url: str):
-    """Navigate after a successful post: 303 for a plain form, HX-Redirect for htmx."""
-    if request.htmx:
-        response = make_response("", 204)
-        response.headers["HX-Redirect"] = url
-        return response
-    return redirect(url, code=303)
 
 
 def safe_next(target: str | None) -> str:

@@ -8,13 +8,12 @@ from flask import Blueprint, current_app, g, request, url_for
 from wtforms.validators import ValidationError
 
 from app.accounts.sessions import login_required, owner_required, scoped_or_404, workspace_id
-from app.accounts.views import go
 from app.automations import screens, service, vault
 from app.automations.forms import AutomationSettingsForm, CredentialForm
 from app.automations.models import Automation, AutomationRun, Credential
 from app.errors import RuleError
 from app.paging import id_arg, page_arg
-from app.rendering import render
+from app.rendering import go, render
 from app.security import error_page
 
 bp = Blueprint("automations", __name__, url_prefix="/dashboard")

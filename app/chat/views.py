@@ -6,7 +6,6 @@ from urllib.parse import quote
 from flask import Blueprint, Response, abort, g, request, url_for
 
 from app.accounts.sessions import login_required, owner_required, scoped_or_404, workspace_id
-from app.accounts.views import go
 from app.chat import service
 from app.chat.forms import AssignForm, ReplyForm, SavedReplyForm, SiteForm, VisitorForm
 from app.chat.models import Attachment, ChatEvent, Conversation, Message, SavedReply, Site
@@ -14,7 +13,7 @@ from app.chat.service import ChatError
 from app.db import Prepared
 from app.models import User
 from app.paging import page_arg, whole_number
-from app.rendering import render
+from app.rendering import go, render
 from app.security import error_page
 
 bp = Blueprint("chat", __name__, url_prefix="/dashboard")

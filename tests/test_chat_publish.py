@@ -74,3 +74,32 @@ def test_another_processs_event_between_two_of_ours_is_delivered_in_its_place(
                     await asyncio.sleep(0.01)
 
     run_async(scenario())
+
+
+def test_the_hub_counts_renderings_of_recent_events_only(app, ws, site, online):
+    """A long-lived process keeps no key per event it ever rendered (it would grow with every
+    message, and every full garbage collection would walk it)."""
+    from app.chat import live, streams
+    from app.chat.models import Conversation
+    from app.db import connection
+
+    guest = WidgetVisitor.arrive(app, site.site_key)
+    assert guest.send("first").status_code == 200
+    conv = guest.conversation()
+    many = 2 * live.RENDER_CACHE + 50
+    with connection():
+        ChatEvent.insert_many([dict(workspace_id=ws, conversation_id=conv.id, kind=ChatEvent.TYPING,
+                                    ref_id=0, actor="visitor", created_at=utcnow())] * many).execute()
+        assert Conversation.get_by_id(conv.id)
+
+    async def scenario():
+        async with running_hub(app) as hub:
+            rows = await anyio.to_thread.run_sync(streams.fetch_after, 0)
+            while rows:
+                await anyio.to_thread.run_sync(hub.render, [(row, (AGENT,)) for row in rows])
+                rows = await anyio.to_thread.run_sync(streams.fetch_after, rows[-1].id)
+            assert len(hub.renders) <= 2 * live.RENDER_CACHE
+            newest = max(event_id for _, event_id in hub.renders)
+            assert hub.renders[(AGENT, newest)] == 1
+
+    run_async(scenario())

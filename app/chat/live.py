@@ -163,6 +163,10 @@ class Hub:
         for row, audiences in wanted:
             for audience in audiences:
                 self.renders[(audience, row.id)] += 1
+        # Only recent events are counted: a long-lived process must not keep a key per event
+        # (a leak, and objects for every full garbage collection to walk).
+        while len(self.renders) > 2 * RENDER_CACHE:
+            self.renders.pop(next(iter(self.renders)), None)
         return self.render_events(wanted)
 
     def remember(self, events) -> None:

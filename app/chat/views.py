@@ -1,12 +1,10 @@
 """Dashboard chat: inbox, search, a conversation, sites and saved replies."""
 
-import unicodedata
-from urllib.parse import quote
 
 from flask import Blueprint, Response, abort, g, request, url_for
 
 from app.accounts.sessions import login_required, owner_required, scoped_or_404, workspace_id
-from app.chat import service
+from app.chat import files, service
 from app.chat.forms import AssignForm, ReplyForm, SavedReplyForm, SiteForm, VisitorForm
 from app.chat.models import Attachment, ChatEvent, Conversation, Message, SavedReply, Site
 from app.chat.service import ChatError
@@ -164,24 +162,7 @@ def attachment_download(attachment_id):
                                         & (Attachment.workspace_id == workspace_id()))
     if attachment is None:
         abort(404)
-    return attachment_response(attachment, request.args.get("inline") == "1")
-
-
-def attachment_response(attachment: Attachment, inline: bool) -> Response:
-    disposition = "inline" if inline and attachment.is_image else "attachment"
-    response = Response(bytes(attachment.data), mimetype=attachment.content_type)
-    # Servers send headers as Latin-1: an ASCII name, plus the real one RFC 6266's way.
-    name = attachment.filename
-    plain = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode() or "file"
-    disposition += f'; filename="{plain}"'
-    if plain != name:
-        disposition += f"; filename*=UTF-8''{quote(name)}"
-    response.headers["Content-Disposition"] = disposition
-    # Uploaded bytes: never sniffed or run, whatever serves them (the ASGI root adds the rest).
-    response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Cache-Control"] = "private, max-age=3600"
-    return response
+    return files.attachment_response(attachment, request.args.get("inline") == "1")
 
 
 # --- sites ---------------------------------------------------------------------------------------

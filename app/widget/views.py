@@ -7,10 +7,9 @@ from pathlib import Path
 
 from flask import Blueprint, Response, abort, current_app, g, jsonify, request, url_for
 
-from app.chat import service
+from app.chat import files, service
 from app.chat.forms import WidgetMessageForm, WidgetProfileForm
 from app.chat.models import ChatEvent, Message
-from app.chat.views import attachment_response
 from app.extensions import csrf, limiter
 from app.mail import service as mail
 from app.rendering import render
@@ -204,7 +203,7 @@ def attachment(token):
     found = service.attachment_from_link(token)
     if found is None:
         abort(404)
-    return attachment_response(found, request.args.get("inline") == "1")
+    return files.attachment_response(found, request.args.get("inline") == "1")
 
 
 @bp.get("/demo/shop")

@@ -47,6 +47,16 @@ def smtp():
 
 
 @pytest.fixture
+def endpoint():
+    """A loopback HTTP server that automations may call (tests/loopback.py)."""
+    from tests.loopback import Endpoint
+
+    server = Endpoint()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
 def app_config(request, tmp_path, smtp):
     config = {
         "TESTING": True,

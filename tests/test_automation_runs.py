@@ -22,19 +22,11 @@ from jobs import huey
 from jobs.automations import registry
 from tests.chat_fixtures import OTHER_EMAIL, workspace_id_of
 from tests.conftest import db_state, make_user
-from tests.loopback import Endpoint
 from tests.mailcatcher import text_of
 
 pytestmark = pytest.mark.config(AUTOMATIONS_ALLOW_PRIVATE=True)
 
 SECRET_TOKEN = "tok_live_Zq8Xw3Vb7Ny2Lm5Kp9Rt"
-
-
-@pytest.fixture
-def endpoint():
-    server = Endpoint()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

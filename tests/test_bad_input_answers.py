@@ -30,7 +30,6 @@ from tests.chat_fixtures import (  # noqa: F401  (fixtures by name)
     ws_fixture,
 )
 from tests.conftest import PASSWORD, Client, db_state, log_in, make_user
-from tests.loopback import Endpoint
 from tests.served import LiveServer
 
 pytestmark = pytest.mark.config(AUTOMATIONS_ALLOW_PRIVATE=True)
@@ -276,13 +275,6 @@ def stored_bad_schedule(app, endpoint):
         Automation.update(next_run_at=utcnow() - timedelta(minutes=1)).where(
             Automation.id == good.id).execute()
     return ws, good, bad
-
-
-@pytest.fixture
-def endpoint():
-    server = Endpoint()
-    yield server
-    server.stop()
 
 
 def test_the_ticker_runs_the_good_schedules_beside_a_stored_one_that_never_fires(

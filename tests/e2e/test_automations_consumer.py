@@ -21,7 +21,6 @@ from app.automations.models import AutomationRun
 from app.db import connection
 from app.models import Membership, User, Workspace
 from tests.e2e.conftest import confirmed_user_over_http, wait_until
-from tests.loopback import Endpoint
 from tests.mailcatcher import text_of
 
 SIGNING_SECRET = "whsec_9Fq2Lx7Vb3Nz8Kp4Rt6Wy1"
@@ -50,13 +49,6 @@ def owner(server, app):
               .where(User.email == email).get().workspace_id)
         Workspace.update(timezone="Europe/Paris").where(Workspace.id == ws).execute()
     return {"email": email, "ws": ws}
-
-
-@pytest.fixture
-def endpoint():
-    server = Endpoint()
-    yield server
-    server.stop()
 
 
 def ticks_done(server) -> int:

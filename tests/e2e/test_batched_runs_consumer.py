@@ -19,7 +19,6 @@ from app.automations.models import Automation, AutomationRun
 from app.db import connection
 from app.models import Membership, User, Workspace, utcnow
 from tests.e2e.conftest import HttpUser, confirmed_user_over_http, unique_email, wait_until
-from tests.loopback import Endpoint
 
 RUN_SECONDS = 30.0
 BATCH = 5
@@ -43,13 +42,6 @@ def owner(live_server, app):
               .where(User.email == email).get().workspace_id)
         Workspace.update(timezone="UTC").where(Workspace.id == ws).execute()
     return {"email": email, "ws": ws}
-
-
-@pytest.fixture
-def endpoint():
-    server = Endpoint()
-    yield server
-    server.stop()
 
 
 def http_automation(app, ws, name, url, **trigger) -> Automation:

@@ -17,7 +17,7 @@ from starlette.routing import Mount, Route
 
 from app import create_app, db
 from app.accounts import sessions
-from app.chat import live, render, service, streams, wire
+from app.chat import live, render, service, streams, wire, writer
 from app.security import SecurityHeaders
 from app.wsgi_input import TerminatedInput
 
@@ -93,8 +93,10 @@ def build(flask_app=None) -> SecurityHeaders:
     flask_app = flask_app or create_app({"BACKGROUND_CHECKPOINTS": True})
     logging.getLogger("uvicorn.access").addFilter(QueryStringFilter())
     cookie_name = flask_app.config["SESSION_COOKIE_NAME"]
+    renderer = render.Renderer(flask_app)
     hub = live.Hub(flask_app.config["DATABASE"], streams.fetch_after, streams.max_event_id,
-                   presence=streams.write_presence, render=render.Renderer(flask_app).events)
+                   presence=streams.write_presence, render=renderer.events)
+    chat_writer = writer.Writer(flask_app, hub)
 
     status_line = streams.status_heartbeat(flask_app)  # one for all: rendered once per beat
 
@@ -150,6 +152,7 @@ def build(flask_app=None) -> SecurityHeaders:
     async def lifespan(app):
         await hub.start()
         live.install(hub)
+        chat_writer.start()
         threshold = settle_garbage_collector()
         stop = anyio.Event()
         async with anyio.create_task_group() as tasks:
@@ -158,6 +161,7 @@ def build(flask_app=None) -> SecurityHeaders:
                 yield
             finally:
                 stop.set()
+                await anyio.to_thread.run_sync(chat_writer.stop)
                 live.uninstall()
                 await hub.stop()
                 restore_garbage_collector(threshold)
@@ -166,15 +170,17 @@ def build(flask_app=None) -> SecurityHeaders:
     routes = [
         Route("/sse/dashboard", dashboard_stream),
         Route("/sse/visitor", visitor_stream),
-        *wire.routes(flask_app),  # the chat writes: one route each, no hand-off
         Mount("/", to_flask),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.flask_app = flask_app
     app.state.hub = hub
-    # Outermost, so that nothing the process answers (Flask, the streams, the chat writes,
-    # Starlette's own 404, 405 and 500) leaves without the security headers.
-    return SecurityHeaders(app, flask_app.config["TRUST_PROXY"])
+    app.state.writer = chat_writer
+    # The chat writes are answered before Starlette's stack (see app/chat/wire.py); the
+    # security headers outermost, so that nothing the process answers (Flask, the streams,
+    # the chat writes, Starlette's own 404, 405 and 500) leaves without them.
+    return SecurityHeaders(wire.ChatWrites(app, flask_app, chat_writer, renderer),
+                           flask_app.config["TRUST_PROXY"])
 
 
 def __getattr__(name):

@@ -103,8 +103,12 @@ def test_every_route_of_both_apps_answers_with_the_security_headers(app, user, o
 
 
 @pytest.mark.config(TRUST_PROXY=1)
-def test_the_writes_starlette_answers_itself_carry_the_headers(app, user, owner_world):
-    root = SecurityHeaders(Starlette(routes=wire.routes(app)),  # the chat writes alone
+def test_the_answers_the_chat_writes_make_themselves_carry_the_headers(app, user, owner_world):
+    from app.chat.render import Renderer
+    from app.chat.writer import Writer
+
+    # The chat writes alone, in front of an app that answers nothing.
+    root = SecurityHeaders(wire.ChatWrites(Starlette(), app, Writer(app), Renderer(app)),
                            app.config["TRUST_PROXY"])
     owner = Client(app.test_client())
     log_in(owner)

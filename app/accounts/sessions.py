@@ -62,12 +62,20 @@ def decode(flask_app, cookie: str | None) -> dict | None:
     """The data of a session cookie whose signature and age hold, else None."""
     if not cookie:
         return None
-    serializer = flask_app.session_interface.get_signing_serializer(flask_app)
-    max_age = int(flask_app.permanent_session_lifetime.total_seconds())
-    try:
-        return serializer.loads(cookie, max_age=max_age)
-    except Exception:  # bad signature, expired, or garbage: not logged in
-        return None
+
+    def opened():
+        serializer = flask_app.session_interface.get_signing_serializer(flask_app)
+        max_age = int(flask_app.permanent_session_lifetime.total_seconds())
+        try:
+            return serializer.loads(cookie, max_age=max_age)
+        except Exception:  # bad signature, expired, or garbage: not logged in
+            return None
+
+    # A cookie's signature is checked once per few seconds (the short cache): every reply of
+    # an agent carries the same cookie, and checking it cost as much as the reply's writes.
+    # Revocation is not decided here but by check(), whose rows are dropped at once.
+    data = _cache(flask_app).get(("cookie", cookie), opened)
+    return dict(data) if data is not None else None
 
 
 def check(flask_app, data: dict | None):

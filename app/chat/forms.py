@@ -72,9 +72,12 @@ def client_id_field():
                        filters=[lambda v: client_id_from(v) or secrets.token_urlsafe(16)])
 
 
+REPLY_TOO_LONG = f"At most {MAX_CHARS:,} characters."
+
+
 class ReplyForm(FlaskForm):
     client_id = client_id_field()
-    body = TextAreaField("Reply", validators=[Length(max=MAX_CHARS, message=f"At most {MAX_CHARS:,} characters.")])
+    body = TextAreaField("Reply", validators=[Length(max=MAX_CHARS, message=REPLY_TOO_LONG)])
     file = FileField("Attach a file")
 
 

@@ -68,6 +68,51 @@ def publish(written: list) -> None:
         hub.publish(written)
 
 
+# --- inside the chat writer's batch (app/chat/writer.py) -----------------------------------
+
+class Collector:
+    """What the jobs of one writer batch leave for after its commit."""
+    __slots__ = ("written", "after")
+
+    def __init__(self):
+        self.written = []  # live.Written, to publish once committed
+        self.after = []  # callables, run once committed
+
+
+_batch = threading.local()
+
+
+@contextlib.contextmanager
+def collecting(collector: Collector):
+    """This thread's writes publish into `collector` instead of at once (the writer's batch)."""
+    _batch.collector = collector
+    try:
+        yield collector
+    finally:
+        _batch.collector = None
+
+
+def deferred(written: list) -> bool:
+    """Inside a writer batch: keep `written` for the batch's publish after its commit (True).
+    Elsewhere False: the caller publishes itself."""
+    collector = getattr(_batch, "collector", None)
+    if collector is None:
+        return False
+    collector.written.extend(written)
+    return True
+
+
+def after_commit(action) -> None:
+    """Run `action()` once this thread's chat write is committed: at once outside a writer
+    batch (the caller has committed already), after the batch's commit inside one. Used for
+    what must not see an uncommitted write (a task queued for the worker, automations)."""
+    collector = getattr(_batch, "collector", None)
+    if collector is None:
+        action()
+    else:
+        collector.after.append(action)
+
+
 class Beat:
     """Put in a subscriber's queue by the hub's ticker: time for a heartbeat. `data` is the
     status line as SSE bytes, rendered once per round for every stream that shows one."""
@@ -217,24 +262,31 @@ class Hub:
     def publish(self, written: list) -> None:
         """From the thread that committed `written` (live.Written, ids ascending): render each
         event once per audience watching, then hand them to the loop. No read back, no hop."""
-        if self.loop is None:
-            return
+        events = self.prepare(written)
+        if events:
+            try:
+                self.loop.call_soon_threadsafe(self.accept, events)
+            except RuntimeError:
+                pass  # the loop is closing
+
+    def prepare(self, written: list) -> list:
+        """`written` rendered once per audience watching, as Events for accept() on the loop;
+        [] when the hub is not running or rendering failed (the dispatcher then reads them)."""
+        if self.loop is None or not written:
+            return []
         # Announced before rendering, so that the watcher, seeing the commit meanwhile, leaves
         # these to this publish instead of reading them back (an int store is atomic).
-        self.announced = max(self.announced, written[-1].id)
+        self.announced = max(self.announced, max(row.id for row in written))
+        written = sorted(written, key=lambda row: row.id)
         wanted = [(row, self._audiences(row)) for row in written]
         try:
-            events = [Event(row, sse) for row, sse in zip(written, self.render(wanted), strict=True)]
+            return [Event(row, sse) for row, sse in zip(written, self.render(wanted), strict=True)]
         except Exception:
             log.exception("chat event not rendered from memory; the dispatcher reads it")
             self.wake_threadsafe()
-            return
-        try:
-            self.loop.call_soon_threadsafe(self._accept, events)
-        except RuntimeError:
-            pass  # the loop is closing
+            return []
 
-    def _accept(self, events: list) -> None:
+    def accept(self, events: list) -> None:
         for event in events:
             if event.id > self.last_id:
                 self.pending[event.id] = event

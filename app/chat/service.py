@@ -154,16 +154,23 @@ def visitor_token(visitor: Visitor) -> str:
 def visitor_from_token(site: Site, token: str | None) -> Visitor | None:
     if not token:
         return None
-    try:
-        data = _signer("visitor").loads(token, max_age=int(VISITOR_TOKEN_AGE.total_seconds()))
-    except BadSignature:
-        return None
-    if data.get("s") != site.id:
+    # The signature is checked once per token per few seconds (the short cache): a year-long
+    # token's validity does not change in that time, and checking it cost more than the
+    # message's own statements (profiled).
+    data = _cache().get(("token", token), lambda: _opened_visitor_token(token))
+    if not isinstance(data, dict) or data.get("s") != site.id:
         return None
     # The signature and age above are checked every time; only the row comes from the cache.
     return _cache().get(("visitor", site.id, data.get("v")),
                         lambda: VISITOR_BY_PUBLIC_ID.first(data.get("v"), site.id),
                         tag_of=lambda visitor: ("visitor", visitor.id))
+
+
+def _opened_visitor_token(token: str) -> dict | None:
+    try:
+        return _signer("visitor").loads(token, max_age=int(VISITOR_TOKEN_AGE.total_seconds()))
+    except BadSignature:
+        return None
 
 
 def stream_ticket(conversation_id: int, visitor: Visitor) -> str:
@@ -205,11 +212,12 @@ def update_visitor(visitor: Visitor, name: str, email: str) -> None:
             Conversation.visitor == visitor):
         ChatEvent.create(workspace_id=conv.workspace_id, conversation_id=conv.id,
                          kind=ChatEvent.VISITOR)
-    live.notify()
+    live.after_commit(live.notify)
     if left_email:
         site = Site.get_by_id(visitor.site_id)
-        publish(site.workspace_id, "visitor_left_email", visitor, site,
-                current_conversation(visitor))
+        conversation = current_conversation(visitor)
+        live.after_commit(lambda: publish(site.workspace_id, "visitor_left_email", visitor, site,
+                                          conversation))
 
 
 # --- what automations hear -----------------------------------------------------------------------
@@ -310,8 +318,11 @@ def _add_message(conversation, sender, body, upload, author=None, over_limit=Fal
 
 
 def _publish(written: list) -> None:
-    """Hand this write's events to the streams from memory, once committed. Inside a caller's
-    transaction nothing is committed yet: the dispatcher reads them after the commit instead."""
+    """Hand this write's events to the streams from memory, once committed. In the chat
+    writer's batch they are published after its commit; inside another caller's transaction
+    nothing is committed yet, so the dispatcher reads them after that commit instead."""
+    if live.deferred(written):
+        return
     if database.in_transaction():
         live.notify()
     else:
@@ -376,11 +387,15 @@ def post_visitor_message(site: Site, visitor: Visitor, body: str, upload=None,
             raise
         return earlier
     _publish(written)
+    # Queued for the worker and told to automations only once committed (live.after_commit):
+    # neither may see a message that a failed commit then takes back.
     if not agents_online(site.workspace_id):
-        schedule_away_notice(conversation.id)
+        live.after_commit(lambda: schedule_away_notice(conversation.id))
     if started:
-        publish(site.workspace_id, "conversation_started", visitor, site, conversation, body)
-    publish(site.workspace_id, "message_received", visitor, site, conversation, body)
+        live.after_commit(lambda: publish(site.workspace_id, "conversation_started", visitor,
+                                          site, conversation, body))
+    live.after_commit(lambda: publish(site.workspace_id, "message_received", visitor, site,
+                                      conversation, body))
     return message
 
 
@@ -458,7 +473,7 @@ def post_agent_reply(conversation: Conversation, user: User, body: str, upload=N
     if visitor.email and not visitor_connected(conversation.id):
         from jobs.chat import email_reply_to_visitor
 
-        email_reply_to_visitor(message.id)
+        live.after_commit(lambda: email_reply_to_visitor(message.id))
     return message
 
 
@@ -700,6 +715,26 @@ def search(workspace_id: int, q: str, limit: int = 50):
 
 def saved_replies(workspace_id: int):
     return SAVED_REPLIES.rows(workspace_id)
+
+
+def saved_replies_cached(workspace_id: int) -> list:
+    """The workspace's saved replies for the reply form after each reply, from the short
+    cache: changed here, they are dropped from it at once (add_saved_reply, ...)."""
+    return _cache().get(("saved", workspace_id), lambda: list(saved_replies(workspace_id)),
+                        tag_of=lambda _: ("saved", workspace_id))
+
+
+def add_saved_reply(workspace_id: int, shortcut: str, body: str) -> SavedReply:
+    reply = SavedReply.create(workspace=workspace_id, shortcut=shortcut, body=body)
+    _cache().drop(("saved", workspace_id))
+    return reply
+
+
+def delete_saved_reply(workspace_id: int, reply_id: int) -> bool:
+    deleted = SavedReply.delete().where((SavedReply.id == reply_id)
+                                        & (SavedReply.workspace == workspace_id)).execute()
+    _cache().drop(("saved", workspace_id))
+    return bool(deleted)
 
 
 # What a visitor's stream needs of its conversation (asked on every open and recheck): two

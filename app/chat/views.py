@@ -6,7 +6,7 @@ from flask import Blueprint, Response, abort, g, request, url_for
 from app.accounts.sessions import login_required, owner_required, scoped_or_404, workspace_id
 from app.chat import files, service
 from app.chat.forms import AssignForm, ReplyForm, SavedReplyForm, SiteForm, VisitorForm
-from app.chat.models import Attachment, ChatEvent, Conversation, Message, SavedReply, Site
+from app.chat.models import Attachment, ChatEvent, Conversation, Message, Site
 from app.chat.service import ChatError
 from app.db import Prepared
 from app.models import User
@@ -239,7 +239,7 @@ def saved_reply_create():
         if any(r.shortcut == form.shortcut.data for r in replies):
             form.shortcut.errors = ["A saved reply with this shortcut exists already."]
         else:
-            SavedReply.create(workspace=workspace_id(), shortcut=form.shortcut.data, body=form.body.data)
+            service.add_saved_reply(workspace_id(), form.shortcut.data, form.body.data)
             return go(url_for("chat.saved_replies"))
     return render("chat/saved_replies.html", "chat/_saved_reply_form.html", status=422,
                   replies=replies, form=form)
@@ -248,9 +248,7 @@ def saved_reply_create():
 @bp.post("/saved-replies/<int:reply_id>/delete")
 @login_required
 def saved_reply_delete(reply_id):
-    deleted = SavedReply.delete().where((SavedReply.id == reply_id)
-                                        & (SavedReply.workspace == workspace_id())).execute()
-    if not deleted:
+    if not service.delete_saved_reply(workspace_id(), reply_id):
         abort(404)
     return go(url_for("chat.saved_replies"))
 

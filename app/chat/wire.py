@@ -1,65 +1,124 @@
-"""The two chat writes, a visitor's message and an agent's reply: one Starlette route each at
-the ASGI root, answering every case itself (text or file, name and e-mail, first message,
-away mode, limits, htmx or a plain form post, every refusal). No hand-off to Flask.
+"""The two chat writes, a visitor's message and an agent's reply: one route each, served at
+the ASGI root before any framework, answering every case (text or file, name and e-mail,
+first message, away mode, limits, htmx or a plain form post, every refusal).
 
-Why Starlette: the chat benchmark measured the a2wsgi + Flask hop at more than the write
-itself. One module for both: they share the body reading (size limit), the form parsing and
-the answers; the rules are the chat service's (and app/widget/limits.py), the CSRF rule is
-app/csrf.py, the session check app/accounts/sessions.py, scheme and host app.security's
-`forwarded`. Answers are rendered from the same template files the Flask pages use, inside a
-Flask request context made from the request's headers (no body, no before_request hooks), so
-that url_for, g and the CSRF field work as on a page.
+Why no framework here: these two requests are the chat's load. Measured in-process, a
+message through Starlette's middleware and routing, a Flask request context and a WTForms
+form cost more than the write itself. So the route reads the body and parses the form on
+the event loop, then hands the whole request (its rules, its write and its answer) to the
+chat writer (app/chat/writer.py) as one job: the rules run in the same transaction as the
+write, and the answer is rendered there from the same template files the pages use, without
+a request context (app/chat/render.py: URLs built from a bound adapter, the CSRF field is the
+token the request carried). The rules are the chat service's (and app/widget/limits.py), the
+CSRF rule is app/csrf.py's, the session check app/accounts/sessions.py's, scheme and host
+app.security's `forwarded`.
+
+Rare answers (an unknown site, a malformed body, an agent's refused reply re-showing the
+conversation page, a visitor's first message swapping the whole chat in) are rendered
+through Flask in a request context made from the request's headers, as pages are.
 """
 
+import re
+import secrets
 import sys
 from io import BytesIO
+from urllib.parse import parse_qsl
 
 import anyio
 from flask import g
-from starlette.background import BackgroundTask
-from starlette.datastructures import UploadFile
+from starlette.datastructures import Headers, UploadFile
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, RedirectResponse, Response
-from starlette.routing import Route
 from werkzeug.datastructures import MultiDict
 
 from app.accounts import sessions
 from app.chat import service
-from app.chat.forms import ReplyForm, WidgetMessageForm
+from app.chat.forms import REPLY_TOO_LONG, WidgetMessageForm
 from app.chat.service import ChatError
+from app.chat.text import MAX_CHARS
 from app.csrf import refusal, token_from
 from app.db import thread_connection
-from app.paging import whole_number
 from app.security import MESSAGES, forwarded
 
 UPLOAD_LIMIT = 11 * 1024 * 1024  # a 10 MB file plus the form around it
-MAX_FIELDS = 64  # extra fields are ignored, as Flask ignores them
+MAX_FIELDS = 64  # more fields than any of our forms has: a 400
 TOKEN_HEADER = "X-Lumnar-Visitor"  # the visitor's credential (app/widget/views.py)
 NOT_VALID = "This chat session is not valid; reload the page to start again."
+VISITOR_PATH = re.compile(r"/widget/([^/]+)/messages")
+AGENT_PATH = re.compile(r"/dashboard/conversations/([0-9]{1,18})/messages")
+HTML = (b"content-type", b"text/html; charset=utf-8")
+TEXT = (b"content-type", b"text/plain; charset=utf-8")
 
 
-class Refused(Exception):
-    def __init__(self, response):
-        self.response = response
+class Answer:
+    """What a chat write answers: status, headers as (bytes, bytes), body bytes."""
+    __slots__ = ("status", "headers", "body")
+
+    def __init__(self, status: int, headers: list, body: bytes = b""):
+        self.status, self.headers, self.body = status, headers, body
 
 
-async def read_body(request: Request) -> bytes:
+def text_answer(status: int, text: str) -> Answer:
+    return Answer(status, [TEXT], text.encode())
+
+
+def from_flask(response) -> Answer:
+    return Answer(response.status_code,
+                  [(k.lower().encode("latin-1"), v.encode("latin-1"))
+                   for k, v in response.headers.items() if k.lower() != "content-length"],
+                  response.get_data())
+
+
+class ThroughFlask:
+    """A rare answer, rendered through Flask in a request context once the writer's batch is
+    committed, in a worker thread: popping a request context runs Flask's teardown, which
+    must never meet the writer's open transaction."""
+    __slots__ = ("fn", "args")
+
+    def __init__(self, fn, *args):
+        self.fn, self.args = fn, args
+
+    def __call__(self) -> Answer:
+        with thread_connection():
+            return self.fn(*self.args)
+
+
+class TooLarge(Exception):
+    pass
+
+
+async def read_body(scope, receive) -> bytes:
     """The whole body, refused past the size limit however it is sent (chunked too)."""
-    length = request.headers.get("content-length", "")
-    if length.isdigit() and int(length) > UPLOAD_LIMIT:
-        raise Refused(None)
+    for key, value in scope["headers"]:
+        if key == b"content-length" and value.isdigit() and int(value) > UPLOAD_LIMIT:
+            raise TooLarge()
     chunks, size = [], 0
-    async for chunk in request.stream():
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ConnectionResetError("client went away")
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > UPLOAD_LIMIT:
-            raise Refused(None)
+            raise TooLarge()
         chunks.append(chunk)
-    return b"".join(chunks)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
 
-async def parse_form(request: Request, body: bytes):
+async def parse_form(scope, headers: Headers, body: bytes):
     """(text fields as a MultiDict, (filename, bytes) of an attached file or None), or None for
-    a body that is not a form we can read."""
+    a body that is not a form we can read. A URL-encoded form (every text message) is parsed
+    here directly; multipart (a file, or htmx's multipart encoding) by Starlette's parser."""
+    kind = headers.get("content-type", "").partition(";")[0].strip().lower()
+    if kind == "application/x-www-form-urlencoded":
+        try:
+            pairs = parse_qsl(body.decode("latin-1"), keep_blank_values=True,
+                              max_num_fields=MAX_FIELDS, encoding="utf-8", errors="replace")
+        except ValueError:
+            return None
+        return MultiDict(pairs), None
+    if kind != "multipart/form-data":
+        return None
     sent = False
 
     async def receive():
@@ -70,8 +129,8 @@ async def parse_form(request: Request, body: bytes):
         return {"type": "http.disconnect"}
 
     try:
-        form = await Request(request.scope, receive).form(max_files=1, max_fields=MAX_FIELDS,
-                                                         max_part_size=UPLOAD_LIMIT)
+        form = await Request(scope, receive).form(max_files=1, max_fields=MAX_FIELDS,
+                                                 max_part_size=UPLOAD_LIMIT)
     except Exception:  # malformed multipart, too many parts: a 400 below
         return None
     fields, upload = MultiDict(), None
@@ -87,193 +146,260 @@ async def parse_form(request: Request, body: bytes):
     return fields, upload
 
 
-def routes(flask_app) -> list[Route]:
-    trust_proxy = flask_app.config["TRUST_PROXY"]
-    cookie_name = flask_app.config["SESSION_COOKIE_NAME"]
+class ChatWrites:
+    """ASGI: the two chat-write routes; every other request goes on to `app`."""
 
-    def flask_context(request: Request):
+    def __init__(self, app, flask_app, writer, renderer):
+        self.app, self.flask_app = app, flask_app
+        self.writer, self.renderer = writer, renderer
+        self.trust_proxy = flask_app.config["TRUST_PROXY"]
+        self.cookie_name = flask_app.config["SESSION_COOKIE_NAME"].encode()
+
+    def __getattr__(self, name):
+        # The Starlette app's own attributes (state, routes, router) read through this layer.
+        return getattr(self.app, name)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            path = scope["path"]
+            route = None
+            if path.startswith("/widget/") and (match := VISITOR_PATH.fullmatch(path)):
+                route = self.visitor_message
+            elif path.startswith("/dashboard/") and (match := AGENT_PATH.fullmatch(path)):
+                route = self.agent_reply
+            if route is not None:
+                answer = await self.handle(route, match.group(1), scope, receive)
+                if answer is not None:
+                    await send({"type": "http.response.start", "status": answer.status,
+                                "headers": answer.headers})
+                    await send({"type": "http.response.body", "body": answer.body})
+                return
+        await self.app(scope, receive, send)
+
+    async def handle(self, route, key, scope, receive) -> Answer | None:
+        if scope["method"] != "POST":
+            return Answer(405, [TEXT, (b"allow", b"POST")], b"Method Not Allowed")
+        try:
+            body = await read_body(scope, receive)
+        except TooLarge:
+            return await anyio.to_thread.run_sync(self.error(scope, 413))
+        except ConnectionResetError:
+            return None
+        headers = Headers(scope=scope)
+        parsed = await parse_form(scope, headers, body)
+        answer = await self.writer.run(route, key, scope, headers, parsed)
+        if isinstance(answer, ThroughFlask):
+            answer = await anyio.to_thread.run_sync(answer)
+        return answer
+
+    # -- rare answers, rendered through Flask as pages are ---------------------------------
+    def flask_context(self, scope):
         """A Flask request context with this request's URL and headers (for rendering). The
         WSGI environ is written out here rather than by Flask's test_request_context, whose
         environ builder cost more than the rest of a message's answer (profiled)."""
-        scheme, host = forwarded(request.scope, trust_proxy)
+        scheme, host = forwarded(scope, self.trust_proxy)
         name, _, port = host.partition(":")
+        client = scope.get("client")
         environ = {
-            "REQUEST_METHOD": "POST", "SCRIPT_NAME": "", "PATH_INFO": request.url.path,
+            "REQUEST_METHOD": "POST", "SCRIPT_NAME": "", "PATH_INFO": scope["path"],
             "QUERY_STRING": "", "SERVER_NAME": name,
             "SERVER_PORT": port or ("443" if scheme == "https" else "80"),
             "SERVER_PROTOCOL": "HTTP/1.1", "wsgi.url_scheme": scheme, "wsgi.input": BytesIO(),
             "wsgi.errors": sys.stderr, "wsgi.multithread": True, "wsgi.multiprocess": True,
             "wsgi.run_once": False, "wsgi.version": (1, 0), "CONTENT_LENGTH": "0",
-            "REMOTE_ADDR": (request.client.host if request.client else ""),
+            "REMOTE_ADDR": client[0] if client else "",
         }
-        for key, value in request.headers.items():
+        for key, value in Headers(scope=scope).items():
             if key not in ("content-length", "content-type", "transfer-encoding"):
                 environ["HTTP_" + key.upper().replace("-", "_")] = value
         environ["HTTP_HOST"] = host
-        return flask_app.request_context(environ)
+        return self.flask_app.request_context(environ)
 
-    def as_starlette(response) -> Response:
-        """A Flask response (rendered in flask_context) as a Starlette one."""
-        return Response(response.get_data(), status_code=response.status_code,
-                        headers={k: v for k, v in response.headers.items()
-                                 if k.lower() != "content-length"})
+    def error(self, scope, code, title=None, text=None) -> ThroughFlask:
+        return ThroughFlask(self._error, scope, code, title, text)
 
-    def error(request, code, title=None, text=None):
+    def _error(self, scope, code, title, text) -> Answer:
         from app.security import error_page
 
-        with flask_context(request), thread_connection():
+        with self.flask_context(scope):
             default = MESSAGES.get(code, (title, text))
-            return as_starlette(error_page(code, title or default[0], text or default[1]))
+            return from_flask(error_page(code, title or default[0], text or default[1]))
 
-    # --- a visitor's message --------------------------------------------------------------
-
-    def visitor_message(request, site_key, token, parsed):
-        from app.rendering import render
-        from app.widget.views import chat_context, compose_context, frame_csp
-
-        with flask_context(request), thread_connection():
-            site = service.site_by_key(site_key)
-            if site is None:
-                response = render("widget/unavailable.html", status=404)
-                response.headers["Content-Security-Policy"] = frame_csp(None)
-                return as_starlette(response)
-            visitor = service.visitor_from_token(site, token)
-            if visitor is None:
-                return PlainTextResponse(NOT_VALID, status_code=401)
-            if parsed is None:
-                return error(request, 400)
-            fields, upload = parsed
-            # The form's rules are for the visitor's name and e-mail (the text's are the chat
-            # service's, check_body): a message without them needs no form built.
-            details = bool(fields.get("name") or fields.get("email"))
-            form = WidgetMessageForm(formdata=fields) if details else None
-            conversation = service.current_conversation(visitor)
-            try:
-                if form is not None and not form.validate():
-                    raise ChatError(" ".join(e for errs in form.errors.values() for e in errs))
-                message = service.send_visitor_message(
-                    site, visitor, fields.get("body", "") if form is None
-                    else form.body.data or "", *(upload or ("", None)),
-                    name=form.name.data or "" if form else "",
-                    email=form.email.data or "" if form else "",
-                    page_url=fields.get("page", ""), conversation=conversation,
-                    client_id=service.client_id_from(fields.get("client_id")))
-            except ChatError as err:
-                form = form or WidgetMessageForm(formdata=fields)
-                form.form_errors.append(err.message)
-                return as_starlette(render("widget/_compose.html", status=err.status,
-                                           **compose_context(site, visitor, form)))
-            if conversation is None or (message.replayed and service.first_message(message)):
-                # The first message starts the conversation: swap the whole chat in, stream
-                # included (and so again for a retry of that first message: the page that
-                # lost the answer still shows the form without a chat).
-                response = render("widget/_chat.html", **chat_context(site, visitor))
-                response.headers["HX-Retarget"] = "#chat"
-                response.headers["HX-Reswap"] = "innerHTML"
-                return as_starlette(response)
-            # The message reaches the page through the stream; here only a fresh form.
-            return as_starlette(render("widget/_compose.html", **compose_context(site, visitor)))
-
-    async def message_create(request: Request):
+    # -- a visitor's message (runs in the chat writer) ----------------------------------------
+    def visitor_message(self, site_key, scope, headers, parsed) -> Answer:
+        site = service.site_by_key(site_key)
+        if site is None:
+            return self.unavailable(scope)
+        visitor = service.visitor_from_token(site, headers.get(TOKEN_HEADER))
+        if visitor is None:
+            return text_answer(401, NOT_VALID)
+        if parsed is None:
+            return self.error(scope, 400)
+        fields, upload = parsed
+        # The form's rules are for the visitor's name and e-mail (the text's are the chat
+        # service's, check_body): a message without them needs no form built.
+        details = bool(fields.get("name") or fields.get("email"))
+        form = WidgetMessageForm(formdata=fields) if details else None
+        conversation = service.current_conversation(visitor)
         try:
-            body = await read_body(request)
-        except Refused:
-            return await anyio.to_thread.run_sync(error, request, 413)
-        parsed = await parse_form(request, body)
-        return await anyio.to_thread.run_sync(
-            visitor_message, request, request.path_params["site_key"],
-            request.headers.get(TOKEN_HEADER), parsed)
+            if form is not None and not form.validate():
+                raise ChatError(" ".join(e for errs in form.errors.values() for e in errs))
+            message = service.send_visitor_message(
+                site, visitor, fields.get("body", "") if form is None else form.body.data or "",
+                *(upload or ("", None)),
+                name=form.name.data or "" if form else "",
+                email=form.email.data or "" if form else "",
+                page_url=fields.get("page", ""), conversation=conversation,
+                client_id=service.client_id_from(fields.get("client_id")))
+        except ChatError as err:
+            return self.compose(site, visitor, err.status, [err.message], fields)
+        if conversation is None or (message.replayed and service.first_message(message)):
+            # The first message starts the conversation: swap the whole chat in, stream
+            # included (and so again for a retry of that first message: the page that lost
+            # the answer still shows the form without a chat).
+            return self.whole_chat(scope, site, visitor)
+        # The message reaches the page through the stream; here only a fresh form.
+        return self.compose(site, visitor, 200)
 
-    # --- an agent's reply -------------------------------------------------------------------
+    def compose(self, site, visitor, status, errors=(), fields=None) -> Answer:
+        """The message form, fresh, or as sent with what was wrong (then its client id kept:
+        nothing was stored under it)."""
+        fields = fields or {}
+        html = self.renderer.compose(
+            site, visitor, away=not service.agents_online(site.workspace_id), errors=errors,
+            email=(fields.get("email") or "").strip().lower(), body=fields.get("body") or "",
+            client_id=service.client_id_from(fields.get("client_id")) or fresh_id())
+        return Answer(status, [HTML], html.encode())
 
-    def agent_reply(request, conversation_id, data, parsed):
+    def unavailable(self, scope) -> ThroughFlask:
+        return ThroughFlask(self._unavailable, scope)
+
+    def _unavailable(self, scope) -> Answer:
+        from app.rendering import render
+        from app.widget.views import frame_csp
+
+        with self.flask_context(scope):
+            response = render("widget/unavailable.html", status=404)
+            response.headers["Content-Security-Policy"] = frame_csp(None)
+            return from_flask(response)
+
+    def whole_chat(self, scope, site, visitor) -> ThroughFlask:
+        return ThroughFlask(self._whole_chat, scope, site, visitor)
+
+    def _whole_chat(self, scope, site, visitor) -> Answer:
+        from app.rendering import render
+        from app.widget.views import chat_context
+
+        with self.flask_context(scope):
+            response = render("widget/_chat.html", **chat_context(site, visitor))
+            response.headers["HX-Retarget"] = "#chat"
+            response.headers["HX-Reswap"] = "innerHTML"
+            return from_flask(response)
+
+    # -- an agent's reply (runs in the chat writer) -------------------------------------------
+    def agent_reply(self, conversation_id, scope, headers, parsed) -> Answer:
+        if parsed is None:
+            return self.error(scope, 400)
+        fields, upload = parsed
+        app = self.flask_app
+        data = sessions.decode(app, cookie_value(scope, self.cookie_name)) or {}
+        scheme, host = forwarded(scope, self.trust_proxy)
+        token = token_from(fields, headers)
+        why = refusal(app.secret_key, data, token, scheme=scheme, host=host,
+                      referrer=headers.get("referer"),
+                      strict=app.config.get("WTF_CSRF_SSL_STRICT", True),
+                      max_age=app.config.get("WTF_CSRF_TIME_LIMIT"))
+        if why:
+            return self.error(scope, 400, "Form expired",
+                              "This form was missing its security token or it no longer "
+                              "matches your session (for example after you logged out in "
+                              "another tab). Reload the page and try again.")
+        found = sessions.check(app, data)
+        if found is None:
+            return self.login_answer(scope, headers)
+        row, membership = found
+        conversation = (service.WORKSPACE_CONVERSATION.first(int(conversation_id),
+                                                             membership.workspace_id)
+                        if membership else None)
+        if conversation is None:
+            return self.error(scope, 404)
+        htmx = headers.get("hx-request") == "true"
+        body = fields.get("body") or ""
+        try:
+            if len(body) > MAX_CHARS:
+                raise ChatError(REPLY_TOO_LONG, field="body")
+            service.post_agent_reply(conversation, row.user, body,
+                                     service.checked_upload(*(upload or ("", None))),
+                                     client_id=service.client_id_from(fields.get("client_id")))
+        except ChatError as err:
+            answer = ThroughFlask(self.reply_refused, scope, row, membership, conversation,
+                                  fields, err)
+        else:
+            if not htmx:
+                # A plain form post (JavaScript off): back to the conversation's page.
+                answer = Answer(303, [TEXT, (b"location", self.renderer.url_for(
+                    "chat.conversation_show", conversation_id=conversation.id).encode())])
+            else:
+                # The reply arrives through the stream like everyone else's; here only a
+                # fresh form, carrying the token this request proved it holds.
+                answer = Answer(200, [HTML], self.renderer.reply_form(
+                    conversation, service.saved_replies_cached(conversation.workspace_id),
+                    token).encode())
+        extra = [(b"cache-control", b"no-store")]  # signed in: never kept in a shared cache
+        if sessions.seen_due(data):
+            name, value, attributes = sessions.refreshed_cookie(app, data)
+            extra.append((b"set-cookie", set_cookie(name, value, attributes)))
+            # Written after this answer, in a later batch: never on the reply's path.
+            self.writer.later(sessions.touch_seen, app, row.id)
+        if isinstance(answer, ThroughFlask):
+            return ThroughFlask(with_headers, answer, extra)
+        answer.headers.extend(extra)
+        return answer
+
+    def reply_refused(self, scope, row, membership, conversation, fields, err) -> Answer:
+        from app.chat.forms import ReplyForm
         from app.chat.views import conversation_context
         from app.rendering import render
 
-        if parsed is None:
-            return error(request, 400)
-        fields, upload = parsed
-        scheme, host = forwarded(request.scope, trust_proxy)
-        why = refusal(flask_app.secret_key, data or {},
-                           token_from(fields, request.headers), scheme=scheme, host=host,
-                           referrer=request.headers.get("referer"),
-                           strict=flask_app.config.get("WTF_CSRF_SSL_STRICT", True),
-                           max_age=flask_app.config.get("WTF_CSRF_TIME_LIMIT"))
-        if why:
-            return error(request, 400, "Form expired",
-                         "This form was missing its security token or it no longer matches "
-                         "your session (for example after you logged out in another tab). "
-                         "Reload the page and try again.")
-        found = sessions.check(flask_app, data)
-        if found is None:
-            return login_answer(request)
-        row, membership = found
-        with flask_context(request), thread_connection():
+        with self.flask_context(scope):
             g.user, g.membership, g.session_row = row.user, membership, row
-            conversation = (service.WORKSPACE_CONVERSATION.first(conversation_id,
-                                                                 membership.workspace_id)
-                            if membership and whole_number(str(conversation_id)) else None)
-            if conversation is None:
-                return error(request, 404)
-            form = ReplyForm(formdata=fields, meta={"csrf": False})  # checked above
-            try:
-                if not form.validate():
-                    raise ChatError(" ".join(form.body.errors) or "Check the form.", field="body")
-                service.post_agent_reply(conversation, row.user, form.body.data or "",
-                                         service.checked_upload(*(upload or ("", None))),
-                                         client_id=service.client_id_from(
-                                             fields.get("client_id")))
-            except ChatError as err:
-                form.form_errors.append(err.message)
-                response = as_starlette(render(
-                    "chat/conversation.html", "chat/_reply_form.html", status=err.status,
-                    **conversation_context(conversation, reply_form=form)))
-            else:
-                if request.headers.get("hx-request") != "true":
-                    # A plain form post (JavaScript off): back to the conversation's page.
-                    from flask import url_for
+            form = ReplyForm(formdata=fields, meta={"csrf": False})  # checked already
+            form.form_errors.append(err.message)
+            return from_flask(render("chat/conversation.html", "chat/_reply_form.html",
+                                     status=err.status,
+                                     **conversation_context(conversation, reply_form=form)))
 
-                    response = RedirectResponse(url_for("chat.conversation_show",
-                                                        conversation_id=conversation.id),
-                                                status_code=303)
-                else:
-                    # The reply arrives through the stream like everyone else's; here only a
-                    # fresh form.
-                    response = as_starlette(render(
-                        "chat/_reply_form.html", conversation=conversation,
-                        reply_form=ReplyForm(formdata=None),
-                        saved=list(service.saved_replies(conversation.workspace_id))))
-        response.headers["Cache-Control"] = "no-store"  # signed in: never kept in a shared cache
-        if sessions.seen_due(data):
-            name, value, attributes = sessions.refreshed_cookie(flask_app, data)
-            response.set_cookie(name, value, **attributes)
-            response.background = BackgroundTask(anyio.to_thread.run_sync,
-                                                 sessions.touch_seen, flask_app, row.id)
-        return response
-
-    def login_answer(request):
-        from flask import url_for
-
-        with flask_context(request):
-            login = url_for("accounts.login_form", next=request.url.path)
-        if request.headers.get("hx-request") == "true":
+    def login_answer(self, scope, headers) -> Answer:
+        login = self.renderer.url_for("accounts.login_form", next=scope["path"])
+        if headers.get("hx-request") == "true":
             # A redirect would be swapped into the page; htmx navigates instead.
-            return Response(status_code=401, headers={"HX-Redirect": login})
-        return RedirectResponse(login, status_code=303)
+            return Answer(401, [TEXT, (b"hx-redirect", login.encode())])
+        return Answer(303, [TEXT, (b"location", login.encode())])
 
-    async def conversation_reply(request: Request):
-        try:
-            body = await read_body(request)
-        except Refused:
-            return await anyio.to_thread.run_sync(error, request, 413)
-        parsed = await parse_form(request, body)
-        data = sessions.decode(flask_app, request.cookies.get(cookie_name))
-        return await anyio.to_thread.run_sync(
-            agent_reply, request, request.path_params["conversation_id"], data, parsed)
 
-    return [
-        Route("/widget/{site_key}/messages", message_create, methods=["POST"],
-              name="widget.message_create"),
-        Route("/dashboard/conversations/{conversation_id:int}/messages", conversation_reply,
-              methods=["POST"], name="chat.conversation_reply"),
-    ]
+def with_headers(answer: ThroughFlask, extra: list) -> Answer:
+    made = answer.fn(*answer.args)
+    made.headers.extend(extra)
+    return made
+
+
+def fresh_id() -> str:
+    return secrets.token_urlsafe(16)
+
+
+def cookie_value(scope, name: bytes) -> str | None:
+    """The named cookie from the request's Cookie headers (no full parse for one value)."""
+    for key, value in scope["headers"]:
+        if key == b"cookie":
+            for part in value.split(b";"):
+                k, _, v = part.strip().partition(b"=")
+                if k == name:
+                    return v.decode("latin-1").strip('"')
+    return None
+
+
+def set_cookie(name, value, attributes) -> bytes:
+    """A Set-Cookie header as werkzeug writes it (the same attributes Flask would send)."""
+    from werkzeug.http import dump_cookie
+
+    return dump_cookie(name, value, **attributes).encode("latin-1")

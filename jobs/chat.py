@@ -84,15 +84,19 @@ def purge_old_conversations():
 
 @huey.periodic_task(crontab(minute="*"))
 def merge_search_index():
-    """The search index's segment merging (automatic merging is off: migration 8), done here
-    and not in the web process, so that no message waits behind it: small steps, each its own
-    short write transaction, until nothing is left to merge or a few seconds have passed."""
+    """The search index's upkeep, done here and not in the web process, so that no message
+    waits behind it: first the messages written since the last run are indexed (migration
+    11), then segments are merged (automatic merging is off: migration 8). Small steps, each
+    its own short write transaction, with pauses between, for at most a few seconds each."""
     from app.chat import service
 
     with task_context():
         deadline = time.monotonic() + SEARCH_MERGE_BUDGET
-        while service.merge_search_index() and time.monotonic() < deadline:
+        while service.index_new_messages() and time.monotonic() < deadline:
             time.sleep(SEARCH_MERGE_PAUSE)  # let waiting writers have the lock in between
+        deadline = time.monotonic() + SEARCH_MERGE_BUDGET
+        while service.merge_search_index() and time.monotonic() < deadline:
+            time.sleep(SEARCH_MERGE_PAUSE)
 
 
 @huey.periodic_task(crontab(minute="*/30"))

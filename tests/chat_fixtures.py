@@ -75,8 +75,19 @@ def count(model, *where) -> int:
         return query.count()
 
 
+def index_search() -> None:
+    """Index every message written so far, as the worker's steps and a search do."""
+    from app.chat import service
+
+    with connection():
+        while service.index_new_messages():
+            pass
+
+
 def fts_hits(word: str) -> list[int]:
-    """Message ids the search index holds for `word` (straight from message_fts)."""
+    """Message ids the search index holds for `word` (straight from message_fts), once the
+    messages written so far are indexed (they are indexed after they are written)."""
+    index_search()
     with connection():
         rows = database.execute_sql(
             "SELECT rowid FROM message_fts WHERE message_fts MATCH ?", ('"' + word + '"',))

@@ -37,6 +37,7 @@ def test_conversations_past_their_sites_retention_are_deleted_with_every_trace(a
                             file=(png_bytes(), "old.png", "image/png"))
     young = conversation_with(app, month, "recent giraffe words", 29)
     old_but_kept = conversation_with(app, year, "kept okapi words", 31)
+    assert len(fts_hits("zebra")) == 1  # indexed: the purge must take it out of the index
 
     assert retention.purge_expired() == 1
 

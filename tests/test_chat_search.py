@@ -185,11 +185,55 @@ def test_the_index_is_merged_in_bounded_steps_outside_message_inserts(app, auth,
             "SELECT v FROM message_fts_config WHERE k = 'automerge'").fetchone()
     assert automerge == (0,)  # inserts no longer merge (migration 8)
     guest = WidgetVisitor.arrive(app, site.site_key)
-    for i in range(12):  # each insert leaves a segment of its own
+    for i in range(12):
         assert guest.send(f"parcel number {i} and a lighthouse").status_code == 200
     with app.app_context(), connection():
+        for _ in range(12):  # each indexing step leaves a segment of its own
+            assert service.index_new_messages(limit=1) == 1
         assert service.merge_search_index() > 0
         while service.merge_search_index():  # bounded steps until nothing is left to merge
             pass
     html = text(search(auth, "lighthouse"))
     assert len(re.findall(r"<mark>lighthouse</mark>", html)) == 12
+
+
+def fts_rows(database):
+    return database.execute_sql("SELECT count(*) FROM message_fts_docsize").fetchone()[0]
+
+
+def test_sending_a_message_leaves_the_search_index_to_a_later_step(app, auth, site, online):
+    from app.db import database
+
+    guest = WidgetVisitor.arrive(app, site.site_key)
+    with connection():
+        before = fts_rows(database)
+    assert guest.send("a question about a lighthouse").status_code == 200
+    with app.app_context(), connection():
+        assert fts_rows(database) == before  # the insert itself indexed nothing
+        assert service.index_new_messages() == 1
+        assert fts_rows(database) == before + 1
+    assert "<mark>lighthouse</mark>" in text(search(auth, "lighthouse"))
+
+
+def test_a_message_is_found_the_moment_it_is_sent_without_the_worker(app, auth, site, online):
+    guest = WidgetVisitor.arrive(app, site.site_key)
+    assert guest.send("where is my umbrella").status_code == 200
+    assert "<mark>umbrella</mark>" in text(search(auth, "umbrella"))  # the search indexed it
+
+
+def test_deleting_messages_indexed_or_not_keeps_the_index_whole(app, auth, site, online):
+    from app.db import database
+
+    guest = WidgetVisitor.arrive(app, site.site_key)
+    assert guest.send("an indexed teapot").status_code == 200
+    with app.app_context(), connection():
+        service.index_new_messages()
+    assert guest.send("a teapot not indexed yet").status_code == 200
+    conversation = guest.conversation()
+    with app.app_context(), connection():
+        service.delete_conversation(conversation, "visitor")
+        # FTS5 would be corrupted by deleting what it was never given: it checks itself here.
+        database.execute_sql("INSERT INTO message_fts(message_fts) VALUES ('integrity-check')")
+        assert service.index_new_messages() == 0  # the deleted message is never indexed
+        assert fts_rows(database) == 0
+    assert "<mark>teapot</mark>" not in text(search(auth, "teapot"))

@@ -683,6 +683,38 @@ def merge_search_index(pages: int = SEARCH_MERGE_PAGES) -> int:
         return max(0, database.connection().total_changes - before - 1)
 
 
+SEARCH_INDEX_STEP = 500  # messages indexed in one short write transaction
+SEARCH_CATCH_UP_STEPS = 4  # at most this many steps before a search (the worker does the rest)
+
+
+def index_new_messages(limit: int = SEARCH_INDEX_STEP) -> int:
+    """Put up to `limit` messages written since the last step into the search index, in one
+    short write transaction; how many. Messages are indexed after they are written, not by
+    their insert (migration 11): a chat message does not wait for tokenizing. Inside one
+    write transaction no message can be deleted or edited between reading and indexing it,
+    and one deleted before is not read."""
+    with database.atomic():
+        (done,) = database.execute_sql(
+            'SELECT "indexed_to" FROM "search_index_state" WHERE "id" = 1').fetchone()
+        (newest,) = database.execute_sql('SELECT coalesce(max("id"), 0) FROM "message"').fetchone()
+        upto = min(newest, done + limit)
+        if upto <= done:
+            return 0
+        database.execute_sql('INSERT INTO message_fts(rowid, body) SELECT "id", "body" '
+                             'FROM "message" WHERE "id" > ? AND "id" <= ?', (done, upto))
+        database.execute_sql('UPDATE "search_index_state" SET "indexed_to" = ? WHERE "id" = 1',
+                             (upto,))
+        return upto - done
+
+
+def search_catch_up(steps: int = SEARCH_CATCH_UP_STEPS) -> None:
+    """Before a search: index what the worker has not yet (it indexes every few seconds), so
+    that a message just written is found. Bounded: far behind, the worker catches up."""
+    for _ in range(steps):
+        if index_new_messages() < SEARCH_INDEX_STEP:
+            return
+
+
 def fts_query(q: str) -> str | None:
     """Turn anything a person types into a safe FTS5 query: each word quoted, all required,
     the last one also matching as a prefix. Operators and quotes lose their meaning."""
@@ -701,6 +733,7 @@ def search(workspace_id: int, q: str, limit: int = 50):
     match = fts_query(q)
     if match is None:
         return []
+    search_catch_up()
     sql = (
         "SELECT m.id, m.conversation_id, m.created_at, "
         f"highlight(message_fts, 0, '{HL_START}', '{HL_END}') "

@@ -235,6 +235,9 @@ def fill(path: Path, conversations: int, messages: int, seed: int = 7) -> None:
     flush()
     _log(f"rows written in {time.monotonic() - t0:.0f} s; indexing for search")
     db.execute("INSERT INTO message_fts(message_fts) VALUES ('rebuild')")
+    # Everything is indexed now: the app's indexing steps start after the last message.
+    db.execute('UPDATE "search_index_state" SET "indexed_to" = '
+               '(SELECT coalesce(max("id"), 0) FROM "message") WHERE "id" = 1')
     for _, sql in triggers:
         db.execute(sql)
     db.execute("COMMIT")

@@ -6,6 +6,7 @@ import asyncio
 import re
 
 import anyio
+import pytest
 
 from app.chat import render, streams
 from app.chat.live import AGENT, VISITOR
@@ -114,3 +115,19 @@ def test_a_streamed_message_is_the_same_html_the_pages_render(app, auth, ws, sit
     first = events[0].ref_id
     assert 'class="thumb"' in item(dashboard, f"msg-{first}")
     assert len(stamp.findall(item(widget, f"m-{first}"))) == 2  # its link and its image
+
+
+@pytest.mark.parametrize("html, event_id, event", [
+    ("<p>one line</p>", 7, "update"),
+    ("a\nb\r\nc\rd", 12, "update"),
+    ("\n<li>\n  trailing\n", None, "status"),
+    ("", 1, "update"),
+])
+def test_our_sse_encoding_is_byte_for_byte_sse_starlettes(html, event_id, event):
+    from sse_starlette import ServerSentEvent
+
+    from app.chat.render import encode
+
+    expected = ServerSentEvent(data=html, event=event,
+                               id=None if event_id is None else str(event_id)).encode()
+    assert encode(html, event_id, event) == expected

@@ -18,7 +18,6 @@ import secrets
 from urllib.parse import urlsplit
 
 from jinja2 import BaseLoader, Environment
-from sse_starlette import ServerSentEvent
 
 from app.chat import service
 from app.chat.models import ChatEvent, Message
@@ -30,12 +29,18 @@ ID_MARK = "client-id-goes-here"  # where a fresh form's client id is put in (see
 FORMS_KEPT = 1024  # fresh forms kept, one per site and kind, one per conversation and agent
 
 
+LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
 def encode(html: str | None, event_id: int | None = None, event: str = "update") -> bytes | None:
-    """One SSE message, `id: N` / `event: update` / `data: ...` lines, as the bytes to send."""
+    """One SSE message, `id: N` / `event: update` / `data: ...` lines, as the bytes to send:
+    the same bytes as sse-starlette's ServerSentEvent(...).encode() (a test holds them
+    equal), made with one substitution instead of a write per line, which cost a tenth of
+    rendering an event (profiled)."""
     if html is None:
         return None
-    return ServerSentEvent(data=html, event=event,
-                           id=None if event_id is None else str(event_id)).encode()
+    head = f"event: {event}\r\n" if event_id is None else f"id: {event_id}\r\nevent: {event}\r\n"
+    return (head + "data: " + LINE_BREAK.sub("\r\ndata: ", html) + "\r\n\r\n").encode()
 
 
 class Value:

@@ -1,6 +1,7 @@
 """Message text on screen: escaped first, then links and line breaks added."""
 
 import re
+from functools import lru_cache
 
 from markupsafe import Markup, escape
 
@@ -9,6 +10,17 @@ MAX_CHARS = 5000
 
 
 def render_text(text: str) -> Markup:
+    # A message is shown to its agents and its visitor: made once. Only plain strings are
+    # kept: a Markup equal to some visitor's text must never hand back its unescaped form.
+    return _rendered(text) if type(text) is str else _render(text)
+
+
+@lru_cache(maxsize=512)
+def _rendered(text: str) -> Markup:
+    return _render(text)
+
+
+def _render(text: str) -> Markup:
     out, last = [], 0
     for m in URL.finditer(text):
         out.append(escape(text[last:m.start()]))

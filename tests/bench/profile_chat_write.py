@@ -70,7 +70,7 @@ async def call(root, path: str, body: bytes, headers: dict) -> tuple[int, bytes]
     return answer["status"], answer["body"]
 
 
-async def run(app, ws, site_key, token, messages: int, profile: bool):
+async def run(app, ws, site_key, token, messages: int, profile: bool, concurrency: int = 1):
     root = build(app)
     starlette = root.app
     hub = starlette.state.hub
@@ -94,11 +94,16 @@ async def run(app, ws, site_key, token, messages: int, profile: bool):
                 seen += getattr(item, "kind", None) == "message"
 
         async def one_round(n):
-            for i in range(n):
-                status, body = await call(root, path,
-                                          urlencode({"body": f"hello {i}"}).encode(), headers)
+            slots = asyncio.Semaphore(concurrency)
+
+            async def send(i):
+                async with slots:
+                    status, body = await call(root, path,
+                                              urlencode({"body": f"hello {i}"}).encode(), headers)
                 assert status == 200, body[:300]
-            await asyncio.gather(drain(agent, n), drain(visitor, n))
+
+            await asyncio.gather(drain(agent, n), drain(visitor, n),
+                                 *(send(i) for i in range(n)))
 
         await one_round(20)  # warm
         profiler = cProfile.Profile() if profile else None
@@ -109,7 +114,7 @@ async def run(app, ws, site_key, token, messages: int, profile: bool):
         if profiler:
             profiler.disable()
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-    print(f"{messages} visitor messages, each delivered to an agent and a visitor stream: "
+    print(f"{messages} visitor messages ({concurrency} in flight), each delivered to an agent and a visitor stream: "
           f"{cpu / messages * 1000:.2f} ms CPU per message, {wall / messages * 1000:.2f} ms wall")
     if profiler:
         stats = pstats.Stats(profiler).sort_stats("cumulative")
@@ -121,10 +126,12 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--messages", type=int, default=500)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--concurrency", type=int, default=1,
+                        help="messages in flight at once (the chat writer commits them together)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         app, ws, site_key, token = setup(Path(tmp))
-        asyncio.run(run(app, ws, site_key, token, args.messages, args.profile))
+        asyncio.run(run(app, ws, site_key, token, args.messages, args.profile, args.concurrency))
 
 
 if __name__ == "__main__":

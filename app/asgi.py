@@ -152,7 +152,6 @@ def build(flask_app=None) -> SecurityHeaders:
     async def lifespan(app):
         await hub.start()
         live.install(hub)
-        chat_writer.start()
         threshold = settle_garbage_collector()
         stop = anyio.Event()
         async with anyio.create_task_group() as tasks:
@@ -161,7 +160,6 @@ def build(flask_app=None) -> SecurityHeaders:
                 yield
             finally:
                 stop.set()
-                await anyio.to_thread.run_sync(chat_writer.stop)
                 live.uninstall()
                 await hub.stop()
                 restore_garbage_collector(threshold)

@@ -4,7 +4,7 @@ publishes and queues nothing and tells every sender, and the events of a batch r
 streams once, in order, before their senders' answers."""
 
 import asyncio
-import threading
+import sqlite3
 
 from app.chat import service
 from app.chat.live import AGENT
@@ -75,7 +75,6 @@ def test_a_refused_job_changes_nothing_and_its_neighbours_are_stored(app, ws, si
 def test_a_batch_whose_commit_fails_stores_nothing_and_tells_every_sender(app, ws, site, online):
     conv = started(app, site)
     writer = Writer(app)
-    gate = threading.Event()
 
     def poisons_the_commit():
         # Foreign keys checked only at COMMIT, and a message of no conversation: the job itself
@@ -87,15 +86,10 @@ def test_a_batch_whose_commit_fails_stores_nothing_and_tells_every_sender(app, w
             (987654, ws, "visitor", "orphan", str(utcnow()), ""))
 
     async def scenario():
-        first = asyncio.ensure_future(writer.run(gate.wait, 5))  # holds the writer meanwhile
-        await asyncio.sleep(0.05)
-        batch = [asyncio.ensure_future(writer.run(post, conv.id, "lost 1")),
-                 asyncio.ensure_future(writer.run(poisons_the_commit)),
-                 asyncio.ensure_future(writer.run(post, conv.id, "lost 2"))]
-        await asyncio.sleep(0.05)  # all three queued: they make the next batch
-        gate.set()
-        await first
-        return await asyncio.gather(*batch, return_exceptions=True)
+        # Queued in one round of the loop: one batch.
+        return await asyncio.gather(writer.run(post, conv.id, "lost 1"),
+                                    writer.run(poisons_the_commit),
+                                    writer.run(post, conv.id, "lost 2"), return_exceptions=True)
 
     answers = run_async(scenario())
     assert all(isinstance(a, Exception) for a in answers), answers
@@ -128,3 +122,30 @@ def test_a_batchs_events_reach_the_streams_once_in_order_before_the_answers(app,
             assert hub.read_back == 0
 
     run_async(scenario())
+
+
+def test_a_write_lock_held_elsewhere_is_waited_for_without_stopping_the_loop(
+        app, ws, site, online):
+    conv = started(app, site)
+    writer = Writer(app)
+    other = sqlite3.connect(app.config["DATABASE"], isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")  # another process is writing
+
+    async def scenario():
+        write = asyncio.ensure_future(writer.run(post, conv.id, "patient"))
+        ticks = 0
+        for _ in range(20):  # the loop goes on serving: 20 rounds of 5 ms pass on time
+            started_at = asyncio.get_running_loop().time()
+            await asyncio.sleep(0.005)
+            ticks += asyncio.get_running_loop().time() - started_at < 0.1
+        assert not write.done()
+        other.execute("COMMIT")
+        return ticks, await asyncio.wait_for(write, 5)
+
+    try:
+        ticks, message_id = run_async(scenario())
+    finally:
+        other.close()
+    assert ticks == 20 and isinstance(message_id, int)
+    assert writer.waits > 0
+    assert bodies(conv.id) == ["first", "patient"]

@@ -26,6 +26,7 @@ from app.db import thread_connection
 
 AGENT, VISITOR = "agent", "visitor"
 ID_MARK = "client-id-goes-here"  # where a fresh form's client id is put in (see compose)
+LINKS_KEPT = 4096  # built links kept; past that, the lot is dropped and built again
 FORMS_KEPT = 1024  # fresh forms kept, one per site and kind, one per conversation and agent
 
 
@@ -103,6 +104,7 @@ class Renderer:
         self.helpers = {"url_for": self.url_for, "csrf_field": lambda: "",
                         "widget_file_url": self.widget_file_url}
         self.forms = {}  # fresh answer forms, rendered once (see compose)
+        self.links = {}  # (endpoint, values) -> URL (see url_for)
         # The app's filters and globals, its template files with their includes inlined.
         app_env = flask_app.jinja_env
         self.env = Environment(loader=Inlined(app_env), autoescape=app_env.autoescape,
@@ -112,7 +114,15 @@ class Renderer:
         self.env.globals.update(app_env.globals)
 
     def url_for(self, endpoint: str, **values) -> str:
-        return self.urls.build(endpoint, values)
+        # Built once per endpoint and values: werkzeug's build cost more than a fragment's
+        # other lines (profiled), and a fragment's links repeat (the same conversation).
+        key = (endpoint, *sorted(values.items()))
+        url = self.links.get(key)
+        if url is None:
+            if len(self.links) >= LINKS_KEPT:
+                self.links.clear()
+            url = self.links[key] = self.urls.build(endpoint, values)
+        return url
 
     def widget_file_url(self, attachment_id: int, inline: bool = False) -> str:
         url = self.url_for("widget.attachment", token=service.attachment_link_token(attachment_id))

@@ -215,9 +215,8 @@ def update_visitor(visitor: Visitor, name: str, email: str) -> None:
     live.after_commit(live.notify)
     if left_email:
         site = Site.get_by_id(visitor.site_id)
-        conversation = current_conversation(visitor)
-        live.after_commit(lambda: publish(site.workspace_id, "visitor_left_email", visitor, site,
-                                          conversation))
+        publish(site.workspace_id, "visitor_left_email", visitor, site,
+                current_conversation(visitor))
 
 
 # --- what automations hear -----------------------------------------------------------------------
@@ -231,12 +230,19 @@ HAS_CHAT_AUTOMATIONS = ('SELECT 1 FROM "automation" WHERE "workspace_id" = ? AND
 
 def publish(workspace_id: int, event: str, visitor: Visitor, site: Site,
             conversation: Conversation | None, text: str = "") -> None:
-    """Hand a chat event to the workspace's automations, after the chat write committed.
+    """Hand a chat event to the workspace's automations, once the chat write has committed
+    (live.after_commit). Whether any automation listens is asked at once (a read, and most
+    workspaces have none): only then is anything left for after the commit.
 
     An automation problem never costs the chat anything: the visitor's words are already
     stored, so a failure here is logged, not raised."""
-    from app.automations import service as automations  # automations import chat code too
-
+    try:
+        listening = database.execute_sql(HAS_CHAT_AUTOMATIONS, (workspace_id, event)).fetchone()
+    except Exception:  # see above: logged, never the chat's failure
+        current_app.logger.exception("chat event %s not handed to automations", event)
+        return
+    if not listening:
+        return
     data = {
         "conversation_id": conversation.id if conversation else None,
         "visitor_name": visitor.name, "visitor_email": visitor.email,
@@ -244,10 +250,15 @@ def publish(workspace_id: int, event: str, visitor: Visitor, site: Site,
         "text": text, "site": site.name, "site_name": site.name,
         "page_url": (conversation.started_page_url if conversation else "") or visitor.first_page_url,
     }
+    live.after_commit(lambda: _to_automations(workspace_id, event, data))
+
+
+def _to_automations(workspace_id: int, event: str, data: dict) -> None:
+    from app.automations import service as automations  # automations import chat code too
+
     try:
-        if database.execute_sql(HAS_CHAT_AUTOMATIONS, (workspace_id, event)).fetchone():
-            automations.publish_chat_event(workspace_id, event, data)
-    except Exception:  # see above: logged, never the chat's failure
+        automations.publish_chat_event(workspace_id, event, data)
+    except Exception:  # see publish(): logged, never the chat's failure
         current_app.logger.exception("chat event %s not handed to automations", event)
 
 
@@ -392,10 +403,8 @@ def post_visitor_message(site: Site, visitor: Visitor, body: str, upload=None,
     if not agents_online(site.workspace_id):
         live.after_commit(lambda: schedule_away_notice(conversation.id))
     if started:
-        live.after_commit(lambda: publish(site.workspace_id, "conversation_started", visitor,
-                                          site, conversation, body))
-    live.after_commit(lambda: publish(site.workspace_id, "message_received", visitor, site,
-                                      conversation, body))
+        publish(site.workspace_id, "conversation_started", visitor, site, conversation, body)
+    publish(site.workspace_id, "message_received", visitor, site, conversation, body)
     return message
 
 

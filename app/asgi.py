@@ -177,7 +177,8 @@ def build(flask_app=None) -> SecurityHeaders:
     # The chat writes are answered before Starlette's stack (see app/chat/wire.py); the
     # security headers outermost, so that nothing the process answers (Flask, the streams,
     # the chat writes, Starlette's own 404, 405 and 500) leaves without them.
-    return SecurityHeaders(wire.ChatWrites(app, flask_app, chat_writer, renderer),
+    streams_served = {"/sse/dashboard": dashboard_stream, "/sse/visitor": visitor_stream}
+    return SecurityHeaders(wire.ChatWrites(app, flask_app, chat_writer, renderer, streams_served),
                            flask_app.config["TRUST_PROXY"])
 
 

@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 
 from flask import request
-from peewee import SqliteDatabase
+from peewee import Field, ForeignKeyField, Function, Model, Node, SqliteDatabase
 
 # One writer at a time in this process. SQLite allows one writer per database anyway, and a
 # writer that finds the lock taken waits in the busy handler, which sleeps and polls: with
@@ -249,8 +249,36 @@ class Prepared:
     peewee builds a statement's SQL on every execution; on the chat's hot paths that cost
     more than SQLite running it (profiled: a third of a chat message's server time). The
     query is built on first use from `build(*markers)`, marker values standing for the
-    arguments, and each marker's place among the parameters is found once. Rows come back
-    as the query would give them (joined models included)."""
+    arguments, and each marker's place among the parameters is found once.
+
+    Rows come back as the query would give them, built here with peewee's public API only:
+    each selected field's python_value, the models' own constructors, and their foreign keys
+    to put joined models in place. peewee's cursor wrappers, which do this for a query it
+    runs itself, are private (`query._get_cursor_wrapper` and the classes it returns): not
+    part of its API, free to change in any release, and this class would then break on the
+    hot path of every chat message. What a row is made of is worked out once, with the SQL
+    (and, being worked out once, costs less per call than peewee's wrappers, which work it
+    out again on every execution):
+
+    - a model select (`Site.select()`, `Conversation.select(Conversation, Visitor, Site)
+      .join(Visitor)...`): an instance of the query's model; each joined model, built from
+      the same row, is set on every foreign key of the row that holds its key
+      (`conversation.visitor`, `conversation.site`, and `visitor.site` too), so reading it
+      runs no query. Only whole models (every field selected): a model built from some of
+      its fields would get the others' defaults, which its save() would then write.
+    - a `.tuples()` select: a tuple, each field's value converted as peewee converts it
+      (DateTimeField text -> datetime, BooleanField -> bool); a function of a field as
+      peewee's default rule does (not COUNT, SUM, AVG, CAST; a converter given to a function
+      with .python_value() is not seen: no public API shows it), other columns as given.
+
+    Other shapes (dicts, named tuples, partial models) raise ValueError in rows() and
+    first(); scalar() takes any query. Instances come out as Model(**values) would make
+    them, so every field counts as changed: save() writes every field anyway, since no model
+    of ours sets only_save_dirty (tests/test_prepared_statements.py checks that). That
+    constructor also runs the model's defaults (utcnow, new keys) before the row's values
+    replace them, so a row costs more than in peewee's wrapper and a call less: the chat's
+    one-row lookups got faster, a call reading many joined rows slower (numbers in the commit
+    that made this change)."""
 
     MARK = -7_700_000_000  # no id, count or text of ours is this
 
@@ -268,26 +296,142 @@ class Prepared:
             slots.append((True, found[0]) if found else (False, value))
         if sorted(i for is_arg, i in slots if is_arg) != list(range(self.arity)):
             raise ValueError("each argument must appear once in the prepared query")
-        self._ready = (query, sql, slots)
+        self._ready = (sql, slots, _row_maker(query))
         return self._ready
 
-    def _cursor(self, args):
-        query, sql, slots = self._ready or self._prepare()
+    def _cursor(self, args, rows: bool = False):
+        sql, slots, make = self._ready or self._prepare()
+        if rows and isinstance(make, str):
+            raise ValueError(f"Prepared.rows(): {make}")
         # Datetimes as peewee stores them (str gives the same text), not left to sqlite3's
         # default adapter, which newer Pythons deprecate.
         args = [str(a) if isinstance(a, datetime) else a for a in args]
-        return query, database.execute_sql(sql, [args[v] if is_arg else v for is_arg, v in slots])
+        return make, database.execute_sql(sql, [args[v] if is_arg else v for is_arg, v in slots])
 
-    def rows(self, *args):
-        query, cursor = self._cursor(args)
-        return query._get_cursor_wrapper(cursor)
+    def rows(self, *args) -> list:
+        make, cursor = self._cursor(args, rows=True)
+        return [make(row) for row in cursor]
 
     def first(self, *args):
-        return next(iter(self.rows(*args)), None)
+        make, cursor = self._cursor(args, rows=True)
+        row = cursor.fetchone()
+        return None if row is None else make(row)
 
     def scalar(self, *args):
         row = self._cursor(args)[1].fetchone()
         return row[0] if row else None
+
+
+class _NullRow(SqliteDatabase):
+    """A database that runs nothing asked of it: every statement answers one row of NULLs,
+    as many as the query selects. peewee says what a query's rows are (models, tuples, dicts)
+    only by giving them, through its public query.execute(); Prepared asks this one, once."""
+
+    def __init__(self, width: int):
+        super().__init__(":memory:")
+        self.row = "SELECT " + ", ".join(["NULL"] * width)
+
+    def execute_sql(self, sql, params=None, *args, **kwargs):
+        return super().execute_sql(self.row)
+
+
+def _converter(column):
+    """What peewee does to this selected column's value (None: nothing)."""
+    node = column.unwrap() if isinstance(column, Node) else column
+    if isinstance(node, Field):
+        return node.python_value
+    if (isinstance(node, Function) and node.name
+            and node.name.lower() not in Function.no_coerce_functions
+            and node.arguments and isinstance(node.arguments[0], Node)):
+        first = node.arguments[0].unwrap()
+        if isinstance(first, Field):
+            convert = first.python_value
+
+            def lenient(value):  # as peewee does: a value the field cannot read stays as is
+                try:
+                    return convert(value)
+                except (TypeError, ValueError):
+                    return value
+
+            return lenient
+    return None
+
+
+def _row_maker(query):
+    """rows()' converter for `query`: row -> model instance or tuple, worked out once; or,
+    for a shape rows() does not build, a string saying why."""
+    columns = list(query.selected_columns)
+    converters = [_converter(c) for c in columns]
+    probe = _NullRow(len(columns))
+    try:
+        sample = next(iter(query.clone().execute(probe)), None)
+    except Exception as exc:  # only the shape is asked: any failure means rows() cannot build
+        return f"peewee could not read a row of this query ({exc!r})"
+    finally:
+        probe.close()
+    if type(sample) is tuple:
+        if not any(converters):
+            return tuple
+        return lambda row: tuple(
+            [v if f is None else f(v) for f, v in zip(converters, row, strict=True)])
+    model = getattr(query, "model", None)
+    if not (isinstance(model, type) and issubclass(model, Model) and isinstance(sample, model)):
+        return "rows come as model instances or, with .tuples(), as tuples; not as " + (
+            type(sample).__name__)
+    return _model_maker(model, columns, converters)
+
+
+def _model_maker(primary, columns, converters):
+    # Each column's model and the name it is set under (a field's, or the column's alias).
+    places = {primary: {}}
+    for i, column in enumerate(columns):
+        node = column.unwrap()
+        if isinstance(node, Field):
+            model = node.model
+            if not (isinstance(model, type) and issubclass(model, Model)):
+                return f"{column} belongs to an aliased model"
+        elif column.is_alias():
+            model = primary
+        else:
+            return f"selected column {node!r} is neither a field nor aliased"
+        places.setdefault(model, {})[column.name if column.is_alias() else node.name] = i
+    fields = {model: model.select().selected_columns for model in places}
+    for model, place in places.items():
+        missing = {f.name for f in fields[model]} - set(place)
+        if missing:
+            return (f"{model.__name__} is not selected whole (missing {sorted(missing)}): "
+                    "select whole models, or use .tuples()")
+    # A joined model goes on each foreign key of the row that holds its key, checked row by
+    # row (the row's own values say which join it came by; a NULL key attaches nothing).
+    models = list(places)
+    links, reached = [], {primary}
+    for s, src in enumerate(models):
+        for fk in fields[src]:
+            dest = fk.rel_model if isinstance(fk, ForeignKeyField) else None
+            if dest is None or dest is src or dest not in places:
+                continue
+            links.append((s, fk.name, models.index(dest), places[src][fk.name],
+                          places[dest][fk.rel_field.name]))
+    while True:
+        more = {models[d] for s, _, d, _, _ in links if models[s] in reached} - reached
+        if not more:
+            break
+        reached |= more
+    if len(reached) < len(models):
+        lost = sorted(m.__name__ for m in models if m not in reached)
+        return f"no foreign key of the row leads to the joined {lost}"
+    shapes = [(model, tuple(places[model].items())) for model in models]
+
+    def make(row):
+        values = [v if f is None else f(v) for f, v in zip(converters, row, strict=True)]
+        built = [model(**{name: values[i] for name, i in place}) for model, place in shapes]
+        for s, attr, d, at, key_at in links:
+            key = values[key_at]
+            if key is not None and values[at] == key:
+                setattr(built[s], attr, built[d])
+        return built[0]
+
+    return make
 
 
 def answers() -> bool:

@@ -693,7 +693,8 @@ def merge_search_index(pages: int = SEARCH_MERGE_PAGES) -> int:
 
 
 SEARCH_INDEX_STEP = 500  # messages indexed in one short write transaction
-SEARCH_CATCH_UP_STEPS = 4  # at most this many steps before a search (the worker does the rest)
+SEARCH_CATCH_UP_STEPS = 1  # at most this many steps before a search (the worker does the rest):
+# a search right after a burst pays for indexing up to SEARCH_INDEX_STEP messages (~30 ms)
 
 
 def index_new_messages(limit: int = SEARCH_INDEX_STEP) -> int:
@@ -717,8 +718,9 @@ def index_new_messages(limit: int = SEARCH_INDEX_STEP) -> int:
 
 
 def search_catch_up(steps: int = SEARCH_CATCH_UP_STEPS) -> None:
-    """Before a search: index what the worker has not yet (it indexes every few seconds), so
-    that a message just written is found. Bounded: far behind, the worker catches up."""
+    """Before a search: index what the worker has not yet (it indexes every minute), so that
+    a message just written is found. Bounded: far behind (a burst of more than
+    SEARCH_INDEX_STEP messages within the minute), the newest wait for the worker."""
     for _ in range(steps):
         if index_new_messages() < SEARCH_INDEX_STEP:
             return

@@ -721,6 +721,13 @@ def search_catch_up(steps: int = SEARCH_CATCH_UP_STEPS) -> None:
     """Before a search: index what the worker has not yet (it indexes every minute), so that
     a message just written is found. Bounded: far behind (a burst of more than
     SEARCH_INDEX_STEP messages within the minute), the newest wait for the worker."""
+    # Asked with two reads first: a write transaction per search, even an empty one, queued
+    # the search behind the worker's index merges (measured: rare-word search p99 19 -> 68 ms).
+    (done,) = database.execute_sql(
+        'SELECT "indexed_to" FROM "search_index_state" WHERE "id" = 1').fetchone()
+    (newest,) = database.execute_sql('SELECT coalesce(max("id"), 0) FROM "message"').fetchone()
+    if newest <= done:
+        return
     for _ in range(steps):
         if index_new_messages() < SEARCH_INDEX_STEP:
             return

@@ -254,8 +254,8 @@ class Prepared:
     Rows come back as the query would give them, built here with peewee's public API only:
     each selected field's python_value, the models' own constructors, and their foreign keys
     to put joined models in place. peewee's cursor wrappers, which do this for a query it
-    runs itself, are private (`query._get_cursor_wrapper` and the classes it returns): not
-    part of its API, free to change in any release, and this class would then break on the
+    runs itself, are private (neither the query's method that makes them nor their classes
+    are part of its API): free to change in any release, and this class would then break on the
     hot path of every chat message. What a row is made of is worked out once, with the SQL
     (and, being worked out once, costs less per call than peewee's wrappers, which work it
     out again on every execution):

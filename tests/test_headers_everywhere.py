@@ -165,3 +165,23 @@ def test_https_is_known_the_way_flask_knows_it(app_config, trusted, scheme, forw
     assert response.text == ("https" if expect_https else "http")
     assert ("Strict-Transport-Security" in response.headers) is expect_https
     check(response, expect_https, "probe")
+
+
+def test_a_stream_that_fails_to_open_answers_500_with_the_headers(app):
+    from app.chat.render import Renderer
+    from app.chat.writer import Writer
+
+    async def broken(request):
+        raise RuntimeError("the stream could not open")
+
+    root = SecurityHeaders(wire.ChatWrites(Starlette(), app, Writer(app), Renderer(app),
+                                           {"/sse/visitor": broken}), 0)
+
+    async def get():
+        async with asgi_client(root) as http:
+            return await http.get("/sse/visitor?ticket=x")
+
+    response = run_async(get())
+    assert response.status_code == 500
+    assert "could not open" not in response.text  # no internals in the answer
+    check(response, False, "failed stream")

@@ -18,6 +18,7 @@ conversation page, a visitor's first message swapping the whole chat in) are ren
 through Flask in a request context made from the request's headers, as pages are.
 """
 
+import logging
 import re
 import secrets
 import sys
@@ -28,6 +29,7 @@ import anyio
 from flask import g
 from starlette.datastructures import Headers, UploadFile
 from starlette.requests import Request
+from starlette.responses import PlainTextResponse
 from werkzeug.datastructures import MultiDict
 
 from app.accounts import sessions
@@ -38,6 +40,8 @@ from app.chat.text import MAX_CHARS
 from app.csrf import refusal, token_from
 from app.db import thread_connection
 from app.security import MESSAGES, forwarded
+
+log = logging.getLogger(__name__)
 
 UPLOAD_LIMIT = 11 * 1024 * 1024  # a 10 MB file plus the form around it
 MAX_FIELDS = 64  # more fields than any of our forms has: a 400
@@ -183,7 +187,13 @@ class ChatWrites:
                 return
             stream = self.streams.get(path)
             if stream is not None and scope["method"] == "GET":
-                response = await stream(Request(scope, receive, send))
+                try:
+                    response = await stream(Request(scope, receive, send))
+                except Exception:
+                    # As Starlette's error layer would: a 500 that still passes the security
+                    # headers' layer, and the traceback in the log.
+                    log.exception("chat stream %s failed to open", path)
+                    response = PlainTextResponse("Internal Server Error", status_code=500)
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)

@@ -13,10 +13,12 @@ events, for what only needs the app (the secret key of attachment links; `g`, wh
 assignee_name filter uses as its per-render cache of names).
 """
 
+import contextlib
 import re
 import secrets
 from urllib.parse import urlsplit
 
+from flask import current_app, has_app_context
 from jinja2 import BaseLoader, Environment
 
 from app.chat import service
@@ -172,8 +174,11 @@ class Renderer:
 
     def events(self, wanted) -> list[dict]:
         """`wanted`: [(event row, audiences)]. For each, {audience: SSE bytes, or None when the
-        event shows that audience nothing}. Runs in a worker thread."""
-        with self.app.app_context(), thread_connection():
+        event shows that audience nothing}. Runs in a worker thread, or in the chat writer's
+        batch, whose app context and connection it then uses (not pushed a second time on
+        the hot path)."""
+        inside = has_app_context() and current_app._get_current_object() is self.app
+        with contextlib.nullcontext() if inside else self.app.app_context(), thread_connection():
             return [self.event(row, audiences) for row, audiences in wanted]
 
     def event(self, row, audiences) -> dict:

@@ -102,7 +102,7 @@ def register_cli(app: Flask) -> None:
     @click.option("--revoke", is_flag=True, help="Take staff rights away instead.")
     def grant_staff(email, revoke):
         """Give (or with --revoke take) Lumnar staff rights to the user with EMAIL."""
-        from app.models import User
+        from app.accounts.models import User
 
         with db.connection():
             user = User.by_email(email)

@@ -6,7 +6,7 @@ import os
 import sqlite3
 import threading
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 from flask import request
@@ -473,3 +473,14 @@ def connection():
     finally:
         if opened and not database.is_closed():
             database.close()
+
+
+def utcnow() -> datetime:
+    # Naive UTC everywhere in the database: SQLite has no time zones and comparisons stay simple.
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+class BaseModel(Model):
+    class Meta:
+        database = database
+        legacy_table_names = False

@@ -8,8 +8,8 @@ tables from the current models in step 1).
 
 from peewee import CharField, DateTimeField, IntegerField, Model
 
-from app.db import database
-from app.models import MODELS, utcnow
+from app.accounts.models import ACCOUNT_MODELS
+from app.db import database, utcnow
 
 
 class SchemaVersion(Model):
@@ -35,7 +35,9 @@ def add_columns(table, **columns):
 
 
 def _0001_initial(db):
-    db.create_tables(MODELS, safe=True)
+    from app.mail.models import OutboundEmail
+
+    db.create_tables([*ACCOUNT_MODELS, OutboundEmail], safe=True)
 
 
 def _0002_live_chat(db):
@@ -61,12 +63,14 @@ def _0004_unread_index(db):
 
 def _0005_vault(db):
     from app.automations.models import AUTOMATION_MODELS
+    from app.staff.models import AuditEntry
 
-    db.create_tables(AUTOMATION_MODELS, safe=True)
+    db.create_tables([*AUTOMATION_MODELS, AuditEntry], safe=True)
 
 
 def _0006_automations(db):
-    from app.automations.models import AuditEntry, Automation, AutomationRun
+    from app.automations.models import Automation, AutomationRun
+    from app.staff.models import AuditEntry
 
     add_columns("workspace", timezone="VARCHAR(64) NOT NULL DEFAULT 'UTC'",
                 run_log_days="INTEGER NOT NULL DEFAULT 14",
@@ -91,7 +95,7 @@ def _0008_search_merges_in_background(db):
 def _0009_lockout_per_client(db):
     # Failures are counted per (address, client) now; the old per-address counters are
     # short-lived state, so they are dropped rather than carried over.
-    from app.models import LoginThrottle
+    from app.accounts.models import LoginThrottle
 
     db.create_tables([LoginThrottle], safe=True)
     db.execute_sql("DROP TABLE IF EXISTS login_throttle")

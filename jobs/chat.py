@@ -5,11 +5,11 @@ from datetime import timedelta
 
 from huey import crontab
 
+from app.accounts.models import Membership, User
 from app.chat import retention
 from app.chat.models import Conversation, Message, Site, Visitor
-from app.db import database
+from app.db import database, utcnow
 from app.mail import service as mail
-from app.models import Membership, User, utcnow
 from jobs import huey
 from jobs.context import task_context
 

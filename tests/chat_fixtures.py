@@ -12,6 +12,7 @@ import zlib
 import pytest
 from werkzeug.test import stream_encode_multipart
 
+from app.accounts.models import Membership, User
 from app.chat import service
 from app.chat.models import (
     CHAT_MODELS,
@@ -22,8 +23,7 @@ from app.chat.models import (
     Site,
     Visitor,
 )
-from app.db import connection, database
-from app.models import Membership, User, utcnow
+from app.db import connection, database, utcnow
 from tests.conftest import Client, db_state, log_in, make_user
 
 ORIGIN = "https://shop.example.com"

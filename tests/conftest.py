@@ -144,7 +144,8 @@ def client(app):
 def make_user(app, email="owner@example.com", name="Olive Owner", password=PASSWORD):
     """A verified account with its own workspace, made through the same service as sign-up."""
     from app.accounts import service
-    from app.models import User, utcnow
+    from app.accounts.models import User
+    from app.db import utcnow
 
     with app.test_request_context(), connection():
         service.sign_up(name, email, password)
@@ -167,7 +168,7 @@ def log_in(client, email="owner@example.com", password=PASSWORD):
 
 def staff_client(app, email="staff@lumnar.example") -> Client:
     """A client logged in as a Lumnar staff member (made as `flask grant-staff` would)."""
-    from app.models import User
+    from app.accounts.models import User
 
     make_user(app, email=email, name="Stella Staff")
     with connection():
@@ -201,10 +202,12 @@ def old_token(app, purpose: str, payload, age: timedelta) -> str:
 def db_state(*models) -> dict:
     """Every row of the given tables (default: all product tables), to prove that a refused
     request changed nothing: compare the value before and after."""
-    from app.models import MODELS
+    from app.accounts.models import ACCOUNT_MODELS
+    from app.mail.models import OutboundEmail
 
     with connection():
-        return {m.__name__: list(m.select().order_by(m.id).dicts()) for m in (models or MODELS)}
+        return {m.__name__: list(m.select().order_by(m.id).dicts())
+                for m in (models or (*ACCOUNT_MODELS, OutboundEmail))}
 
 
 def strip_csrf(html: str) -> str:

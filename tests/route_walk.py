@@ -15,12 +15,14 @@ from starlette.convertors import IntegerConvertor
 from starlette.routing import Route
 
 from app.accounts import service as accounts
+from app.accounts.models import ACCOUNT_MODELS, Membership, User, UserSession, Workspace
 from app.automations import service as automations
 from app.automations import vault
 from app.automations.models import AUTOMATION_MODELS, AutomationRun
 from app.chat.models import CHAT_MODELS, Attachment, Message, SavedReply
 from app.db import connection
-from app.models import MODELS, Membership, User, UserSession, Workspace
+from app.mail.models import OutboundEmail
+from app.staff.models import AuditEntry
 from tests.chat_fixtures import (
     AGENT_EMAIL,
     WidgetVisitor,
@@ -128,7 +130,7 @@ def every_route(flask_app, root, params: dict, methods=ALL_METHODS) -> list[tupl
 def every_row() -> dict:
     """Every row of every product table (accounts, chat, automations): a refused request must
     leave this as it was."""
-    return db_state(*MODELS, *CHAT_MODELS, *AUTOMATION_MODELS)
+    return db_state(*ACCOUNT_MODELS, OutboundEmail, *CHAT_MODELS, *AUTOMATION_MODELS, AuditEntry)
 
 
 def session_cookie(app, client) -> str:

@@ -8,8 +8,8 @@ from urllib.parse import urljoin, urlsplit
 import pytest
 
 from app.accounts import service
+from app.accounts.models import LoginThrottle, Membership, User
 from app.db import connection
-from app.models import LoginThrottle, Membership, User
 from tests.conftest import (
     PASSWORD,
     Client,

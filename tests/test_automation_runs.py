@@ -13,11 +13,11 @@ from datetime import date, datetime, timedelta
 import pytest
 from peewee import fn
 
+from app.accounts.models import Workspace
 from app.automations import service, vault
 from app.automations.models import Automation, AutomationRun
-from app.db import connection, database
+from app.db import connection, database, utcnow
 from app.errors import RuleError
-from app.models import Workspace, utcnow
 from jobs import huey
 from jobs.automations import registry
 from tests.chat_fixtures import OTHER_EMAIL, workspace_id_of

@@ -6,10 +6,11 @@ from datetime import timedelta
 
 import pytest
 
+from app.accounts.models import Membership, User, Workspace
 from app.automations import service, vault
-from app.automations.models import AuditEntry, Automation, AutomationRun
-from app.db import connection
-from app.models import Membership, User, Workspace, utcnow
+from app.automations.models import Automation, AutomationRun
+from app.db import connection, utcnow
+from app.staff.models import AuditEntry
 from tests.conftest import Client, db_state, log_in, make_user
 
 TOKEN = "crm-token-5e4d3c2b1a09f8e7-qrst"

@@ -13,12 +13,12 @@ import httpx
 import pytest
 from starlette.requests import Request
 
+from app.accounts.models import User, Workspace
 from app.asgi import build
 from app.automations import service
 from app.automations.models import Automation, AutomationRun
 from app.chat import streams
-from app.db import connection, database
-from app.models import User, Workspace, utcnow
+from app.db import connection, database, utcnow
 from app.paging import LARGEST_ID, MAX_PAGE
 from tests.chat_fixtures import (  # noqa: F401  (fixtures by name)
     conversation_fixture,

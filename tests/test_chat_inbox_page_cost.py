@@ -7,10 +7,10 @@ from datetime import timedelta
 
 from flask import render_template
 
+from app.accounts.models import Membership
 from app.chat import service
 from app.chat.models import Conversation, Visitor
-from app.db import connection
-from app.models import Membership, utcnow
+from app.db import connection, utcnow
 from tests.chat_fixtures import (  # noqa: F401  (fixtures, used by name)
     WidgetVisitor,
     agent_fixture,

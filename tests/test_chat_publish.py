@@ -9,7 +9,7 @@ import anyio
 
 from app.chat.live import AGENT
 from app.chat.models import ChatEvent
-from app.models import utcnow
+from app.db import utcnow
 from tests.chat_fixtures import (  # noqa: F401  (fixtures)
     WidgetVisitor,
     online_fixture,

@@ -5,8 +5,7 @@ from datetime import timedelta
 
 from app.chat import retention
 from app.chat.models import Attachment, ChatEvent, Conversation, Message, Presence, Visitor
-from app.db import connection, database
-from app.models import utcnow
+from app.db import connection, database, utcnow
 from tests.chat_fixtures import (  # noqa: F401  (fixtures: `site_fixture` is `site`)
     WidgetVisitor,
     count,
@@ -132,10 +131,10 @@ def test_stale_typing_and_read_events_and_presence_rows_are_swept(app, ws, site,
 def test_purge_removes_visitors_left_with_nothing_and_unseen_for_the_window(app):
     from datetime import timedelta
 
+    from app.accounts.models import Workspace
     from app.chat import retention
     from app.chat.models import Site, Visitor
-    from app.db import connection
-    from app.models import Workspace, utcnow
+    from app.db import connection, utcnow
 
     with app.app_context(), connection():
         ws = Workspace.create(name="W")
@@ -150,10 +149,10 @@ def test_purge_removes_visitors_left_with_nothing_and_unseen_for_the_window(app)
 def test_purged_conversations_leave_a_deleted_event_so_open_views_drop_them(app):
     from datetime import timedelta
 
+    from app.accounts.models import Workspace
     from app.chat import retention
     from app.chat.models import ChatEvent, Conversation, Site, Visitor
-    from app.db import connection
-    from app.models import Workspace, utcnow
+    from app.db import connection, utcnow
 
     with app.app_context(), connection():
         ws = Workspace.create(name="W")

@@ -10,8 +10,7 @@ import pytest
 from itsdangerous import URLSafeTimedSerializer
 
 from app.chat.models import Attachment, ChatEvent, Conversation, Message, Site, Visitor
-from app.db import connection
-from app.models import utcnow
+from app.db import connection, utcnow
 from tests.chat_fixtures import (  # noqa: F401  (fixtures: `site_fixture` is `site`)
     AGENT_EMAIL,
     GIF,

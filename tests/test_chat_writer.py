@@ -10,8 +10,7 @@ from app.chat import service
 from app.chat.live import AGENT
 from app.chat.models import Conversation, Message
 from app.chat.writer import Writer
-from app.db import connection, database
-from app.models import utcnow
+from app.db import connection, database, utcnow
 from tests.chat_fixtures import (  # noqa: F401  (fixtures)
     WidgetVisitor,
     online_fixture,

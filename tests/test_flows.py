@@ -8,10 +8,11 @@ import json
 
 import pytest
 
+from app.accounts.models import Workspace
 from app.automations import redact, templating, vault
 from app.automations.models import Credential
 from app.db import connection
-from app.models import OutboundEmail, Workspace
+from app.mail.models import OutboundEmail
 from jobs.automations import registry
 from jobs.automations.outgoing_webhook import HEADER
 from jobs.automations.registry import ConfigError, FlowFailed, FlowSkipped, RunContext

@@ -7,8 +7,8 @@ import pytest
 
 from app import migrations
 from app.accounts import service
+from app.accounts.models import Membership, User
 from app.db import connection, database
-from app.models import Membership, User
 from tests.conftest import Client, build_app, log_in
 
 

@@ -5,9 +5,10 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from app.db import connection, database
+from app.accounts.models import User
+from app.db import connection, database, utcnow
 from app.mail import service
-from app.models import OutboundEmail, User, utcnow
+from app.mail.models import OutboundEmail
 from jobs import huey
 from tests.conftest import PASSWORD, Client, build_app, staff_client
 from tests.mailcatcher import MailCatcher, free_port, link_in

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from app import config
-from app.automations.models import AuditEntry
+from app.accounts.models import Membership, User
 from app.db import connection
-from app.models import Membership, OutboundEmail, User
+from app.mail.models import OutboundEmail
+from app.staff.models import AuditEntry
 from tests.conftest import Client, build_app, log_in, make_user, staff_client
 
 ROOT = Path(__file__).resolve().parent.parent

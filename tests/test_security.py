@@ -3,9 +3,9 @@ per-IP rate limits."""
 
 import pytest
 
+from app.accounts.models import User
 from app.asgi import build
 from app.db import connection
-from app.models import User
 from tests.chat_fixtures import run_async
 from tests.conftest import PASSWORD, Client, db_state, log_in, make_user
 from tests.route_walk import asgi_client, session_cookie

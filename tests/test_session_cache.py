@@ -6,9 +6,9 @@ import time
 
 import pytest
 
+from app.accounts.models import Membership, UserSession
 from app.chat.models import Message
 from app.db import connection
-from app.models import Membership, UserSession
 from tests.chat_fixtures import (  # noqa: F401  (fixtures, used by name)
     agent_fixture,
     asgi_request,

@@ -7,8 +7,8 @@ from datetime import timedelta
 
 import pytest
 
+from app.accounts.models import User
 from app.db import connection
-from app.models import User
 from tests.conftest import PASSWORD, Client, build_app, db_state, log_in, make_user
 
 NEW_PASSWORD = "a brand new passphrase"
@@ -178,7 +178,7 @@ def test_log_out_ends_the_session_even_for_a_copied_cookie(app, auth):
 
 
 def test_settings_list_each_session_and_can_end_one_of_them(app, auth):
-    from app.models import UserSession
+    from app.accounts.models import UserSession
 
     other = Client(app.test_client())
     other.raw.environ_base["HTTP_USER_AGENT"] = (
@@ -195,7 +195,7 @@ def test_settings_list_each_session_and_can_end_one_of_them(app, auth):
 
 
 def test_ending_a_session_of_another_user_is_refused(app, auth):
-    from app.models import UserSession
+    from app.accounts.models import UserSession
 
     make_user(app, email="someone@example.com", name="Someone")
     stranger = Client(app.test_client())

@@ -6,10 +6,11 @@ import re
 
 import pytest
 
+from app.accounts.models import Membership, User, Workspace
 from app.automations import service, vault
-from app.automations.models import AuditEntry, Automation, AutomationRun
+from app.automations.models import Automation, AutomationRun
 from app.db import connection
-from app.models import Membership, User, Workspace
+from app.staff.models import AuditEntry
 from tests.conftest import Client, db_state, log_in, make_user
 
 TOKEN = "crm-token-0a1b2c3d4e5f6a7b-wxyz"

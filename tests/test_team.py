@@ -4,8 +4,8 @@ from datetime import timedelta
 from urllib.parse import urlsplit
 
 from app.accounts import service
-from app.db import connection
-from app.models import Invitation, Membership, User, Workspace, utcnow
+from app.accounts.models import Invitation, Membership, User, Workspace
+from app.db import connection, utcnow
 from tests.conftest import Client, db_state, log_in, make_user, old_token
 from tests.mailcatcher import link_in
 

@@ -5,10 +5,10 @@ from pathlib import Path
 import pytest
 from cryptography.fernet import Fernet
 
+from app.accounts.models import Workspace
 from app.automations import vault
 from app.automations.models import Credential, WorkspaceKey
 from app.db import connection, database
-from app.models import Workspace
 from tests.conftest import build_app
 
 SECRET = "sk_test_THIS-IS-THE-CUSTOMERS-OWN-TOKEN-1234"

@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 from cryptography.fernet import Fernet
 
+from app.accounts.models import Workspace
 from app.automations import vault
 from app.automations.models import Credential, WorkspaceKey
 from app.db import connection
-from app.models import Workspace
 from tests.conftest import build_app
 
 ROOT = Path(__file__).resolve().parents[1]

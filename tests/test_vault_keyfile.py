@@ -6,10 +6,10 @@ from pathlib import Path
 import pytest
 from cryptography.fernet import Fernet
 
+from app.accounts.models import Workspace
 from app.automations import vault
 from app.automations.models import Credential, VaultCheck, WorkspaceKey
 from app.db import connection
-from app.models import Workspace
 from tests.conftest import build_app, db_state
 
 SECRET = "sk_live_THE-TOKEN-THE-KEY-FILE-PROTECTS-5678"

@@ -10,9 +10,10 @@ import sqlite3
 
 import pytest
 
+from app.accounts.models import Membership, User
 from app.chat.models import Conversation
 from app.db import connection, database
-from app.models import Membership, OutboundEmail, User
+from app.mail.models import OutboundEmail
 from jobs import huey
 from jobs.chat import send_away_notice
 from tests.chat_fixtures import (  # noqa: F401  (fixtures)

@@ -4,8 +4,8 @@ from wtforms import EmailField, HiddenField, PasswordField, SelectChoice, Select
 from wtforms.validators import DataRequired, Email, Length, ValidationError
 
 from app.accounts import passwords
+from app.accounts.models import Membership
 from app.csrf import TokenForm as FlaskForm  # our CSRF token in every form
-from app.models import Membership
 
 
 def strong_password(form, field):

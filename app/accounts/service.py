@@ -9,10 +9,10 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from peewee import IntegrityError
 
 from app.accounts import passwords, sessions
-from app.db import database
+from app.accounts.models import Invitation, LoginThrottle, Membership, User, Workspace
+from app.db import database, utcnow
 from app.errors import RuleError
 from app.mail import service as mail
-from app.models import Invitation, LoginThrottle, Membership, User, Workspace, utcnow
 
 VERIFY_MAX_AGE = timedelta(days=2)
 RESET_MAX_AGE = timedelta(hours=1)

@@ -12,8 +12,8 @@ from functools import wraps
 
 from flask import abort, current_app, flash, g, redirect, request, session, url_for
 
-from app.db import Prepared, thread_connection
-from app.models import Membership, User, UserSession, utcnow
+from app.accounts.models import Membership, User, UserSession
+from app.db import Prepared, thread_connection, utcnow
 from app.shortcache import cache_for
 
 # Refresh "last seen" at most this often, so that not every request writes.

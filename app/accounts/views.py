@@ -17,10 +17,10 @@ from app.accounts.forms import (
     SignupForm,
     WorkspaceForm,
 )
+from app.accounts.models import Invitation, Membership
 from app.accounts.service import AccountError
 from app.accounts.sessions import login_required, owner_required
 from app.extensions import limiter
-from app.models import Invitation, Membership
 from app.paging import whole_number
 from app.rendering import go, render, wants_fragment
 
@@ -174,7 +174,7 @@ def settings_answer(section: str, form, error: AccountError | None = None, statu
     """The settings page after a post to one of its sections: just that section's partial for
     htmx, or the whole page (the other forms and the session list built only then).
     `done=section` marks which section succeeded, so only that one says so."""
-    from app.models import UserSession
+    from app.accounts.models import UserSession
 
     fragment = f"accounts/_{section}_form.html"
     context = dict(flags)
@@ -238,7 +238,7 @@ def email_update():
 @bp.post("/dashboard/settings/sessions/<int:session_id>/end")
 @login_required
 def session_end(session_id):
-    from app.models import UserSession
+    from app.accounts.models import UserSession
 
     ended = UserSession.delete().where((UserSession.id == session_id)
                                        & (UserSession.user == g.user)).execute()

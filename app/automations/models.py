@@ -1,5 +1,5 @@
 """Automation records: the vault's keys, the credentials they protect, automations, their
-runs, and the audit log of staff access."""
+and their runs."""
 
 from peewee import (
     BlobField,
@@ -11,7 +11,8 @@ from peewee import (
     TextField,
 )
 
-from app.models import BaseModel, User, Workspace, utcnow
+from app.accounts.models import Workspace
+from app.db import BaseModel, utcnow
 
 
 class VaultCheck(BaseModel):
@@ -121,17 +122,6 @@ class AutomationRun(BaseModel):
         indexes = ((("automation", "slot"), True), (("workspace", "created_at"), False))
 
 
-class AuditEntry(BaseModel):
-    """A Lumnar staff member looked at or changed a customer's data. The customer sees these."""
-
-    workspace = ForeignKeyField(Workspace, backref="audit_entries", on_delete="CASCADE")
-    staff = ForeignKeyField(User, null=True, on_delete="SET NULL")
-    staff_email = CharField(max_length=254)  # kept if the staff account goes
-    action = CharField(max_length=200)
-    created_at = DateTimeField(default=utcnow, index=True)
-
-    class Meta:
-        table_name = "audit_entry"
 
 
-AUTOMATION_MODELS = [VaultCheck, WorkspaceKey, Credential, Automation, AutomationRun, AuditEntry]
+AUTOMATION_MODELS = [VaultCheck, WorkspaceKey, Credential, Automation, AutomationRun]

@@ -7,9 +7,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from peewee import fn
 
-from app.automations.models import AuditEntry, Automation, AutomationRun, Credential
-from app.models import Workspace, utcnow
+from app.accounts.models import Workspace
+from app.automations.models import Automation, AutomationRun, Credential
+from app.db import utcnow
 from app.paging import whole_number
+from app.staff.models import AuditEntry
 
 RUNS_PAGE = 25
 AUDIT_PAGE = 50

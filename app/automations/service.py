@@ -12,11 +12,11 @@ from croniter import CroniterError, croniter
 from flask import current_app
 from peewee import fn
 
+from app.accounts.models import Membership, User, Workspace
 from app.automations import schedules
 from app.automations.models import Automation, AutomationRun
-from app.db import database
+from app.db import database, utcnow
 from app.errors import RuleError
-from app.models import Membership, User, Workspace, utcnow
 
 # The ticker runs once a minute; a slot found this long after its time was missed (the worker
 # was down), and its run says so.

@@ -16,8 +16,7 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from flask import current_app
 
 from app.automations.models import Credential, VaultCheck, WorkspaceKey
-from app.db import database
-from app.models import utcnow
+from app.db import database, utcnow
 
 CHECK_PLAINTEXT = b"lumnar vault check"
 KEY_FILE = "master_keys"

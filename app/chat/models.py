@@ -14,7 +14,8 @@ from peewee import (
 )
 from playhouse.sqlite_ext import AutoIncrementField
 
-from app.models import BaseModel, User, Workspace, utcnow
+from app.accounts.models import User, Workspace
+from app.db import BaseModel, utcnow
 
 # Ids that streams, "seen" marks and links compare must never be reused after a deletion,
 # so these tables use AUTOINCREMENT (SQLite otherwise reuses the highest deleted rowid).

@@ -7,8 +7,7 @@ from peewee import fn
 
 from app.chat import live
 from app.chat.models import ChatEvent, Conversation, Presence, Site, Visitor
-from app.db import database
-from app.models import utcnow
+from app.db import database, utcnow
 
 BATCH = 200
 

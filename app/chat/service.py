@@ -9,6 +9,7 @@ from flask import current_app
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from peewee import JOIN, SQL, IntegrityError, fn
 
+from app.accounts.models import Membership, User
 from app.chat import files, live
 from app.chat.models import (
     Attachment,
@@ -21,9 +22,8 @@ from app.chat.models import (
     Visitor,
 )
 from app.chat.text import MAX_CHARS, preview
-from app.db import Prepared, database, thread_connection
+from app.db import Prepared, database, thread_connection, utcnow
 from app.errors import RuleError
-from app.models import Membership, User, utcnow
 from app.shortcache import cache_for
 
 VISITOR_TOKEN_AGE = timedelta(days=365)

@@ -19,8 +19,7 @@ from peewee import chunked
 
 from app.chat import live, render
 from app.chat.models import ChatEvent, Presence
-from app.db import database, thread_connection
-from app.models import utcnow
+from app.db import database, thread_connection, utcnow
 from app.paging import whole_number
 
 HEARTBEAT_SECONDS = 15

@@ -3,13 +3,13 @@
 
 from flask import Blueprint, Response, abort, g, request, url_for
 
+from app.accounts.models import User
 from app.accounts.sessions import login_required, owner_required, scoped_or_404, workspace_id
 from app.chat import files, service
 from app.chat.forms import AssignForm, ReplyForm, SavedReplyForm, SiteForm, VisitorForm
 from app.chat.models import Attachment, ChatEvent, Conversation, Message, Site
 from app.chat.service import ChatError
 from app.db import Prepared
-from app.models import User
 from app.paging import page_arg, whole_number
 from app.rendering import go, render
 from app.security import error_page

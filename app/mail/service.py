@@ -9,8 +9,8 @@ from urllib.parse import unquote, urlsplit
 
 from flask import current_app, render_template
 
-from app.db import database
-from app.models import OutboundEmail, utcnow
+from app.db import database, utcnow
+from app.mail.models import OutboundEmail
 
 # A row claimed by a worker that died mid-send is free again after this long.
 CLAIM_TIMEOUT = timedelta(minutes=10)

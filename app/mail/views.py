@@ -7,10 +7,11 @@ import re
 from flask import Blueprint, abort, g
 from markupsafe import Markup, escape
 
+from app.accounts.models import Invitation, Membership, User
 from app.accounts.sessions import login_required
-from app.models import Invitation, Membership, OutboundEmail, User
+from app.mail.models import OutboundEmail
 from app.rendering import render
-from app.staff.audit import record
+from app.staff.service import record
 
 bp = Blueprint("mail", __name__, url_prefix="/dev")
 

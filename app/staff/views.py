@@ -6,12 +6,12 @@ import json
 
 from flask import Blueprint, abort, g, request, url_for
 
+from app.accounts.models import Workspace
 from app.automations import screens, service
 from app.automations.forms import AutomationForm, TestRunForm, config_form, config_values
 from app.automations.models import Automation, AutomationRun
-from app.models import Workspace
 from app.rendering import go, render
-from app.staff.audit import record
+from app.staff.service import record
 
 bp = Blueprint("staff", __name__, url_prefix="/staff")
 

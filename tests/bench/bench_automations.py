@@ -33,10 +33,10 @@ for name in [k for k in os.environ if k.startswith("LUMNAR_") and k not in
     del os.environ[name]
 
 from app import migrations  # noqa: E402
+from app.accounts.models import Workspace  # noqa: E402
 from app.automations import service  # noqa: E402
 from app.automations.models import Automation, AutomationRun  # noqa: E402
-from app.db import connection, database  # noqa: E402
-from app.models import Workspace, utcnow  # noqa: E402
+from app.db import connection, database, utcnow  # noqa: E402
 from tests.bench import automations_worker as worker  # noqa: E402
 from tests.bench.harness import BIN, ROOT, table  # noqa: E402
 

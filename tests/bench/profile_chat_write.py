@@ -28,9 +28,10 @@ def setup(data_dir: Path):
     app = create_app({"DATA_DIR": data_dir, "SECRET_KEY": "profile", "ENV_NAME": "development",
                       "RATELIMIT_ENABLED": False, "BACKGROUND_CHECKPOINTS": True})
     from app.accounts import service as accounts
+    from app.accounts.models import User
     from app.chat import service
     from app.chat.models import Presence, Site
-    from app.models import User, utcnow
+    from app.db import utcnow
 
     with app.test_request_context(), connection():
         migrations.run()

@@ -16,10 +16,10 @@ import httpx
 import pytest
 
 from app import create_app
+from app.accounts.models import Membership, User, Workspace
 from app.automations import service, vault
 from app.automations.models import AutomationRun
 from app.db import connection
-from app.models import Membership, User, Workspace
 from tests.e2e.conftest import confirmed_user_over_http, wait_until
 from tests.mailcatcher import text_of
 

@@ -14,10 +14,10 @@ import pytest
 from huey.storage import SqliteStorage
 
 from app import create_app
+from app.accounts.models import Membership, User, Workspace
 from app.automations import service
 from app.automations.models import Automation, AutomationRun
-from app.db import connection
-from app.models import Membership, User, Workspace, utcnow
+from app.db import connection, utcnow
 from tests.e2e.conftest import HttpUser, confirmed_user_over_http, unique_email, wait_until
 
 RUN_SECONDS = 30.0

@@ -17,11 +17,12 @@ import pytest
 
 from app import create_app
 from app.accounts import service as accounts
+from app.accounts.models import Membership, User, Workspace
 from app.automations import service as automations
 from app.automations.models import AutomationRun
 from app.chat.models import Conversation
 from app.db import connection
-from app.models import Membership, OutboundEmail, User, Workspace
+from app.mail.models import OutboundEmail
 from tests.e2e.conftest import PASSWORD, HttpUser, confirmed_user_over_http, wait_until
 
 VISITOR_THREADS = 6

@@ -1,8 +1,8 @@
-"""The access log customers read: one AuditEntry each time staff see or change their data."""
+"""The staff area's rules: every look at or change to a customer's data goes on their access log."""
 
 from flask import g
 
-from app.automations.models import AuditEntry
+from app.staff.models import AuditEntry
 
 
 def record(workspace_id: int, action: str) -> None:

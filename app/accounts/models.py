@@ -1,29 +1,9 @@
-"""The product's records. Huey owns the tables task, schedule, kv and counter: never reuse them."""
+"""Accounts and teams: people, their sessions and log-in throttles, workspaces, members and
+invitations."""
 
-from datetime import datetime, timezone
+from peewee import BooleanField, CharField, DateTimeField, ForeignKeyField, IntegerField
 
-from peewee import (
-    BooleanField,
-    CharField,
-    DateTimeField,
-    ForeignKeyField,
-    IntegerField,
-    Model,
-    TextField,
-)
-
-from app.db import database
-
-
-def utcnow() -> datetime:
-    # Naive UTC everywhere in the database: SQLite has no time zones and comparisons stay simple.
-    return datetime.now(timezone.utc).replace(tzinfo=None)
-
-
-class BaseModel(Model):
-    class Meta:
-        database = database
-        legacy_table_names = False
+from app.db import BaseModel, utcnow
 
 
 class User(BaseModel):
@@ -155,24 +135,4 @@ class Invitation(BaseModel):
         )
 
 
-class OutboundEmail(BaseModel):
-    """The outbox: every e-mail is a row first, so nothing is lost when SMTP is down."""
-
-    QUEUED, SENDING, SENT = "queued", "sending", "sent"
-
-    to = CharField(max_length=254)
-    subject = CharField(max_length=255)
-    text_body = TextField()
-    html_body = TextField()
-    status = CharField(max_length=16, default=QUEUED, index=True)
-    attempts = IntegerField(default=0)
-    last_error = TextField(default="")
-    created_at = DateTimeField(default=utcnow)
-    claimed_at = DateTimeField(null=True)
-    sent_at = DateTimeField(null=True)
-
-    class Meta:
-        table_name = "outbound_email"
-
-
-MODELS = [User, UserSession, LoginThrottle, Workspace, Membership, Invitation, OutboundEmail]
+ACCOUNT_MODELS = [User, UserSession, LoginThrottle, Workspace, Membership, Invitation]

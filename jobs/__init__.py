@@ -1,4 +1,5 @@
-"""The Huey instance. Task modules import `huey` from here; `jobs.main` is the consumer's entry.
+"""The Huey instance and its tasks. Task modules import `huey` from here and name themselves to
+the services' seam (app.background); `jobs.main` is the consumer's entry.
 
 Huey starts in immediate (in-memory) mode so that importing this module connects to nothing;
 `init_app` points it at the configured SQLite file unless the app asks for immediate mode.
@@ -15,6 +16,7 @@ from huey import SqliteHuey
 from huey.exceptions import RetryTask
 from huey.storage import SqliteStorage
 
+from app import background
 from app.db import one_writer
 
 logger = logging.getLogger(__name__)
@@ -87,6 +89,27 @@ class LumnarHuey(SqliteHuey):
         decorate = super().periodic_task(*args, **kwargs)
         return lambda func: decorate(retried_when_locked(func))
 
+    def enqueue_many(self, task, arg_tuples: list[tuple]) -> None:
+        """`task` once per tuple: on the SQLite queue in one transaction instead of one each
+        (each of which waits for its own disk sync), as a tick or a chat event with several
+        automations needs."""
+        if len(arg_tuples) > 1 and not self.immediate and isinstance(self.storage, SqliteStorage):
+            rows = [(self.storage.name, self.storage.to_blob(self.serialize_task(task.s(*args))), 0)
+                    for args in arg_tuples]
+            with self.storage.db(commit=True) as cursor:
+                cursor.executemany("INSERT INTO task (queue, data, priority) VALUES (?, ?, ?)", rows)
+        else:
+            for args in arg_tuples:
+                task(*args)
+
+    def answers(self) -> bool:
+        """True when the queue's storage answers (the health check)."""
+        try:
+            self.pending_count()
+            return True
+        except Exception:  # any storage failure means "not answering"
+            return False
+
 
 huey = LumnarHuey("lumnar", immediate=True, results=False, filename=":memory:")
 
@@ -108,12 +131,9 @@ def init_app(app):
         huey.immediate = False  # builds the SqliteStorage on the database file
     app.extensions["huey"] = huey
     huey.flask_app = app
+    background.install(huey)
 
 
-def queue_ok() -> bool:
-    """True when the queue's storage answers (used by /healthz)."""
-    try:
-        huey.pending_count()
-        return True
-    except Exception:  # any storage failure means "not answering"
-        return False
+# Every task module, so that every task the services may name is known in the web process as
+# in the consumer. Last: they import `huey` from here.
+from jobs import automations, chat, mail  # noqa: E402, F401

@@ -5,11 +5,6 @@ module so the consumer knows all tasks.
 """
 
 from app import create_app
-from jobs import (  # noqa: F401
-    chat,
-    huey,  # noqa: F401  (the consumer reads jobs.main.huey)
-    mail,
-)
-from jobs.automations import tasks as automation_tasks  # noqa: F401
+from jobs import huey  # noqa: F401  (the consumer reads jobs.main.huey; jobs imports every task module)
 
 app = create_app()

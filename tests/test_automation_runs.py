@@ -15,11 +15,11 @@ from peewee import fn
 
 from app.accounts.models import Workspace
 from app.automations import service, vault
+from app.automations.flows import registry
 from app.automations.models import Automation, AutomationRun
 from app.db import connection, database, utcnow
 from app.errors import RuleError
 from jobs import huey
-from jobs.automations import registry
 from tests.chat_fixtures import OTHER_EMAIL, workspace_id_of
 from tests.conftest import db_state, make_user
 from tests.mailcatcher import text_of

@@ -10,12 +10,12 @@ import pytest
 
 from app.accounts.models import Workspace
 from app.automations import redact, templating, vault
+from app.automations.flows import registry
+from app.automations.flows.outgoing_webhook import HEADER
+from app.automations.flows.registry import ConfigError, FlowFailed, FlowSkipped, RunContext
 from app.automations.models import Credential
 from app.db import connection
 from app.mail.models import OutboundEmail
-from jobs.automations import registry
-from jobs.automations.outgoing_webhook import HEADER
-from jobs.automations.registry import ConfigError, FlowFailed, FlowSkipped, RunContext
 from tests.loopback import FakeCRM, Recorder
 
 ALLOW = pytest.mark.config(AUTOMATIONS_ALLOW_PRIVATE=True)

@@ -17,9 +17,9 @@ from urllib.parse import quote, quote_plus
 import pytest
 
 from app.automations import redact, service, vault
+from app.automations.flows import registry
 from app.automations.models import AutomationRun
 from app.db import connection
-from jobs.automations import registry
 from tests.chat_fixtures import workspace_id_of
 from tests.loopback import Recorder
 

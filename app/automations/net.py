@@ -17,7 +17,7 @@ _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 class FlowFailed(Exception):
     """An attempt failed and may be tried again; the message is the error summary.
-    (Flows know it as jobs.automations.registry.FlowFailed.)"""
+    (Flows know it as app.automations.flows.registry.FlowFailed.)"""
 
 
 class BlockedAddress(FlowFailed):

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from peewee import fn
 
 from app.accounts.models import Workspace
+from app.automations.flows import registry
 from app.automations.models import Automation, AutomationRun, Credential
 from app.db import utcnow
 from app.paging import whole_number
@@ -19,15 +20,8 @@ STATUSES = (AutomationRun.QUEUED, AutomationRun.RUNNING, AutomationRun.SUCCEEDED
             AutomationRun.FAILED, AutomationRun.RETRYING, AutomationRun.SKIPPED)
 
 
-def flows() -> dict:
-    """The flow registry, imported on first use: importing it pulls in every flow module."""
-    from jobs.automations import registry
-
-    return registry.FLOWS
-
-
 def flow_title(name: str) -> str:
-    flow = flows().get(name)
+    flow = registry.FLOWS.get(name)
     return flow.title if flow else f"{name} (no longer available)"
 
 
@@ -61,7 +55,7 @@ def automation_rows(workspace: Workspace) -> list[dict]:
 def config_items(automation: Automation, config: dict) -> list[tuple[str, str]]:
     """The settings as (label, shown value) pairs, for reading only. Credentials appear by
     label and masked value; a setting the flow no longer has is listed under its key."""
-    flow = flows().get(automation.flow)
+    flow = registry.FLOWS.get(automation.flow)
     fields = list(flow.fields) if flow else []
     items, seen = [], set()
     for field in fields:

@@ -12,8 +12,10 @@ from croniter import CroniterError, croniter
 from flask import current_app
 from peewee import fn
 
+from app import background
 from app.accounts.models import Membership, User, Workspace
 from app.automations import schedules
+from app.automations.flows import registry
 from app.automations.models import Automation, AutomationRun
 from app.db import database, utcnow
 from app.errors import RuleError
@@ -34,35 +36,14 @@ STALLED_AFTER = timedelta(minutes=10)
 FINAL = (AutomationRun.SUCCEEDED, AutomationRun.FAILED, AutomationRun.SKIPPED)
 
 
-def _registry():
-    # Imported late: the flow modules import app code, and app code imports this module.
-    from jobs.automations import registry
-
-    return registry
-
-
 def _enqueue(run_ids, delay: float | None = None) -> None:
     """Hand runs to the worker. Call after the rows are committed: the worker reads them
     from its own connection."""
-    from huey.storage import SqliteStorage
-
-    from jobs import huey
-    from jobs.automations.tasks import run_automation
-
     if delay:
         for run_id in run_ids:
-            run_automation.schedule((run_id,), delay=delay)
-    elif len(run_ids) > 1 and not huey.immediate and isinstance(huey.storage, SqliteStorage):
-        # Many at once (a tick, a chat event with several automations): one queue transaction
-        # instead of one each, each of which waits for its own disk sync.
-        storage = huey.storage
-        rows = [(storage.name, storage.to_blob(huey.serialize_task(run_automation.s(run_id))), 0)
-                for run_id in run_ids]
-        with storage.db(commit=True) as cursor:
-            cursor.executemany("INSERT INTO task (queue, data, priority) VALUES (?, ?, ?)", rows)
+            background.enqueue("automations.run", run_id, delay=delay)
     else:
-        for run_id in run_ids:
-            run_automation(run_id)
+        background.enqueue_many("automations.run", [(run_id,) for run_id in run_ids])
 
 
 # --- time ------------------------------------------------------------------------------------
@@ -123,7 +104,6 @@ def _workspace(workspace_id: int) -> Workspace:
 
 def _check(workspace_id, name, flow, config, trigger, cron, chat_event, max_attempts) -> dict:
     """Every field's value cleaned, or ConfigError naming each bad one (settings included)."""
-    registry = _registry()
     errors, values = {}, {}
     name = (name or "").strip()
     if not name:
@@ -227,7 +207,7 @@ def update_settings(workspace_id: int, timezone_name: str, run_log_days) -> Work
     except ValueError:
         errors["run_log_days"] = f"Enter a number of days from 1 to {MAX_LOG_DAYS}."
     if errors:
-        raise _registry().ConfigError(errors)
+        raise registry.ConfigError(errors)
     workspace = _workspace(workspace_id)
     now = utcnow()
     with database.atomic():
@@ -303,10 +283,8 @@ def run_now(automation: Automation, dry_run: bool = False, payload=None) -> Auto
         automation=automation, workspace=automation.workspace_id, trigger=Automation.MANUAL,
         payload=json.dumps(payload or {}, default=str), dry_run=dry_run)
     _enqueue([run.id])
-    from jobs import huey
-
     # In immediate mode (tests) the run is over already: answer with what it became.
-    return AutomationRun.get_by_id(run.id) if huey.immediate else run
+    return AutomationRun.get_by_id(run.id) if background.runs_at_once() else run
 
 
 def inbound_webhook(secret: str, payload: dict) -> AutomationRun | None:
@@ -501,7 +479,6 @@ def _automation(automation_id: int) -> tuple[Automation, bool] | None:
 def execute(run_id: int) -> AutomationRun | None:
     """Run one attempt of a run (the worker's task). Failures are retried with backoff up to
     the flow's or the automation's number of tries; the last one e-mails the owners."""
-    registry = _registry()
     now = utcnow()
     run = _claim(run_id, now)
     if run is None:

@@ -9,8 +9,9 @@ from flask import current_app
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from peewee import JOIN, SQL, IntegrityError, fn
 
+from app import background
 from app.accounts.models import Membership, User
-from app.chat import files, live
+from app.chat import files, live, notices
 from app.chat.models import (
     Attachment,
     ChatEvent,
@@ -30,7 +31,6 @@ VISITOR_TOKEN_AGE = timedelta(days=365)
 STREAM_TICKET_AGE = timedelta(hours=12)
 ATTACHMENT_LINK_AGE = timedelta(days=1)
 PRESENCE_FRESH = timedelta(seconds=45)
-AWAY_NOTICE_GAP = timedelta(minutes=10)
 INBOX_PAGE = 25
 
 
@@ -401,7 +401,7 @@ def post_visitor_message(site: Site, visitor: Visitor, body: str, upload=None,
     # Queued for the worker and told to automations only once committed (live.after_commit):
     # neither may see a message that a failed commit then takes back.
     if not agents_online(site.workspace_id):
-        live.after_commit(lambda: schedule_away_notice(conversation.id))
+        live.after_commit(lambda: notices.schedule_away_notice(conversation.id))
     if started:
         publish(site.workspace_id, "conversation_started", visitor, site, conversation, body)
     publish(site.workspace_id, "message_received", visitor, site, conversation, body)
@@ -480,9 +480,7 @@ def post_agent_reply(conversation: Conversation, user: User, body: str, upload=N
     _publish([message.event])
     visitor = conversation.visitor
     if visitor.email and not visitor_connected(conversation.id):
-        from jobs.chat import email_reply_to_visitor
-
-        live.after_commit(lambda: email_reply_to_visitor(message.id))
+        live.after_commit(lambda: background.enqueue("chat.email_reply", message.id))
     return message
 
 
@@ -575,39 +573,6 @@ def agents_online(workspace_id: int) -> bool:
 
 def visitor_connected(conversation_id: int) -> bool:
     return VISITOR_PRESENT.scalar(conversation_id, utcnow() - PRESENCE_FRESH) is not None
-
-
-def schedule_away_notice(conversation_id: int) -> None:
-    """At most one e-mail per conversation per 10 minutes; later messages wait for the next one."""
-    now = utcnow()
-    conv = Conversation.get_or_none(Conversation.id == conversation_id)
-    if conv is None or conv.away_pending:
-        return
-    from jobs.chat import send_away_notice
-
-    if conv.away_notice_at is None or conv.away_notice_at <= now - AWAY_NOTICE_GAP:
-        Conversation.update(away_pending=True).where(Conversation.id == conversation_id).execute()
-        send_away_notice(conversation_id)
-    else:
-        Conversation.update(away_pending=True).where(Conversation.id == conversation_id).execute()
-        wait = (conv.away_notice_at + AWAY_NOTICE_GAP - now).total_seconds()
-        send_away_notice.schedule((conversation_id,), delay=max(1, int(wait)))
-
-
-# A pending notice's task runs within seconds of its due time; one still pending this long
-# after it was due had its hand-over to the worker lost (the web process died between the
-# flag's commit and the queue's).
-AWAY_NOTICE_OVERDUE = timedelta(minutes=5)
-
-
-def overdue_away_notices(now=None) -> list[int]:
-    """Conversations whose away notice is pending but overdue, for the worker's sweep."""
-    now = now or utcnow()
-    due_before = now - AWAY_NOTICE_GAP - AWAY_NOTICE_OVERDUE
-    never_sent = Conversation.away_notice_at.is_null() & (
-        Conversation.created_at <= now - AWAY_NOTICE_OVERDUE)
-    return [c.id for c in Conversation.select(Conversation.id).where(
-        Conversation.away_pending & (never_sent | (Conversation.away_notice_at <= due_before)))]
 
 
 # --- inbox and search ------------------------------------------------------------------------------
@@ -715,6 +680,22 @@ def index_new_messages(limit: int = SEARCH_INDEX_STEP) -> int:
         database.execute_sql('UPDATE "search_index_state" SET "indexed_to" = ? WHERE "id" = 1',
                              (upto,))
         return upto - done
+
+
+SEARCH_UPKEEP_BUDGET = 10.0  # seconds of indexing, then of merging, per worker run at most
+SEARCH_UPKEEP_PAUSE = 0.05  # between two steps: waiting writers have the lock in between
+
+
+def keep_search_index(budget: float = SEARCH_UPKEEP_BUDGET) -> None:
+    """The worker's minute of search upkeep: the messages written since the last run are
+    indexed (migration 11), then segments are merged (automatic merging is off: migration 8),
+    in small steps, each its own short write transaction, with pauses between."""
+    deadline = time.monotonic() + budget
+    while index_new_messages() and time.monotonic() < deadline:
+        time.sleep(SEARCH_UPKEEP_PAUSE)
+    deadline = time.monotonic() + budget
+    while merge_search_index() and time.monotonic() < deadline:
+        time.sleep(SEARCH_UPKEEP_PAUSE)
 
 
 def search_catch_up(steps: int = SEARCH_CATCH_UP_STEPS) -> None:

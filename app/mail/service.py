@@ -9,6 +9,7 @@ from urllib.parse import unquote, urlsplit
 
 from flask import current_app, render_template
 
+from app import background
 from app.db import database, utcnow
 from app.mail.models import OutboundEmail
 
@@ -51,10 +52,8 @@ def hand_over(email_ids: list[int]) -> None:
     written through a connection of its own, which would wait for this one's write lock."""
     if database.in_transaction():
         raise RuntimeError("hand e-mail over after the transaction commits")
-    from jobs.mail import deliver_email  # jobs import this module; import late to avoid a cycle
-
     for email_id in email_ids:
-        deliver_email(email_id)
+        background.enqueue("mail.deliver", email_id)
 
 
 def _claim(email_id: int) -> bool:

@@ -2,7 +2,7 @@
 
 from flask import Blueprint, jsonify
 
-from app import db
+from app import background, db
 from app.rendering import render
 
 bp = Blueprint("public", __name__)
@@ -20,10 +20,8 @@ def privacy():
 
 @bp.get("/healthz")
 def healthz():
-    import jobs
-
     db_ok = db.answers()
-    queue_ok = jobs.queue_ok()
+    queue_ok = background.queue_answers()
     ok = db_ok and queue_ok
     body = {"status": "ok" if ok else "failing", "database": db_ok, "queue": queue_ok}
     return jsonify(body), 200 if ok else 503

@@ -8,6 +8,7 @@ from flask import Blueprint, abort, g, request, url_for
 
 from app.accounts.models import Workspace
 from app.automations import screens, service
+from app.automations.flows import registry
 from app.automations.forms import AutomationForm, TestRunForm, config_form, config_values
 from app.automations.models import Automation, AutomationRun
 from app.rendering import go, render
@@ -23,13 +24,6 @@ def staff_only():
     # Checked for every staff URL here rather than per view, so none can forget it.
     if g.get("user") is None or not g.user.is_staff:
         abort(404)
-
-
-def registry():
-    # Imported late, as the service does: the flow modules import app code.
-    from jobs.automations import registry
-
-    return registry
 
 
 def workspace_or_404(workspace_id: int) -> Workspace:
@@ -61,7 +55,7 @@ def place_errors(errors: dict, form, cfg) -> None:
 def save(form, cfg, flow, ws, automation=None):
     """Create or update through the service; on bad input put every message beside its field
     (the automation's own fields and the flow's settings, all at once) and return None."""
-    reg = registry()
+    reg = registry
     # The forms only carry the typed values (CSRFProtect has checked the token): the service
     # judges every field, the flow's settings included, in one pass.
     fields = dict(name=form.name.data, flow=flow.name, config=config_values(cfg),
@@ -117,7 +111,7 @@ def workspace_show(workspace_id):
 @bp.get("/workspaces/<int:workspace_id>/automations/new")
 def automation_new(workspace_id):
     ws = workspace_or_404(workspace_id)
-    reg = registry()
+    reg = registry
     name = request.args.get("flow", "")
     if name not in reg.FLOWS:
         # First pick a flow; its form follows, built from the flow's fields.
@@ -131,7 +125,7 @@ def automation_new(workspace_id):
 @bp.post("/workspaces/<int:workspace_id>/automations")
 def automation_create(workspace_id):
     ws = workspace_or_404(workspace_id)
-    reg = registry()
+    reg = registry
     try:
         flow = reg.get(request.form.get("flow", ""))
     except reg.ConfigError as err:
@@ -208,7 +202,7 @@ def run_show(workspace_id, run_id):
 
 
 def flow_of(automation: Automation):
-    flow = registry().FLOWS.get(automation.flow)
+    flow = registry.FLOWS.get(automation.flow)
     if flow is None:
         abort(404)  # a flow removed from the code: nothing to build a form from
     return flow

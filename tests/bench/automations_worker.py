@@ -4,7 +4,7 @@ flow and a bare no-op Huey task, so both are measured through the same consumer 
 `huey_consumer tests.bench.automations_worker.huey`; LUMNAR_DATA_DIR names the database.
 """
 
-from jobs.automations.registry import Flow, register
+from app.automations.flows.registry import Flow, register
 from jobs.main import app, huey  # noqa: F401  (the consumer reads .huey; the app is built there)
 
 

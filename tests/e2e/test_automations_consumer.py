@@ -70,7 +70,7 @@ def finished(app, **where):
 
 
 def test_a_scheduled_signed_webhook_fires_in_its_slot_once(server, app, owner, endpoint):
-    from jobs.automations import tasks
+    from jobs import automations as tasks
 
     with app.app_context(), connection():
         cred = vault.store(owner["ws"], "Shop", "Signing secret", "api_token",

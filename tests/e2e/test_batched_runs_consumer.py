@@ -92,8 +92,8 @@ def assert_each_ran_once(app, automations, endpoint, paths):
 
 def test_a_tick_that_starts_several_runs_runs_each_exactly_once(live_server, app, owner,
                                                                 endpoint):
+    from jobs import automations as tasks
     from jobs import huey
-    from jobs.automations import tasks
 
     # The several runs go to the worker as one batch: the consumer's queue is SQLite's.
     assert isinstance(huey.storage, SqliteStorage) and not huey.immediate

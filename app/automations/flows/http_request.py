@@ -1,7 +1,7 @@
 """Flow: one HTTP request with templated URL, headers and JSON body, credential injected as a header."""
 
-from jobs.automations._common import STATUS_CHOICES, auth_headers, expect
-from jobs.automations.registry import Field, Flow, FlowFailed, RunContext, register
+from app.automations.flows.common import STATUS_CHOICES, auth_headers, expect
+from app.automations.flows.registry import Field, Flow, FlowFailed, RunContext, register
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 

@@ -1,6 +1,6 @@
 """Automation flows, one module each; importing this package fills registry.FLOWS in menu order."""
 
-from jobs.automations import (  # noqa: F401  (each module registers its flow)
+from app.automations.flows import (  # noqa: F401  (each module registers its flow)
     chat_lead_crm,
     email,
     http_request,

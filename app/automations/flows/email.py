@@ -1,6 +1,13 @@
 """Flow: a templated e-mail sent through the outbox, like every other e-mail Lumnar sends."""
 
-from jobs.automations.registry import Field, Flow, FlowFailed, FlowSkipped, RunContext, register
+from app.automations.flows.registry import (
+    Field,
+    Flow,
+    FlowFailed,
+    FlowSkipped,
+    RunContext,
+    register,
+)
 
 
 def run(ctx: RunContext) -> None:

@@ -5,8 +5,8 @@ import hmac
 import json
 import time
 
-from jobs.automations._common import expect
-from jobs.automations.registry import Field, Flow, FlowFailed, RunContext, register
+from app.automations.flows.common import expect
+from app.automations.flows.registry import Field, Flow, FlowFailed, RunContext, register
 
 HEADER = "X-Lumnar-Signature"
 

@@ -4,7 +4,7 @@ import base64
 
 import httpx
 
-from jobs.automations.registry import FlowFailed, RunContext
+from app.automations.flows.registry import FlowFailed, RunContext
 
 STATUS_CHOICES = (("2xx", "Any 2xx"), ("2xx_3xx", "Any 2xx or 3xx"), ("200", "Exactly 200"),
                   ("any", "Any status"))

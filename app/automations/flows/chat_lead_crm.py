@@ -2,8 +2,15 @@
 
 from urllib.parse import quote
 
-from jobs.automations._common import auth_headers, expect
-from jobs.automations.registry import Field, Flow, FlowFailed, FlowSkipped, RunContext, register
+from app.automations.flows.common import auth_headers, expect
+from app.automations.flows.registry import (
+    Field,
+    Flow,
+    FlowFailed,
+    FlowSkipped,
+    RunContext,
+    register,
+)
 
 
 def _visitor(payload: dict) -> tuple[str, str]:

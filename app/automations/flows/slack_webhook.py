@@ -1,7 +1,7 @@
 """Flow: post a message text to a Slack-style incoming webhook."""
 
-from jobs.automations._common import expect
-from jobs.automations.registry import Field, Flow, FlowFailed, RunContext, register
+from app.automations.flows.common import expect
+from app.automations.flows.registry import Field, Flow, FlowFailed, RunContext, register
 
 
 def run(ctx: RunContext) -> None:

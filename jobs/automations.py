@@ -4,11 +4,13 @@ from datetime import datetime
 
 from huey import crontab
 
+from app import background
 from app.automations import service
 from jobs import huey
 from jobs.context import task_context
 
 
+@background.task("automations.run")
 @huey.task()
 def run_automation(run_id: int):
     with task_context():

@@ -1,7 +1,8 @@
-"""The ASGI root: the chat streams first, everything else handed to Flask through a2wsgi.
+"""The ASGI root: the chat's streams and writes first (app/chat/streams.py, app/chat/wire.py),
+everything else handed to Flask through a2wsgi.
 
-Streams live here because an idle async stream costs a few KB, while each open request in
-Flask would hold one of a small pool of threads.
+Streams are served here, outside Flask, because an idle async stream costs a few KB, while
+each open request in Flask would hold one of a small pool of threads.
 """
 
 import contextlib
@@ -12,12 +13,10 @@ import anyio
 from a2wsgi import WSGIMiddleware
 from starlette.applications import Starlette
 from starlette.middleware.gzip import GZipMiddleware
-from starlette.responses import PlainTextResponse
 from starlette.routing import Mount, Route
 
 from app import create_app, db
-from app.accounts import sessions
-from app.chat import live, render, service, streams, wire, writer
+from app.chat import live, render, streams, wire, writer
 from app.security import SecurityHeaders
 from app.wsgi_input import TerminatedInput
 
@@ -61,12 +60,6 @@ def restore_garbage_collector(threshold) -> None:
     gc.set_threshold(*threshold)
 
 
-def session_user(flask_app, cookie: str | None):
-    """(user, membership) of a Flask session cookie, checked exactly as a Flask request is."""
-    found = sessions.from_cookie(flask_app, cookie)
-    return (found[1].user, found[2]) if found else None
-
-
 class StaticGZip:
     """Compresses what holds no secret: our static files, the widget loader and the widget's
     frame page (the widget's first open is the bytes budget that matters). Pages with CSRF
@@ -92,61 +85,10 @@ def build(flask_app=None) -> SecurityHeaders:
     """The root app: the Starlette routes inside the one header layer (its `.app`)."""
     flask_app = flask_app or create_app({"BACKGROUND_CHECKPOINTS": True})
     logging.getLogger("uvicorn.access").addFilter(QueryStringFilter())
-    cookie_name = flask_app.config["SESSION_COOKIE_NAME"]
     renderer = render.Renderer(flask_app)
     hub = live.Hub(flask_app.config["DATABASE"], streams.fetch_after, streams.max_event_id,
                    presence=streams.write_presence, render=renderer.events)
     chat_writer = writer.Writer(flask_app, hub)
-
-    status_line = streams.status_heartbeat(flask_app)  # one for all: rendered once per beat
-
-    async def dashboard_stream(request):
-        found = await anyio.to_thread.run_sync(session_user, flask_app, request.cookies.get(cookie_name))
-        if found is None:
-            return PlainTextResponse("Log in to receive live updates.", status_code=401)
-        user, membership = found
-        cookie = request.cookies.get(cookie_name)
-
-        def still_allowed():
-            again = session_user(flask_app, cookie)
-            return again is not None and again[1].workspace_id == membership.workspace_id
-
-        presence = ("agent", membership.workspace_id, user.id)
-        opened = await streams.admit(
-            hub, streams.parse_after(request), presence, heartbeat=status_line,
-            allowed=still_allowed, workspace_id=membership.workspace_id)
-        return streams.EventStream(opened)
-
-    async def visitor_stream(request):
-        ticket = request.query_params.get("ticket", "")
-        # The signature is checked here, on the loop (microseconds): the conversation it names
-        # is then known before the one thread hop that checks it still exists and replays.
-        with flask_app.app_context():
-            claim = service.read_stream_ticket(ticket) if ticket else None
-        conversation_id = claim.get("c") if isinstance(claim, dict) else None
-        scope = None
-
-        fresh = claim
-
-        def check():
-            nonlocal scope, fresh
-            with flask_app.app_context():
-                # The first check (in the open's hop) uses the claim just read; later rechecks
-                # read the ticket again, so its expiry still ends the stream.
-                scope = service.visitor_stream_scope(ticket, fresh)
-            fresh = None
-            return scope is not None and scope[1] == conversation_id
-
-        opened = None
-        if isinstance(conversation_id, int):
-            opened = await streams.admit(
-                hub, streams.parse_after(request), lambda: ("visitor", scope[0], conversation_id), check=check,
-                allowed=check, conversation_id=conversation_id,
-                recheck_seconds=streams.VISITOR_RECHECK_SECONDS,
-                beat_every=streams.VISITOR_HEARTBEAT_SECONDS)
-        if opened is None:
-            return PlainTextResponse("This chat link is not valid any more.", status_code=403)
-        return streams.EventStream(opened)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -165,11 +107,9 @@ def build(flask_app=None) -> SecurityHeaders:
                 restore_garbage_collector(threshold)
 
     to_flask = StaticGZip(WSGIMiddleware(TerminatedInput(flask_app)))
-    routes = [
-        Route("/sse/dashboard", dashboard_stream),
-        Route("/sse/visitor", visitor_stream),
-        Mount("/", to_flask),
-    ]
+    streams_served = streams.routes(flask_app, hub)
+    routes = [*(Route(path, endpoint) for path, endpoint in streams_served.items()),
+              Mount("/", to_flask)]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.flask_app = flask_app
     app.state.hub = hub
@@ -177,7 +117,6 @@ def build(flask_app=None) -> SecurityHeaders:
     # The chat writes are answered before Starlette's stack (see app/chat/wire.py); the
     # security headers outermost, so that nothing the process answers (Flask, the streams,
     # the chat writes, Starlette's own 404, 405 and 500) leaves without them.
-    streams_served = {"/sse/dashboard": dashboard_stream, "/sse/visitor": visitor_stream}
     return SecurityHeaders(wire.ChatWrites(app, flask_app, chat_writer, renderer, streams_served),
                            flask_app.config["TRUST_PROXY"])
 

@@ -16,8 +16,10 @@ from typing import NamedTuple
 import anyio
 from flask import render_template
 from peewee import chunked
+from starlette.responses import PlainTextResponse
 
-from app.chat import live, render
+from app.accounts import sessions
+from app.chat import live, render, service
 from app.chat.models import ChatEvent, Presence
 from app.db import database, thread_connection, utcnow
 from app.paging import whole_number
@@ -334,3 +336,66 @@ class EventStream:
                     await watcher
             await events.aclose()
             opened.close()  # (when the stream ended before its first byte)
+
+
+def session_user(flask_app, cookie: str | None):
+    """(user, membership) of a Flask session cookie, checked exactly as a Flask request is."""
+    found = sessions.from_cookie(flask_app, cookie)
+    return (found[1].user, found[2]) if found else None
+
+
+def routes(flask_app, hub) -> dict:
+    """The two stream endpoints (Starlette request → ASGI response), by path: an agent's
+    workspace and a visitor's conversation."""
+    cookie_name = flask_app.config["SESSION_COOKIE_NAME"]
+    status_line = status_heartbeat(flask_app)  # one for all: rendered once per beat
+
+    async def dashboard_stream(request):
+        found = await anyio.to_thread.run_sync(session_user, flask_app, request.cookies.get(cookie_name))
+        if found is None:
+            return PlainTextResponse("Log in to receive live updates.", status_code=401)
+        user, membership = found
+        cookie = request.cookies.get(cookie_name)
+
+        def still_allowed():
+            again = session_user(flask_app, cookie)
+            return again is not None and again[1].workspace_id == membership.workspace_id
+
+        presence = ("agent", membership.workspace_id, user.id)
+        opened = await admit(
+            hub, parse_after(request), presence, heartbeat=status_line,
+            allowed=still_allowed, workspace_id=membership.workspace_id)
+        return EventStream(opened)
+
+    async def visitor_stream(request):
+        ticket = request.query_params.get("ticket", "")
+        # The signature is checked here, on the loop (microseconds): the conversation it names
+        # is then known before the one thread hop that checks it still exists and replays.
+        with flask_app.app_context():
+            claim = service.read_stream_ticket(ticket) if ticket else None
+        conversation_id = claim.get("c") if isinstance(claim, dict) else None
+        scope = None
+
+        fresh = claim
+
+        def check():
+            nonlocal scope, fresh
+            with flask_app.app_context():
+                # The first check (in the open's hop) uses the claim just read; later rechecks
+                # read the ticket again, so its expiry still ends the stream.
+                scope = service.visitor_stream_scope(ticket, fresh)
+            fresh = None
+            return scope is not None and scope[1] == conversation_id
+
+        opened = None
+        if isinstance(conversation_id, int):
+            opened = await admit(
+                hub, parse_after(request), lambda: ("visitor", scope[0], conversation_id), check=check,
+                allowed=check, conversation_id=conversation_id,
+                recheck_seconds=VISITOR_RECHECK_SECONDS,
+                beat_every=VISITOR_HEARTBEAT_SECONDS)
+        if opened is None:
+            return PlainTextResponse("This chat link is not valid any more.", status_code=403)
+        return EventStream(opened)
+
+    return {"/sse/dashboard": dashboard_stream, "/sse/visitor": visitor_stream}

@@ -49,7 +49,7 @@ def _0002_live_chat(db):
 
 
 def _0003_site_usage(db):
-    from app.chat.models import SiteUsage
+    from app.widget.models import SiteUsage
 
     db.create_tables([SiteUsage], safe=True)
 

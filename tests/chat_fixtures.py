@@ -14,16 +14,10 @@ from werkzeug.test import stream_encode_multipart
 
 from app.accounts.models import Membership, User
 from app.chat import service
-from app.chat.models import (
-    CHAT_MODELS,
-    Attachment,
-    Conversation,
-    Message,
-    Presence,
-    Site,
-    Visitor,
-)
+from app.chat.models import CHAT_MODELS, Attachment, Conversation, Message, Presence
 from app.db import connection, database, utcnow
+from app.widget import service as widget_service
+from app.widget.models import Site, Visitor
 from tests.conftest import Client, db_state, log_in, make_user
 
 ORIGIN = "https://shop.example.com"
@@ -196,7 +190,7 @@ class WidgetVisitor:
 
     def record(self) -> Visitor:
         with self.app.app_context(), connection():
-            return service.visitor_from_token(Site.get(Site.site_key == self.site_key), self.token)
+            return widget_service.visitor_from_token(Site.get(Site.site_key == self.site_key), self.token)
 
     def conversation(self) -> Conversation | None:
         with self.app.app_context(), connection():

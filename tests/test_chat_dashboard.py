@@ -4,8 +4,9 @@ border between workspaces."""
 import re
 
 from app.chat import service
-from app.chat.models import Attachment, ChatEvent, Conversation, Message, SavedReply, Site
+from app.chat.models import Attachment, ChatEvent, Conversation, Message, SavedReply
 from app.db import connection
+from app.widget.models import Site
 from tests.chat_fixtures import (  # noqa: F401  (fixtures: `site_fixture` is `site`)
     PDF,
     WidgetVisitor,
@@ -521,8 +522,8 @@ def test_saved_replies_are_offered_in_the_reply_form(auth, conversation):
 
 
 def test_an_accent_colour_too_light_for_white_text_is_refused(auth, user):
-    from app.chat.models import Site
     from app.db import connection
+    from app.widget.models import Site
 
     with connection():
         before = Site.select().count()

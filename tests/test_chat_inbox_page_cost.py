@@ -9,8 +9,9 @@ from flask import render_template
 
 from app.accounts.models import Membership
 from app.chat import service
-from app.chat.models import Conversation, Visitor
+from app.chat.models import Conversation
 from app.db import connection, utcnow
+from app.widget.models import Visitor
 from tests.chat_fixtures import (  # noqa: F401  (fixtures, used by name)
     WidgetVisitor,
     agent_fixture,

@@ -4,8 +4,9 @@ trace, in batches; short-lived typing/read events and stale presence rows are sw
 from datetime import timedelta
 
 from app.chat import retention
-from app.chat.models import Attachment, ChatEvent, Conversation, Message, Presence, Visitor
+from app.chat.models import Attachment, ChatEvent, Conversation, Message, Presence
 from app.db import connection, database, utcnow
+from app.widget.models import Visitor
 from tests.chat_fixtures import (  # noqa: F401  (fixtures: `site_fixture` is `site`)
     WidgetVisitor,
     count,
@@ -133,8 +134,8 @@ def test_purge_removes_visitors_left_with_nothing_and_unseen_for_the_window(app)
 
     from app.accounts.models import Workspace
     from app.chat import retention
-    from app.chat.models import Site, Visitor
     from app.db import connection, utcnow
+    from app.widget.models import Site, Visitor
 
     with app.app_context(), connection():
         ws = Workspace.create(name="W")
@@ -151,8 +152,9 @@ def test_purged_conversations_leave_a_deleted_event_so_open_views_drop_them(app)
 
     from app.accounts.models import Workspace
     from app.chat import retention
-    from app.chat.models import ChatEvent, Conversation, Site, Visitor
+    from app.chat.models import ChatEvent, Conversation
     from app.db import connection, utcnow
+    from app.widget.models import Site, Visitor
 
     with app.app_context(), connection():
         ws = Workspace.create(name="W")

@@ -9,6 +9,7 @@ import threading
 from app.chat import live, streams
 from app.chat.models import Presence
 from app.db import connection, database
+from app.widget import service as widget_service
 from tests.chat_fixtures import (  # noqa: F401  (fixtures: `site_fixture` is `site`)
     online_fixture,
     run_async,
@@ -108,15 +109,15 @@ def test_a_visitor_stream_is_refused_when_its_ticket_does_not_hold(app, ws, site
     is refused with 403, and leaves no stream behind."""
     import httpx
 
-    from app.chat import service
-    from app.chat.models import Conversation, Visitor
+    from app.chat.models import Conversation
+    from app.widget.models import Visitor
     from tests.test_chat_stream_replay import new_conversation as ticketed
 
     conv, ticket, _ = ticketed(app, site, "mine")
     other, _, _ = ticketed(app, site, "theirs")
     with app.app_context(), connection():
         stranger = Visitor.get_by_id(Conversation.get_by_id(conv.id).visitor_id)
-        wrong_visitor = service.stream_ticket(other.id, stranger)
+        wrong_visitor = widget_service.stream_ticket(other.id, stranger)
     with httpx.Client(base_url=served, timeout=WAIT) as http:
         assert http.get("/sse/visitor", params={"ticket": ticket + "x"}).status_code == 403
         assert http.get("/sse/visitor", params={"ticket": wrong_visitor}).status_code == 403

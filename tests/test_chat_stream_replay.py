@@ -18,6 +18,7 @@ from app.asgi import build
 from app.chat import service
 from app.chat.models import ChatEvent, Conversation
 from app.db import connection
+from app.widget import service as widget_service
 from tests.chat_fixtures import (  # noqa: F401  (fixtures: `site_fixture` is `site`)
     WidgetVisitor,
     online_fixture,
@@ -44,7 +45,7 @@ def new_conversation(app, site, body):
     assert guest.send(body).status_code == 200
     conv = guest.conversation()
     with app.app_context(), connection():
-        ticket = service.stream_ticket(conv.id, Conversation.get_by_id(conv.id).visitor)
+        ticket = widget_service.stream_ticket(conv.id, Conversation.get_by_id(conv.id).visitor)
         first = ChatEvent.get((ChatEvent.kind == ChatEvent.MESSAGE)
                               & (ChatEvent.conversation_id == conv.id)).id
     return conv, ticket, first

@@ -9,8 +9,9 @@ import httpx
 import pytest
 from itsdangerous import URLSafeTimedSerializer
 
-from app.chat.models import Attachment, ChatEvent, Conversation, Message, Site, Visitor
+from app.chat.models import Attachment, ChatEvent, Conversation, Message
 from app.db import connection, utcnow
+from app.widget.models import Site, Visitor
 from tests.chat_fixtures import (  # noqa: F401  (fixtures: `site_fixture` is `site`)
     AGENT_EMAIL,
     GIF,

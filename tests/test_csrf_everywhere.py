@@ -11,7 +11,7 @@ row: a forged request that got through would change the database.
 import pytest
 
 from app.asgi import build
-from app.chat.models import Visitor
+from app.widget.models import Visitor
 from app.widget.views import TOKEN_HEADER
 from tests.chat_fixtures import OTHER_EMAIL, WidgetVisitor, make_site, run_async, workspace_id_of
 from tests.conftest import PASSWORD, Client, db_state, log_in, make_user

@@ -14,9 +14,11 @@ from playhouse.shortcuts import model_to_dict
 
 import app.db as db_module
 from app.chat import service
-from app.chat.models import ChatEvent, Conversation, Message, Site, Visitor
+from app.chat.models import ChatEvent, Conversation, Message
 from app.chat.views import LAST_EVENT
 from app.db import Prepared, connection, database
+from app.widget import service as widget_service
+from app.widget.models import Site, Visitor
 from tests.chat_fixtures import (  # noqa: F401  (fixtures, used by name)
     WidgetVisitor,
     conversation_fixture,
@@ -100,7 +102,7 @@ def test_rows_give_every_row_and_first_none_when_there_is_none(app, ws, site, co
 
 def test_model_rows_of_one_model(app, site, conversation):
     with connection():
-        found = service.SITE_BY_KEY.first(site.site_key)
+        found = widget_service.SITE_BY_KEY.first(site.site_key)
         message = Message.get(Message.conversation == conversation.id)
         got = service.MESSAGE.first(message.id)
     assert type(found) is Site and fields(found) == fields(site)
@@ -142,8 +144,8 @@ def test_tuples_come_with_each_column_converted_as_peewee_converts_it(
         assert row[-1] is None  # nobody assigned: the outer join's NULL
 
         visitor = Visitor.get_by_id(conversation.visitor_id)
-        assert service.STREAM_SCOPE.first(conversation.id) == (ws, visitor.public_id)
-        assert service.STREAM_SCOPE.first(-1) is None
+        assert widget_service.STREAM_SCOPE.first(conversation.id) == (ws, visitor.public_id)
+        assert widget_service.STREAM_SCOPE.first(-1) is None
 
         def summary(conversation_id):
             return (Message.select(fn.MAX(Message.created_at), fn.COUNT(Message.id),
@@ -198,8 +200,8 @@ def test_prepared_rows_use_no_private_peewee_api(app, ws, site, online, conversa
                  if isinstance(node, ast.Attribute) and re.match(r"_(?!_)", node.attr)}
     assert read == PRIVATE_OK  # attributes read or called: none of peewee's private ones
 
-    statements = [service.CONVERSATION, service.SITE_BY_KEY, service.INBOX["all"],
-                  service.STREAM_SCOPE, service.UNREAD_TOTAL, IN_WORKSPACE]
+    statements = [service.CONVERSATION, widget_service.SITE_BY_KEY, service.INBOX["all"],
+                  widget_service.STREAM_SCOPE, service.UNREAD_TOTAL, IN_WORKSPACE]
     with connection():
         for statement in statements:
             statement._ready or statement._prepare()
@@ -214,9 +216,9 @@ def test_prepared_rows_use_no_private_peewee_api(app, ws, site, online, conversa
         conv = service.CONVERSATION.first(conversation.id)
         assert conv.id == conversation.id and conv.visitor.id == conversation.visitor_id
         assert conv.site.name == site.name and isinstance(conv.created_at, datetime)
-        assert service.SITE_BY_KEY.first(site.site_key).id == site.id
+        assert widget_service.SITE_BY_KEY.first(site.site_key).id == site.id
         assert [c.id for c in IN_WORKSPACE.rows(ws)] == [conversation.id]
         (row,) = service.INBOX["all"].rows(ws, 10, 0)
         assert row[0] == conversation.id and isinstance(row[6], datetime)
-        assert service.STREAM_SCOPE.first(conversation.id)[0] == ws
+        assert widget_service.STREAM_SCOPE.first(conversation.id)[0] == ws
         assert service.UNREAD_TOTAL.scalar(ws) == 1

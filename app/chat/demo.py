@@ -5,7 +5,7 @@ from urllib.parse import urlsplit
 from flask import current_app
 
 from app.chat import service
-from app.chat.models import Site
+from app.widget.models import Site
 
 DEMO_SITE_NAME = "Demo shop"
 

@@ -1,4 +1,4 @@
-"""Chat forms (dashboard side and widget side)."""
+"""The dashboard's chat forms: sites, replies, visitor details, assignment, saved replies."""
 
 import re
 import secrets
@@ -97,29 +97,3 @@ class SavedReplyForm(FlaskForm):
         DataRequired("Give it a shortcut."), Length(max=40),
         Regexp(r"^[a-z0-9_-]+$", flags=re.I, message="Use letters, digits, - and _ only.")], filters=lower)
     body = TextAreaField("Text", validators=[DataRequired("Write the reply."), Length(max=MAX_CHARS)])
-
-
-# The widget's forms carry no CSRF token: the visitor's credential is a header that another
-# site's page can neither read nor send, not a cookie the browser adds on its own.
-class WidgetMessageForm(FlaskForm):
-    class Meta:
-        csrf = False
-
-    client_id = client_id_field()
-    body = TextAreaField("Message", validators=[Length(max=MAX_CHARS, message=f"Messages can be at most {MAX_CHARS:,} characters.")])
-    file = FileField("Attach a file")
-    name = StringField("Your name (optional)", validators=[Length(max=120)], filters=strip)
-    email = EmailField("Your e-mail", validators=[
-        Optional(), Email("Enter a valid e-mail address, like name@example.com.", check_deliverability=False),
-        Length(max=254)], filters=lower)
-
-
-class WidgetProfileForm(FlaskForm):
-    class Meta:
-        csrf = False
-
-    name = StringField("Your name (optional)", validators=[Length(max=120)], filters=strip)
-    email = EmailField("Your e-mail", validators=[
-        DataRequired("Enter your e-mail address."),
-        Email("Enter a valid e-mail address, like name@example.com.", check_deliverability=False),
-        Length(max=254)], filters=lower)

@@ -1,7 +1,6 @@
 """Chat records. Every change a stream must show is also a ChatEvent row: the event id is the
 SSE id, so a reconnecting browser asks for exactly what it missed."""
 
-import secrets
 
 from peewee import (
     BlobField,
@@ -16,63 +15,10 @@ from playhouse.sqlite_ext import AutoIncrementField
 
 from app.accounts.models import User, Workspace
 from app.db import BaseModel, utcnow
+from app.widget.models import Site, Visitor
 
 # Ids that streams, "seen" marks and links compare must never be reused after a deletion,
 # so these tables use AUTOINCREMENT (SQLite otherwise reuses the highest deleted rowid).
-
-
-def new_site_key() -> str:
-    return "site_" + secrets.token_urlsafe(12)
-
-
-class Site(BaseModel):
-    workspace = ForeignKeyField(Workspace, backref="sites", on_delete="CASCADE")
-    name = CharField(max_length=120)
-    site_key = CharField(max_length=64, unique=True, default=new_site_key)
-    allowed_origins = TextField(default="")  # one origin a line: scheme://host[:port]
-    greeting = CharField(max_length=300, default="Hi! How can we help?")
-    accent_color = CharField(max_length=7, default="#4338ca")
-    away_message = CharField(max_length=300, default="We are away right now. Leave your e-mail "
-                             "and we will answer there.")
-    retention_days = IntegerField(default=180)
-    monthly_message_limit = IntegerField(default=10_000)
-    enabled = BooleanField(default=True)
-    created_at = DateTimeField(default=utcnow)
-
-    @property
-    def origins(self) -> list[str]:
-        return [o for o in self.allowed_origins.split() if o]
-
-    @classmethod
-    def for_workspace(cls, workspace):
-        return cls.select().where(cls.workspace == workspace).order_by(cls.name)
-
-
-class SiteUsage(BaseModel):
-    """Visitor messages per site and calendar month (UTC), counted as they arrive, so the plan
-    check reads one row instead of counting a month of messages."""
-
-    site = ForeignKeyField(Site, backref="usage", on_delete="CASCADE")
-    month = CharField(max_length=7)  # YYYY-MM
-    visitor_messages = IntegerField(default=0)
-
-    class Meta:
-        table_name = "site_usage"
-        indexes = ((("site", "month"), True),)
-
-
-class Visitor(BaseModel):
-    site = ForeignKeyField(Site, backref="visitors", on_delete="CASCADE")
-    public_id = CharField(max_length=32, unique=True, default=lambda: secrets.token_urlsafe(16))
-    name = CharField(max_length=120, default="")
-    email = CharField(max_length=254, default="")
-    first_page_url = CharField(max_length=2000, default="")
-    first_seen_at = DateTimeField(default=utcnow)
-    last_seen_at = DateTimeField(default=utcnow)
-
-    @property
-    def label(self) -> str:
-        return self.name or self.email or f"Visitor {self.public_id[:6]}"
 
 
 class Conversation(BaseModel):

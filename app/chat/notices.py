@@ -6,9 +6,10 @@ from flask import current_app
 
 from app import background
 from app.accounts.models import Membership, User
-from app.chat.models import Conversation, Message, Site, Visitor
+from app.chat.models import Conversation, Message
 from app.db import database, utcnow
 from app.mail import service as mail
+from app.widget.models import Site, Visitor
 
 AWAY_NOTICE_GAP = timedelta(minutes=10)
 

@@ -1,16 +1,25 @@
 """Chat events as SSE bytes: each event rendered once per audience, from the partials the pages use.
 
 Agents get several out-of-band pieces per event (the message in an open conversation, the
-inbox row moved to the top, the unread badge); visitors get their own, smaller set. The
-dispatcher renders an event when it hands it out (live.Hub.dispatch), in the same worker
-thread that read it, once for each audience that has a stream open: a hundred streams
-watching one event cost one rendering and one encoding, and the streams only write bytes.
+inbox row moved to the top, the unread badge); visitors get their own, smaller set. Each event
+is rendered once for each audience that has a stream open, before it is handed to the
+streams: a hundred streams watching one event cost one rendering and one encoding, and the
+streams only write bytes. Where that happens:
+
+- this process's chat writes: on the event loop, inside the chat writer's batch right after
+  its commit, from the objects the writes made (app/chat/writer.py calls live.Hub.prepare);
+- a chat write committed outside the writer: in the thread that committed it (live.publish);
+- events read back from the database (another process's, or one whose rendering from memory
+  failed): in the dispatcher's worker thread, the one that read them (live.Hub.dispatch);
+- a reconnecting stream's replay of events no longer kept rendered: in its opening's worker
+  thread (live.Hub.replay_rendered).
 
 No Flask request is pushed: links are built from a URL adapter bound once to BASE_URL, and
 the helpers the templates call that would need a request (url_for, csrf_field,
-widget_file_url) are passed in explicitly. An app context is pushed once per batch of
-events, for what only needs the app (the secret key of attachment links; `g`, which the
-assignee_name filter uses as its per-render cache of names).
+widget_file_url) are passed in explicitly. What only needs the app (the secret key of
+attachment links; `g`, which the assignee_name filter uses as its cache of names) comes from
+the writer batch's app context when rendering there, else from one pushed per call of
+Renderer.events.
 """
 
 import contextlib
@@ -25,6 +34,7 @@ from app.chat import service
 from app.chat.models import ChatEvent, Message
 from app.csrf import hidden_input
 from app.db import thread_connection
+from app.widget import service as widget_service
 
 AGENT, VISITOR = "agent", "visitor"
 ID_MARK = "client-id-goes-here"  # where a fresh form's client id is put in (see compose)
@@ -127,7 +137,7 @@ class Renderer:
         return url
 
     def widget_file_url(self, attachment_id: int, inline: bool = False) -> str:
-        url = self.url_for("widget.attachment", token=service.attachment_link_token(attachment_id))
+        url = self.url_for("widget.attachment", token=widget_service.attachment_link_token(attachment_id))
         return url + ("?inline=1" if inline else "")
 
     def html(self, template: str, **context) -> str:
@@ -174,9 +184,9 @@ class Renderer:
 
     def events(self, wanted) -> list[dict]:
         """`wanted`: [(event row, audiences)]. For each, {audience: SSE bytes, or None when the
-        event shows that audience nothing}. Runs in a worker thread, or in the chat writer's
+        event shows that audience nothing}. Runs on the event loop inside the chat writer's
         batch, whose app context and connection it then uses (not pushed a second time on
-        the hot path)."""
+        the hot path), or in another thread (see the module's doc), which gets its own."""
         inside = has_app_context() and current_app._get_current_object() is self.app
         with contextlib.nullcontext() if inside else self.app.app_context(), thread_connection():
             return [self.event(row, audiences) for row, audiences in wanted]

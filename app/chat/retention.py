@@ -6,8 +6,9 @@ from datetime import timedelta
 from peewee import fn
 
 from app.chat import live
-from app.chat.models import ChatEvent, Conversation, Presence, Site, Visitor
+from app.chat.models import ChatEvent, Conversation, Presence
 from app.db import database, utcnow
+from app.widget.models import Site, Visitor
 
 BATCH = 200
 

@@ -3,7 +3,7 @@ SSE bytes.
 
 Each event's SSE id is the ChatEvent id. A browser that reconnects sends Last-Event-ID (or the
 page passes `after`, the last event it rendered), and the stream first replays what came
-after it from the database, then follows the dispatcher, skipping anything already sent:
+after it from the database, then follows the hub, skipping anything already sent:
 nothing lost, nothing twice.
 """
 
@@ -19,10 +19,11 @@ from peewee import chunked
 from starlette.responses import PlainTextResponse
 
 from app.accounts import sessions
-from app.chat import live, render, service
+from app.chat import live, render
 from app.chat.models import ChatEvent, Presence
 from app.db import database, thread_connection, utcnow
 from app.paging import whole_number
+from app.widget import service as widget_service
 
 HEARTBEAT_SECONDS = 15
 # A visitor's stream sends only a keep-alive comment, which proxies need at least once a minute
@@ -243,9 +244,11 @@ async def admit(hub, after: int, presence: tuple, check=None, heartbeat=None, al
 
 async def follow_opened(opened: Opened):
     """The SSE bytes of an admitted stream: its first bytes, then what the hub queues for it,
-    skipping anything the replay already sent. The stream renders nothing itself: the
-    dispatcher rendered each event once for its audience and every stream writes those same
-    bytes. Ends at END (its check said no, or its browser went) and closes `opened`."""
+    skipping anything the replay already sent. The stream renders nothing itself: each event
+    was rendered once for its audience before the hub queued it (in the chat writer's batch
+    for this process's writes, by the dispatcher for what it read back) and every stream
+    writes those same bytes. Ends at END (its check said no, or its browser went) and closes
+    `opened`."""
     sub, after, audience = opened.sub, opened.after, opened.sub.audience
     try:
         for data in opened.first:
@@ -372,7 +375,7 @@ def routes(flask_app, hub) -> dict:
         # The signature is checked here, on the loop (microseconds): the conversation it names
         # is then known before the one thread hop that checks it still exists and replays.
         with flask_app.app_context():
-            claim = service.read_stream_ticket(ticket) if ticket else None
+            claim = widget_service.read_stream_ticket(ticket) if ticket else None
         conversation_id = claim.get("c") if isinstance(claim, dict) else None
         scope = None
 
@@ -383,7 +386,7 @@ def routes(flask_app, hub) -> dict:
             with flask_app.app_context():
                 # The first check (in the open's hop) uses the claim just read; later rechecks
                 # read the ticket again, so its expiry still ends the stream.
-                scope = service.visitor_stream_scope(ticket, fresh)
+                scope = widget_service.visitor_stream_scope(ticket, fresh)
             fresh = None
             return scope is not None and scope[1] == conversation_id
 

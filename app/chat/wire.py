@@ -34,12 +34,14 @@ from werkzeug.datastructures import MultiDict
 
 from app.accounts import sessions
 from app.chat import service
-from app.chat.forms import REPLY_TOO_LONG, WidgetMessageForm
+from app.chat.forms import REPLY_TOO_LONG
 from app.chat.service import ChatError
 from app.chat.text import MAX_CHARS
 from app.csrf import refusal, token_from
 from app.db import thread_connection
 from app.security import MESSAGES, forwarded
+from app.widget import service as widget_service
+from app.widget.forms import WidgetMessageForm
 
 log = logging.getLogger(__name__)
 
@@ -249,10 +251,10 @@ class ChatWrites:
 
     # -- a visitor's message (runs in the chat writer) ----------------------------------------
     def visitor_message(self, site_key, scope, headers, parsed) -> Answer:
-        site = service.site_by_key(site_key)
+        site = widget_service.site_by_key(site_key)
         if site is None:
             return self.unavailable(scope)
-        visitor = service.visitor_from_token(site, headers.get(TOKEN_HEADER))
+        visitor = widget_service.visitor_from_token(site, headers.get(TOKEN_HEADER))
         if visitor is None:
             return text_answer(401, NOT_VALID)
         if parsed is None:

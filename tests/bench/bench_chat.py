@@ -89,8 +89,10 @@ def seed(data_dir: Path, visitors: int, extra_streams: int):
     Tokens and tickets are signed by the app's own functions with the server's key."""
     from app import create_app
     from app.chat import service
-    from app.chat.models import ChatEvent, Conversation, Message, Site, Visitor
+    from app.chat.models import ChatEvent, Conversation, Message
     from app.db import connection, database
+    from app.widget import service as widget_service
+    from app.widget.models import Site, Visitor
 
     app = create_app({"ENV_NAME": "development", "DATA_DIR": data_dir,
                       "SECRET_KEY": fill_chat.SECRET_KEY, "MASTER_KEYS": fill_chat.MASTER_KEYS})
@@ -108,15 +110,15 @@ def seed(data_dir: Path, visitors: int, extra_streams: int):
                                    body="Hello, a question about my parcel")
                 e = ChatEvent.create(workspace_id=site.workspace_id, conversation_id=c.id,
                                      kind="message", ref_id=m.id, actor="visitor")
-                loaders.append(dict(token=service.visitor_token(v), conversation=c.id,
-                                    path=f"/sse/visitor?ticket={service.stream_ticket(c.id, v)}&after={e.id}"))
+                loaders.append(dict(token=widget_service.visitor_token(v), conversation=c.id,
+                                    path=f"/sse/visitor?ticket={widget_service.stream_ticket(c.id, v)}&after={e.id}"))
         rows = list(Conversation.select(Conversation.id, Visitor.public_id).join(Visitor)
                     .where(Conversation.id <= extra_streams).order_by(Conversation.id).tuples())
         last = dict(database.execute_sql(
             "SELECT conversation_id, MAX(id) FROM chat_event WHERE conversation_id <= ? "
             "GROUP BY conversation_id", (extra_streams,)).fetchall())
         for cid, public_id in rows:
-            ticket = service.stream_ticket(cid, type("V", (), {"public_id": public_id})())
+            ticket = widget_service.stream_ticket(cid, type("V", (), {"public_id": public_id})())
             extra.append(f"/sse/visitor?ticket={ticket}&after={last.get(cid, 0)}")
         # Indexed for search as the worker would have done within its minute: the searches
         # below measure a steady state, not the first catch-up after these inserts.

@@ -46,8 +46,8 @@ def add_automation(data: Path, url: str) -> str:
     """A webhook-started HTTP request automation in the bench workspace; its secret."""
     from app import create_app
     from app.automations import service
-    from app.chat.models import Site
     from app.db import connection
+    from app.widget.models import Site
 
     app = create_app({"ENV_NAME": "development", "DATA_DIR": data,
                       "SECRET_KEY": fill_chat.SECRET_KEY, "MASTER_KEYS": fill_chat.MASTER_KEYS,

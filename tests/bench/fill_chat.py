@@ -116,8 +116,8 @@ def _base_rows(path: Path, at: datetime) -> None:
     from app import create_app
     from app.accounts import passwords
     from app.accounts.models import Membership, User, Workspace
-    from app.chat.models import Site
     from app.db import connection, database
+    from app.widget.models import Site
 
     app = create_app({"ENV_NAME": "development", "DATA_DIR": path.parent, "DATABASE": str(path),
                       "SECRET_KEY": SECRET_KEY, "MASTER_KEYS": MASTER_KEYS})

@@ -30,8 +30,10 @@ def setup(data_dir: Path):
     from app.accounts import service as accounts
     from app.accounts.models import User
     from app.chat import service
-    from app.chat.models import Presence, Site
+    from app.chat.models import Presence
     from app.db import utcnow
+    from app.widget import service as widget_service
+    from app.widget.models import Site
 
     with app.test_request_context(), connection():
         migrations.run()
@@ -40,7 +42,7 @@ def setup(data_dir: Path):
         ws = user.memberships.get().workspace_id
         site = service.save_site(Site(workspace=ws), name="Shop",
                                  allowed_origins="https://shop.example.com")
-        visitor, token = service.new_visitor(site)
+        visitor, token = widget_service.new_visitor(site)
         Presence.create(kind=Presence.AGENT, workspace_id=ws, subject_id=user.id,
                         stream_id="profile", seen_at=utcnow())
     return app, ws, site.site_key, token

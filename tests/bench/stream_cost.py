@@ -30,9 +30,10 @@ IDLE_SECONDS = 20
 def seed(data: Path, n: int) -> list[str]:
     """The site and n conversations with one message each; each stream's path (ticket, after)."""
     from app import create_app
-    from app.chat import service
-    from app.chat.models import ChatEvent, Conversation, Message, Site, Visitor
+    from app.chat.models import ChatEvent, Conversation, Message
     from app.db import connection, database
+    from app.widget import service as widget_service
+    from app.widget.models import Site, Visitor
 
     fill_chat._base_rows(data / "lumnar.db", datetime.now(timezone.utc).replace(tzinfo=None))
     app = create_app({"ENV_NAME": "development", "DATA_DIR": data, "SECRET_KEY": fill_chat.SECRET_KEY,
@@ -48,7 +49,7 @@ def seed(data: Path, n: int) -> list[str]:
                                body=f"question {i}")
             e = ChatEvent.create(workspace_id=site.workspace_id, conversation_id=c.id,
                                  kind="message", ref_id=m.id, actor="visitor")
-            paths.append(f"/sse/visitor?ticket={service.stream_ticket(c.id, v)}&after={e.id}")
+            paths.append(f"/sse/visitor?ticket={widget_service.stream_ticket(c.id, v)}&after={e.id}")
     database.close()
     return paths
 

@@ -18,6 +18,9 @@ from pathlib import Path
 import click
 
 from app import db
+from app.automations import vault
+from app.automations.models import VaultCheck
+from app.migrations import STEPS
 
 BACKUP_DIR = "backups"
 NAME = "lumnar-{stamp}.db"
@@ -144,8 +147,6 @@ def _check_restorable(path: Path, cfg) -> None:
         vault_row = _vault_check_token(conn)
     finally:
         conn.close()
-    from app.migrations import STEPS
-
     known = max(step[0] for step in STEPS)
     if version > known:
         raise BackupError(f"it was made by a newer Lumnar (schema {version}; this one knows "
@@ -155,8 +156,6 @@ def _check_restorable(path: Path, cfg) -> None:
 
 
 def _vault_check_token(conn):
-    from app.automations.models import VaultCheck
-
     table = VaultCheck._meta.table_name
     if not conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
                         (table,)).fetchone():
@@ -169,8 +168,6 @@ def _check_master_keys(token: bytes, cfg) -> None:
     """The app refuses to start on a database its master keys cannot open: find that out
     before the database is replaced, not after."""
     from cryptography.fernet import InvalidToken
-
-    from app.automations import vault
 
     # With no keys configured at all, loading them would make a fresh key file, which cannot
     # open this backup either: say so without writing one.

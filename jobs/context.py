@@ -5,12 +5,11 @@ from contextlib import contextmanager
 from flask import current_app, has_app_context
 
 from app.db import connection, database, thread_connection
+from jobs import WORKER_BUSY_SECONDS, huey
 
 
 @contextmanager
 def task_context():
-    from jobs import WORKER_BUSY_SECONDS, huey
-
     if has_app_context():  # immediate mode: already inside a request or a test
         with connection():
             yield current_app

@@ -10,6 +10,7 @@ from peewee import IntegrityError
 
 from app.accounts import passwords, sessions
 from app.accounts.models import Invitation, LoginThrottle, Membership, User, Workspace
+from app.chat.demo import create_demo_site
 from app.db import database, utcnow
 from app.errors import RuleError
 from app.mail import service as mail
@@ -381,7 +382,5 @@ def create_demo_account():
                            is_staff=current_app.config["ENV_NAME"] == "development")
         workspace = Workspace.create(name="Demo Shop")
         Membership.create(workspace=workspace, user=user, role=Membership.OWNER)
-    from app.chat.demo import create_demo_site
-
     create_demo_site(workspace)
     return DEMO_EMAIL, password

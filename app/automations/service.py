@@ -14,11 +14,12 @@ from peewee import fn
 
 from app import background
 from app.accounts.models import Membership, User, Workspace
-from app.automations import schedules
+from app.automations import redact, schedules, vault
 from app.automations.flows import registry
 from app.automations.models import Automation, AutomationRun
 from app.db import database, utcnow
 from app.errors import RuleError
+from app.mail import service as mail
 
 # The ticker runs once a minute; a slot found this long after its time was missed (the worker
 # was down), and its run says so.
@@ -501,8 +502,6 @@ def execute(run_id: int) -> AutomationRun | None:
     max_attempts = 1 if run.dry_run else (flow_max or automation.max_attempts or 1)
     # Every credential value of the workspace, read once: no log or error holds one, in any
     # common encoding, whichever flow and whichever way it came there.
-    from app.automations import vault
-
     values = vault.secret_values(run.workspace_id) if has_credentials else []
     ctx = registry.RunContext(
         run.workspace_id, automation.id, run.id, run.trigger,
@@ -546,8 +545,6 @@ def execute(run_id: int) -> AutomationRun | None:
 def _finish(run, status, log, error, secrets, duration_ms=0) -> AutomationRun:
     """Store the attempt's end; `secrets` (values or the run's Redactor) are redacted from
     the log before it is cut to LOG_LIMIT."""
-    from app.automations import redact
-
     log = redact.cap(log, LOG_LIMIT, secrets)
     finished = None if status == AutomationRun.RETRYING else str(utcnow())
     database.execute_sql(FINISH_SQL, (status, log, error, finished, duration_ms, run.id))
@@ -563,8 +560,6 @@ def owner_emails(workspace_id: int) -> list[str]:
 def notify_failure(automation: Automation, run: AutomationRun) -> bool:
     """E-mail the owners that a run failed for good: at most once per automation an hour,
     so that a broken schedule does not flood them. True when e-mails went out."""
-    from app.mail import service as mail
-
     now = utcnow()
     base = current_app.config["BASE_URL"]
     # "Mailed" and the e-mails commit together: a crash between the two must not leave the

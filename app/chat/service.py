@@ -10,12 +10,14 @@ from peewee import JOIN, SQL, IntegrityError, fn
 
 from app import background
 from app.accounts.models import Membership, User
+from app.automations import service as automations
 from app.chat import files, live, notices
 from app.chat.models import Attachment, ChatEvent, Conversation, Message, Presence, SavedReply
 from app.chat.text import MAX_CHARS, preview
 from app.db import Prepared, database, utcnow
 from app.errors import RuleError
 from app.shortcache import cache_for
+from app.widget import limits
 from app.widget import service as widget
 from app.widget.models import Site, Visitor
 
@@ -162,8 +164,6 @@ def publish(workspace_id: int, event: str, visitor: Visitor, site: Site,
 
 
 def _to_automations(workspace_id: int, event: str, data: dict) -> None:
-    from app.automations import service as automations  # automations import chat code too
-
     try:
         automations.publish_chat_event(workspace_id, event, data)
     except Exception:  # see publish(): logged, never the chat's failure
@@ -332,8 +332,6 @@ def send_visitor_message(site: Site, visitor: Visitor, body: str, filename: str 
     `client_id` (see client_id_from): a retry of a post already stored returns that message
     (`replayed`) before any rule, so that it is answered as the first was, whatever the limits
     or away mode say now, and stores nothing."""
-    from app.widget import limits  # the counters live with the widget; they import nothing of ours
-
     current = conversation or (current_conversation(visitor) if client_id else None)
     earlier = current and Message.sent_before(current.id, Message.VISITOR, client_id)
     if earlier:

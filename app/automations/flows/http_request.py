@@ -1,5 +1,6 @@
 """Flow: one HTTP request with templated URL, headers and JSON body, credential injected as a header."""
 
+from app.automations import templating
 from app.automations.flows.common import STATUS_CHOICES, auth_headers, expect
 from app.automations.flows.registry import Field, Flow, FlowFailed, RunContext, register
 
@@ -28,8 +29,6 @@ def run(ctx: RunContext) -> None:
 
 def check(cfg: dict) -> dict:
     if cfg.get("headers", "").strip():
-        from app.automations import templating
-
         if not isinstance(templating.render_json(cfg["headers"], templating.context()), dict):
             return {"headers": "Headers must be a JSON object, like {\"X-Source\": \"lumnar\"}."}
     return {}

@@ -8,9 +8,10 @@ from datetime import UTC, datetime
 import httpx
 from email_validator import EmailNotValidError, validate_email
 
-from app.automations import net, redact, templating
+from app.automations import net, redact, templating, vault
 from app.automations.models import Automation, Credential
 from app.errors import RuleError
+from app.mail import service as mail
 from app.paging import whole_number
 
 FlowFailed = net.FlowFailed  # one class, so that a refused address is a failed attempt too
@@ -209,8 +210,6 @@ class RunContext:
         self._lines: list[str] = []
         self._size = 0
         if secrets is None:
-            from app.automations import vault
-
             secrets = vault.secret_values(workspace_id)
         # The forms of every secret are worked out once here, for every line of the run.
         self.redactor = redact.Redactor(secrets)
@@ -246,8 +245,6 @@ class RunContext:
     # secrets
 
     def secrets(self, credential_id) -> dict:
-        from app.automations import vault
-
         cred = None
         if credential_id not in (None, ""):
             cred = Credential.get_or_none((Credential.id == int(credential_id))
@@ -322,8 +319,6 @@ class RunContext:
         if self.dry_run:
             self.log("  dry run: not sent.\n" + self.clip(text, 1000))
             return
-        from app.mail import service as mail
-
         mail.send(to, "automation_message", subject, text=text,
                   automation_name=self.automation["name"])
         self.log("  queued in the outbox.")

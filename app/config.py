@@ -1,4 +1,4 @@
-"""Configuration: laptop defaults, then LUMNAR_* environment variables, then test overrides."""
+"""Configuration: defaults (production, this machine), then LUMNAR_* variables, then overrides."""
 
 import ipaddress
 import os
@@ -19,6 +19,7 @@ ENV_VARS = {
     "LUMNAR_BASE_URL": ("http://127.0.0.1:5000", "Public address, used in e-mailed links; https turns on Secure cookies and HSTS."),
     "LUMNAR_SMTP_URL": ("(empty: mail stays in the outbox)", "`smtp://user:pass@host:port`, `smtp+starttls://…` or `smtps://…`."),
     "LUMNAR_MAIL_FROM": ("Lumnar <no-reply@lumnar.localhost>", "Sender of every e-mail."),
+    "LUMNAR_CONTACT_EMAIL": ("privacy@lumnar.localhost", "The one address people are told to write to (the contact page, the privacy page); someone who can act on data requests must read it. Set it on a server: the default reaches nobody."),
     "LUMNAR_MASTER_KEYS": ("generated into <data dir>/master_keys", "Fernet keys that protect stored credentials, comma-separated, newest first. Keep them outside the database and its backups."),
     "LUMNAR_AUTOMATIONS_ALLOW_PRIVATE": ("0", "`1` lets automations reach private, loopback and link-local addresses (tests and local set-ups only)."),
     "LUMNAR_TRUST_PROXY": ("0", "Number of reverse proxies in front of the app whose X-Forwarded-* headers to trust."),
@@ -75,6 +76,7 @@ def load(overrides=None) -> dict:
         "SMTP_URL": _env("LUMNAR_SMTP_URL", ""),
         "MASTER_KEYS": _env("LUMNAR_MASTER_KEYS", ""),
         "MAIL_FROM": _env("LUMNAR_MAIL_FROM", "Lumnar <no-reply@lumnar.localhost>"),
+        "CONTACT_EMAIL": _env("LUMNAR_CONTACT_EMAIL", "privacy@lumnar.localhost"),
         # Automations may only reach public addresses unless this is on (SSRF guard).
         "AUTOMATIONS_ALLOW_PRIVATE": _env("LUMNAR_AUTOMATIONS_ALLOW_PRIVATE", "0") not in ("0", "false", "no"),
         "TRUST_PROXY": int(_env("LUMNAR_TRUST_PROXY", "0")),

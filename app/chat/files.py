@@ -18,6 +18,11 @@ ALLOWED = {
     "text/plain": ".txt",
 }
 
+# The file pickers' `accept` attribute (the widget's and the dashboard's forms): made from
+# ALLOWED so that a type added or dropped here is offered or withheld there too. It only
+# narrows the picker; check() below still decides from the bytes.
+ACCEPT = ",".join(ALLOWED)
+
 # Text that a browser might treat as markup is refused even though it is "text".
 _MARKUP = re.compile(rb"<\s*(!doctype|html|svg|script|body|head|iframe|\?xml)", re.I)
 

@@ -1,11 +1,15 @@
 """The per-process dispatcher: one reader of new chat events that fans them out to streams.
 
-A write commits first, then calls `notify()`, which wakes the dispatcher at once. Commits made
-by other processes (the Huey worker, a second web process) are noticed by watching
+This process's chat writes are handed over from memory once committed: the chat writer's
+batch renders its events on the event loop right after its commit and gives them to the hub
+(Hub.prepare, Hub.accept; app/chat/writer.py), and a write committed outside the writer
+does the same from its own thread (publish()). Nothing is read back for them. Other writes
+of this process commit, then call `notify()`, which wakes the dispatcher at once. Commits
+made by other processes (the Huey worker, a second web process) are noticed by watching
 `PRAGMA data_version` on a dedicated read-only connection: it changes whenever another
-connection commits and costs microseconds to read, so the dispatcher checks it every few
-milliseconds instead of every client polling the database. (PostgreSQL counterpart:
-LISTEN/NOTIFY.)
+connection commits and costs microseconds to read, so the dispatcher checks it every
+WATCH_INTERVAL (IDLE_INTERVAL once quiet) instead of every client polling the database, and
+reads and renders what is new. (PostgreSQL counterpart: LISTEN/NOTIFY.)
 """
 
 import asyncio
@@ -61,7 +65,8 @@ class Written:
 
 
 def publish(written: list) -> None:
-    """Called after the commit, from the writing thread: render the events there, once per
+    """Called after the commit of a chat write made outside the chat writer's batch (which
+    hands its events over itself), from the writing thread: render the events there, once per
     audience watching, and hand them to this process's streams (see Hub.publish)."""
     hub = _hub
     if hub is not None and written:
@@ -171,8 +176,8 @@ class Hub:
         self.database_path = database_path
         self.fetch_after = fetch_after  # (last_id) -> list of event rows, in a thread
         self.max_id = max_id
-        # [(row, audiences)] -> [{audience: SSE bytes or None}], in the same thread hop as
-        # fetch_after (render.Renderer.events); None: events carry no bytes (hub-only tests).
+        # [(row, audiences)] -> [{audience: SSE bytes or None}] (render.Renderer.events), called
+        # by render() wherever events are rendered; None: events carry no bytes (hub-only tests).
         self.render_events = render
         self.renders = Counter()  # (audience, event id) -> times rendered: once, if all is well
         # (process_id, keys to write, keys to delete) -> None, in a thread; see arrive().
@@ -199,10 +204,12 @@ class Hub:
         self.read_back = 0  # events the dispatcher read from the database and rendered itself
         self.announced = 0  # the newest event id a publish from memory is bringing
 
-    # -- rendering: once per (event, audience), in a worker thread ------------------------------
+    # -- rendering: once per (event, audience) ----------------------------------------------------
     def render(self, wanted) -> list[dict]:
-        """[(row, audiences)] -> [{audience: bytes or None}], counted in `renders`. Called in
-        a worker thread (the dispatcher's hop, or a stream's replay)."""
+        """[(row, audiences)] -> [{audience: bytes or None}], counted in `renders`. Called on
+        the loop inside the chat writer's batch (prepare), from the thread that committed a
+        write outside it (publish), or in a worker thread (the dispatcher's hop, a stream's
+        replay)."""
         if self.render_events is None:
             return [{} for _ in wanted]
         for row, audiences in wanted:
@@ -233,8 +240,9 @@ class Hub:
         return found
 
     def _audiences(self, row) -> tuple:
-        # Read from the dispatcher's thread: a dict lookup is atomic. A stream subscribing
-        # during the hop is caught on the loop afterwards (see dispatch).
+        # Read off the loop too (the dispatcher's hop, a publishing thread): a dict lookup is
+        # atomic. A stream subscribing meanwhile is caught on the loop afterwards (dispatch
+        # renders what it is owed; _drain leaves such an event to the dispatcher).
         agent = bool(self.by_workspace.get(row.workspace_id))
         visitor = bool(self.by_conversation.get(row.conversation_id))
         return (AGENT,) * agent + (VISITOR,) * visitor
@@ -271,7 +279,8 @@ class Hub:
 
     def prepare(self, written: list) -> list:
         """`written` rendered once per audience watching, as Events for accept() on the loop;
-        [] when the hub is not running or rendering failed (the dispatcher then reads them)."""
+        [] when the hub is not running or rendering failed (the dispatcher then reads them).
+        Called by the chat writer on the loop right after its batch's commit, and by publish()."""
         if self.loop is None or not written:
             return []
         # Announced before rendering, so that the watcher, seeing the commit meanwhile, leaves
@@ -562,8 +571,9 @@ class Hub:
             watch.close()
 
     async def dispatch(self) -> None:
-        """Read what is new and render it once per audience watching, in one thread hop; then
-        hand every subscriber the same Event (the streams write its bytes as they are)."""
+        """Read what is new and render what was not published from memory once per audience
+        watching, in one thread hop; then hand every subscriber the same Event (the streams
+        write its bytes as they are)."""
         while True:
             events = await anyio.to_thread.run_sync(self._fetch_rendered, self.last_id)
             late = [(event, audiences) for event in events

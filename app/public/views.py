@@ -1,11 +1,24 @@
-"""Pages anyone can see, and the health check the hosting platform asks."""
+"""Pages anyone can see, the hosting platform's health check, and app-wide template values."""
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, current_app, jsonify
 
 from app import background, db
+from app.chat import files
 from app.rendering import render
 
 bp = Blueprint("public", __name__)
+
+# The file pickers' `accept` list, for the widget's compose form and the dashboard's reply
+# form alike: one value made from files.ALLOWED, so no template spells the types out. Set on
+# the app's Jinja globals, which the chat's stream renderer copies (app/chat/render.py).
+bp.add_app_template_global(files.ACCEPT, "file_accept")
+
+
+@bp.app_template_global()
+def contact_email() -> str:
+    """The one address people are told to write to (LUMNAR_CONTACT_EMAIL): templates call
+    this rather than spell an address, so a deploy changes it in one setting."""
+    return current_app.config["CONTACT_EMAIL"]
 
 
 @bp.get("/")
@@ -16,6 +29,11 @@ def home():
 @bp.get("/privacy")
 def privacy():
     return render("public/privacy.html")
+
+
+@bp.get("/contact")
+def contact():
+    return render("public/contact.html")
 
 
 @bp.get("/healthz")

@@ -7,14 +7,13 @@ for no e-mail address.
 """
 
 import re
-import struct
-import zlib
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import pytest
 from playwright.sync_api import expect
 
+from tests.chat_fixtures import png_bytes
 from tests.e2e.axe import assert_accessible
 from tests.e2e.conftest import (
     ACTION_TIMEOUT_MS,
@@ -133,16 +132,6 @@ def reply(agent, conversation_id: int, text: str = "", file=None) -> None:
     expect(messages).to_have_count(before + 1)
 
 
-def png_bytes() -> bytes:
-    """A real 1x1 PNG."""
-
-    def chunk(kind, data):
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
-
-    header = struct.pack(">IIBBBBB", 1, 1, 8, 6, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
-            + chunk(b"IDAT", zlib.compress(b"\x00\xff\x00\x00\xff")) + chunk(b"IEND", b""))
 
 
 def loaded(locator) -> None:

@@ -4,13 +4,12 @@ customer page's, kept there by the loader. Every request the visitor's browser m
 recorded (the page, the chat frame, htmx requests, the visitors fetch, the event stream, the
 file upload, images) while the visitor chats, sends a file, reloads and chats on."""
 
-import struct
-import zlib
 from urllib.parse import unquote
 
 import pytest
 from playwright.sync_api import expect
 
+from tests.chat_fixtures import png_bytes
 from tests.e2e.conftest import snippet_page, unique_email
 from tests.e2e.widget_browser import (
     CHAT_FRAME,
@@ -34,16 +33,6 @@ def site(live_server, host_site):
     made.owner.http.close()
 
 
-def png_bytes() -> bytes:
-    """A real 1x1 PNG."""
-
-    def chunk(kind, data):
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
-
-    header = struct.pack(">IIBBBBB", 1, 1, 8, 6, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
-            + chunk(b"IDAT", zlib.compress(b"\x00\xff\x00\x00\xff")) + chunk(b"IEND", b""))
 
 
 def chat_and_reload(context, site, url: str, tmp_path) -> tuple[list, object]:

@@ -55,8 +55,8 @@ def create_app(config=None) -> Flask:
     security.init_app(app)
 
     from app.accounts.views import bp as accounts_bp
-    from app.automations.hooks import bp as hooks_bp
     from app.automations.views import bp as automations_bp
+    from app.automations.views_webhooks import bp as hooks_bp
     from app.chat.views import bp as chat_bp
     from app.dashboard.views import bp as dashboard_bp
     from app.mail.views import bp as mail_bp
@@ -77,11 +77,6 @@ def create_app(config=None) -> Flask:
     app.register_blueprint(staff_bp)
     if app.config["DEV_OUTBOX"]:
         app.register_blueprint(mail_bp)
-
-    from app.accounts.forms import EmptyForm
-    from app.dashboard.views import NAV
-
-    app.jinja_env.globals.update(empty_form=EmptyForm, dashboard_nav=NAV)
 
     register_cli(app)
     return app

@@ -10,3 +10,9 @@ class RuleError(Exception):
         self.message = message
         self.field = field
         self.status = status
+
+    def by_field(self) -> dict:
+        """Each message under the name of the field it belongs beside (None: the whole form).
+        A rule that judges several fields in one pass keeps them all in `errors` (the flows'
+        ConfigError), so that every bad field is named at once."""
+        return dict(getattr(self, "errors", None) or {self.field: self.message})

@@ -1,7 +1,9 @@
-"""Answers for pages and htmx: one helper decides between the full page and the partial htmx asked
-for (design habit 6), one navigates after a successful post."""
+"""Answers for pages and htmx: the full page or the partial htmx asked for (design habit 6), a
+failed post's errors beside its fields, and where to go after a successful post."""
 
 from flask import make_response, redirect, render_template, request
+
+from app.errors import RuleError
 
 
 def wants_fragment() -> bool:
@@ -17,9 +19,31 @@ def render(page: str, fragment: str | None = None, /, status: int = 200, **conte
     return make_response(render_template(template, **context), status)
 
 
-def render_form_errors(page: str, fragment: str, /, **context):
-    """A form with errors beside its fields: status 422, which htmx is configured to swap."""
-    return render(page, fragment, status=422, **context)
+def render_form_errors(page: str, fragment: str | None, /, *forms, error: RuleError | None = None,
+                       **context):
+    """The one answer to a post that failed: a form whose validation failed and/or a service's
+    rule error, shown in `page` (or `fragment` for htmx) as render() does, with status 422, which
+    htmx is configured to swap (or the error's own 4xx status, e.g. 429 or 409).
+
+    The error's message goes beside the field it names, in the first of `forms` that has that
+    field; a message for no field goes above the first form (its `form_errors`), or, with no
+    form at all, to the template as `problem`. The forms themselves travel in `context` under
+    the names their templates use."""
+    status = 422
+    if error is not None:
+        status = error.status
+        unplaced = []
+        for name, message in error.by_field().items():
+            form = next((f for f in forms if name and name != "csrf_token" and name in f), None)
+            if form is not None:
+                form[name].errors = [*form[name].errors, message]
+            elif forms:
+                forms[0].form_errors.append(message)
+            else:
+                unplaced.append(message)
+        if unplaced:
+            context["problem"] = " ".join(unplaced)
+    return render(page, fragment, status=status, **context)
 
 
 def go(url: str):

@@ -22,9 +22,11 @@ from app.accounts.service import AccountError
 from app.accounts.sessions import login_required, owner_required
 from app.extensions import limiter
 from app.paging import whole_number
-from app.rendering import go, render, wants_fragment
+from app.rendering import go, render, render_form_errors, wants_fragment
 
 bp = Blueprint("accounts", __name__)
+# The form behind every post button (log out, delete, pause…), on any blueprint's page.
+bp.add_app_template_global(EmptyForm, "empty_form")
 
 
 def safe_next(target: str | None) -> str:
@@ -32,17 +34,6 @@ def safe_next(target: str | None) -> str:
     if target and target.startswith("/") and not target.startswith("//") and not urlsplit(target).netloc:
         return target
     return url_for("dashboard.home")
-
-
-def form_failed(page, fragment, form, error: AccountError | None = None, **context):
-    status = 422
-    if error is not None:
-        status = error.status
-        if error.field and error.field in form:
-            form[error.field].errors = [*form[error.field].errors, error.message]
-        else:
-            form.form_errors.append(error.message)
-    return render(page, fragment, status=status, form=form, **context)
 
 
 def reject_bot(form):
@@ -64,7 +55,8 @@ def signup():
     form = SignupForm()
     reject_bot(form)
     if not form.validate_on_submit():
-        return form_failed("accounts/signup.html", "accounts/_signup_form.html", form)
+        return render_form_errors("accounts/signup.html", "accounts/_signup_form.html", form,
+                                  form=form)
     service.sign_up(form.name.data, form.email.data, form.password.data)
     return render("accounts/check_inbox.html", "accounts/_check_inbox.html", email=form.email.data)
 
@@ -96,12 +88,14 @@ def login():
     form = LoginForm()
     reject_bot(form)
     if not form.validate_on_submit():
-        return form_failed("accounts/login.html", "accounts/_login_form.html", form)
+        return render_form_errors("accounts/login.html", "accounts/_login_form.html", form,
+                                  form=form)
     try:
         user = service.authenticate(form.email.data, form.password.data, request.remote_addr or "")
     except AccountError as err:
         form.password.data = ""
-        return form_failed("accounts/login.html", "accounts/_login_form.html", form, err)
+        return render_form_errors("accounts/login.html", "accounts/_login_form.html", form,
+                                  error=err, form=form)
     sessions.login_user(user)
     return go(safe_next(form.next.data))
 
@@ -137,7 +131,8 @@ def forgot():
     form = ForgotForm()
     reject_bot(form)
     if not form.validate_on_submit():
-        return form_failed("accounts/forgot.html", "accounts/_forgot_form.html", form)
+        return render_form_errors("accounts/forgot.html", "accounts/_forgot_form.html", form,
+                                  form=form)
     service.request_password_reset(form.email.data)
     return render("accounts/check_inbox.html", "accounts/_check_inbox.html", email=form.email.data,
                   reset=True)
@@ -157,7 +152,8 @@ def reset_form(token):
 def reset(token):
     form = ResetForm()
     if not form.validate_on_submit():
-        return form_failed("accounts/reset.html", "accounts/_reset_form.html", form, token=token)
+        return render_form_errors("accounts/reset.html", "accounts/_reset_form.html", form,
+                                  form=form, token=token)
     try:
         service.reset_password(token, form.password.data)
     except AccountError as err:
@@ -170,10 +166,11 @@ def reset(token):
 # --- settings (profile, password, e-mail) ------------------------------------------------------
 
 
-def settings_answer(section: str, form, error: AccountError | None = None, status=200, **flags):
+def settings_answer(section: str, form, error: AccountError | None = None, failed=False, **flags):
     """The settings page after a post to one of its sections: just that section's partial for
     htmx, or the whole page (the other forms and the session list built only then).
-    `done=section` marks which section succeeded, so only that one says so."""
+    `done=section` marks which section succeeded, so only that one says so; `failed` (the form
+    did not validate) or `error` (the service refused) answers with the messages beside fields."""
     from app.accounts.models import UserSession
 
     fragment = f"accounts/_{section}_form.html"
@@ -187,9 +184,10 @@ def settings_answer(section: str, form, error: AccountError | None = None, statu
             "email_form": EmailChangeForm(formdata=None),
             f"{section}_form": form,
         })
-    if error is not None or status == 422:
-        return form_failed("accounts/settings.html", fragment, form, error, **context)
-    return render("accounts/settings.html", fragment, status=status, form=form, **context)
+    if failed or error is not None:
+        return render_form_errors("accounts/settings.html", fragment, form, error=error, form=form,
+                                  **context)
+    return render("accounts/settings.html", fragment, form=form, **context)
 
 
 @bp.get("/dashboard/settings")
@@ -203,7 +201,7 @@ def settings():
 def name_update():
     form = ProfileForm()
     if not form.validate_on_submit():
-        return settings_answer("profile", form, status=422)
+        return settings_answer("profile", form, failed=True)
     service.change_name(g.user, form.name.data)
     return settings_answer("profile", form, done="profile")
 
@@ -213,7 +211,7 @@ def name_update():
 def password_update():
     form = PasswordChangeForm()
     if not form.validate_on_submit():
-        return settings_answer("password", form, status=422)
+        return settings_answer("password", form, failed=True)
     try:
         service.change_password(g.user, form.current_password.data, form.new_password.data)
     except AccountError as err:
@@ -226,7 +224,7 @@ def password_update():
 def email_update():
     form = EmailChangeForm()
     if not form.validate_on_submit():
-        return settings_answer("email", form, status=422)
+        return settings_answer("email", form, failed=True)
     try:
         service.request_email_change(g.user, form.new_email.data, form.current_password.data)
     except AccountError as err:
@@ -292,12 +290,11 @@ def invitation_create():
     form = InviteForm()
     page, fragment = "accounts/team.html", "accounts/_team.html"
     if not form.validate_on_submit():
-        return render(page, fragment, status=422, **team_context(invite_form=form))
+        return render_form_errors(page, fragment, form, **team_context(invite_form=form))
     try:
         service.invite(g.membership.workspace, g.user, form.email.data, form.role.data)
     except AccountError as err:
-        form.email.errors = [*form.email.errors, err.message]
-        return render(page, fragment, status=err.status, **team_context(invite_form=form))
+        return render_form_errors(page, fragment, form, error=err, **team_context(invite_form=form))
     return render(page, fragment, invited=form.email.data, **team_context())
 
 
@@ -316,9 +313,9 @@ def invitation_revoke(invitation_id):
 def member_remove(membership_id):
     try:
         service.remove_member(g.membership.workspace, g.user, membership_id)
-    except AccountError as err:
-        return render("accounts/team.html", "accounts/_team.html", status=err.status,
-                      problem=err.message, **team_context())
+    except AccountError as err:  # no form to stand beside: the message is the page's `problem`
+        return render_form_errors("accounts/team.html", "accounts/_team.html", error=err,
+                                  **team_context())
     return render("accounts/team.html", "accounts/_team.html", **team_context())
 
 
@@ -327,8 +324,8 @@ def member_remove(membership_id):
 def workspace_rename():
     form = WorkspaceForm()
     if not form.validate_on_submit():
-        return render("accounts/team.html", "accounts/_team.html", status=422,
-                      **team_context(workspace_form=form))
+        return render_form_errors("accounts/team.html", "accounts/_team.html", form,
+                                  **team_context(workspace_form=form))
     service.rename_workspace(g.membership.workspace, form.name.data)
     return render("accounts/team.html", "accounts/_team.html", **team_context())
 

@@ -13,7 +13,7 @@ from app.automations.forms import AutomationSettingsForm, CredentialForm
 from app.automations.models import Automation, AutomationRun, Credential
 from app.errors import RuleError
 from app.paging import id_arg, page_arg
-from app.rendering import go, render
+from app.rendering import go, render, render_form_errors
 from app.security import error_page
 
 bp = Blueprint("automations", __name__, url_prefix="/dashboard")
@@ -24,7 +24,9 @@ def replace_form(cred, formdata=None):
     return CredentialForm(formdata=formdata, prefix=f"c{cred.id}", obj=cred)
 
 
-def credentials_page(form=None, status=200, failed_id=None):
+def credentials_page(form=None, failed_id=None):
+    """The credentials page; with `form`, the one that failed (the new credential's, or the
+    replace form of the row `failed_id`), its errors beside its fields."""
     creds = list(Credential.select().where(Credential.workspace == workspace_id())
                  .order_by(Credential.platform, Credential.label))
     if form is not None:
@@ -33,9 +35,11 @@ def credentials_page(form=None, status=200, failed_id=None):
     replace_forms = {c.id: (form if c.id == failed_id else replace_form(c)) for c in creds}
     create_form = form if (form is not None and failed_id is None) else CredentialForm(formdata=None)
     fragment = None if failed_id else "automations/_credential_form.html"
-    return render("automations/credentials.html", fragment, status=status, credentials=creds,
-                  form=create_form, replace_forms=replace_forms, kinds=Credential.KINDS,
-                  action=url_for("automations.credential_create"))
+    context = dict(credentials=creds, form=create_form, replace_forms=replace_forms,
+                   kinds=Credential.KINDS, action=url_for("automations.credential_create"))
+    if form is not None:
+        return render_form_errors("automations/credentials.html", fragment, form, **context)
+    return render("automations/credentials.html", fragment, **context)
 
 
 @bp.get("/credentials")
@@ -53,7 +57,7 @@ def credential_create():
             raise ValidationError
         secrets = form.secrets()
     except ValidationError:
-        return credentials_page(form, status=422)
+        return credentials_page(form)
     vault.store(workspace_id(), form.platform.data, form.label.data, form.kind.data, secrets)
     return go(url_for("automations.credentials"))
 
@@ -68,7 +72,7 @@ def credential_replace(credential_id):
             raise ValidationError
         secrets = form.secrets()
     except ValidationError:
-        return credentials_page(form, status=422, failed_id=cred.id)
+        return credentials_page(form, failed_id=cred.id)
     vault.store(cred.workspace_id, form.platform.data, form.label.data, form.kind.data, secrets,
                 credential=cred)
     return go(url_for("automations.credentials"))
@@ -110,10 +114,15 @@ def settings_form(ws, formdata=None):
     return form
 
 
-def list_page(ws, settings=None, status=200):
-    return render("automations/list.html", "automations/_list.html", status=status, workspace=ws,
-                  rows=screens.automation_rows(ws), chart=runs_per_day(ws.id),
-                  settings=settings or settings_form(ws))
+def list_page(ws, settings=None, error: RuleError | None = None):
+    """The automations list; with `settings`, the settings form that failed (its own validation
+    or the service's `error`), its errors beside its fields."""
+    context = dict(workspace=ws, rows=screens.automation_rows(ws), chart=runs_per_day(ws.id),
+                   settings=settings or settings_form(ws))
+    if settings is not None:
+        return render_form_errors("automations/list.html", "automations/_list.html", settings,
+                                  error=error, **context)
+    return render("automations/list.html", "automations/_list.html", **context)
 
 
 @bp.get("/automations")
@@ -128,13 +137,11 @@ def automation_settings_update():
     ws = current_workspace()
     form = settings_form(ws, formdata=request.form)
     if not form.validate_on_submit():
-        return list_page(ws, form, status=422)
+        return list_page(ws, form)
     try:
         service.update_settings(ws.id, form.timezone.data, form.run_log_days.data)
     except RuleError as err:  # the registry's ConfigError: a message for each bad field
-        for name, message in err.errors.items():
-            form[name].errors = [message]
-        return list_page(ws, form, status=422)
+        return list_page(ws, form, err)
     return go(url_for("automations.automation_list"))
 
 

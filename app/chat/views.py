@@ -7,12 +7,13 @@ from app.accounts.models import User
 from app.accounts.sessions import login_required, owner_required, scoped_or_404, workspace_id
 from app.chat import files, service
 from app.chat.forms import AssignForm, ReplyForm, SavedReplyForm, SiteForm, VisitorForm
-from app.chat.models import Attachment, ChatEvent, Conversation, Message, Site
+from app.chat.models import Attachment, ChatEvent, Conversation, Message
 from app.chat.service import ChatError
 from app.db import Prepared
 from app.paging import page_arg, whole_number
-from app.rendering import go, render
+from app.rendering import go, render, render_form_errors
 from app.security import error_page
+from app.widget.models import Site
 
 bp = Blueprint("chat", __name__, url_prefix="/dashboard")
 
@@ -147,8 +148,8 @@ def visitor_update(conversation_id):
     conv = scoped_conversation(conversation_id)
     form = VisitorForm()
     if not form.validate_on_submit():
-        return render("chat/conversation.html", "chat/_visitor_form.html", status=422,
-                      **conversation_context(conv, visitor_form=form))
+        return render_form_errors("chat/conversation.html", "chat/_visitor_form.html", form,
+                                  **conversation_context(conv, visitor_form=form))
     service.update_visitor(conv.visitor, form.name.data or "", form.email.data or "")
     conv = scoped_conversation(conversation_id)
     return render("chat/conversation.html", "chat/_visitor_form.html", visitor_saved=True,
@@ -183,15 +184,14 @@ def sites():
 
 def _save_site(site, form, page, fragment, /, **context):
     if not form.validate_on_submit():
-        return render(page, fragment, status=422, form=form, **context)
+        return render_form_errors(page, fragment, form, form=form, **context)
     try:
         service.save_site(site, name=form.name.data, allowed_origins=form.allowed_origins.data,
                           greeting=form.greeting.data, away_message=form.away_message.data,
                           accent_color=form.accent_color.data.lower(),
                           retention_days=form.retention_days.data, enabled=form.enabled.data)
     except ChatError as err:
-        form.allowed_origins.errors = [*form.allowed_origins.errors, err.message]
-        return render(page, fragment, status=422, form=form, **context)
+        return render_form_errors(page, fragment, form, error=err, form=form, **context)
     return go(url_for("chat.site_show", site_id=site.id))
 
 
@@ -235,14 +235,14 @@ def saved_replies():
 def saved_reply_create():
     form = SavedReplyForm()
     replies = list(service.saved_replies(workspace_id()))
-    if form.validate_on_submit():
-        if any(r.shortcut == form.shortcut.data for r in replies):
-            form.shortcut.errors = ["A saved reply with this shortcut exists already."]
-        else:
-            service.add_saved_reply(workspace_id(), form.shortcut.data, form.body.data)
-            return go(url_for("chat.saved_replies"))
-    return render("chat/saved_replies.html", "chat/_saved_reply_form.html", status=422,
-                  replies=replies, form=form)
+    page, fragment = "chat/saved_replies.html", "chat/_saved_reply_form.html"
+    if not form.validate_on_submit():
+        return render_form_errors(page, fragment, form, replies=replies, form=form)
+    if any(r.shortcut == form.shortcut.data for r in replies):
+        taken = ChatError("A saved reply with this shortcut exists already.", field="shortcut")
+        return render_form_errors(page, fragment, form, error=taken, replies=replies, form=form)
+    service.add_saved_reply(workspace_id(), form.shortcut.data, form.body.data)
+    return go(url_for("chat.saved_replies"))
 
 
 @bp.post("/saved-replies/<int:reply_id>/delete")

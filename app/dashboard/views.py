@@ -7,7 +7,8 @@ from app.rendering import render
 
 bp = Blueprint("dashboard", __name__, url_prefix="/dashboard")
 
-# Navigation, in order: (endpoint, label). Settings and Team live in the accounts blueprint.
+# Navigation, in order: (endpoint, its `area` argument or None, label). Settings and Team live
+# in the accounts blueprint.
 NAV = [
     ("chat.inbox", None, "Inbox"),
     ("chat.sites", None, "Sites"),
@@ -20,6 +21,8 @@ NAV = [
     ("accounts.settings", None, "Settings"),
     ("accounts.team", None, "Team"),
 ]
+# Every dashboard page's layout reads it, whichever blueprint renders the page.
+bp.record_once(lambda state: state.app.jinja_env.globals.update(dashboard_nav=NAV))
 
 COMING = {
     "billing": ("Billing", "Plans, invoices and your payment method will be managed here. "

@@ -11,7 +11,7 @@ from app.automations import screens, service
 from app.automations.flows import registry
 from app.automations.forms import AutomationForm, TestRunForm, config_form, config_values
 from app.automations.models import Automation, AutomationRun
-from app.rendering import go, render
+from app.rendering import go, render, render_form_errors
 from app.staff.service import record
 
 bp = Blueprint("staff", __name__, url_prefix="/staff")
@@ -41,46 +41,37 @@ def automation_or_404(ws: Workspace, automation_id: int) -> Automation:
     return automation
 
 
-def place_errors(errors: dict, form, cfg) -> None:
-    """A ConfigError's messages beside the fields they name; any other key above the form."""
-    for key, message in errors.items():
-        if key in cfg._fields:
-            cfg[key].errors = [*cfg[key].errors, message]
-        elif key in form._fields and key != "csrf_token":
-            form[key].errors = [*form[key].errors, message]
-        else:
-            form.form_errors.append(message)
-
-
 def save(form, cfg, flow, ws, automation=None):
-    """Create or update through the service; on bad input put every message beside its field
-    (the automation's own fields and the flow's settings, all at once) and return None."""
-    reg = registry
+    """Create or update through the service, which raises the registry's ConfigError naming
+    every bad field at once (the automation's own fields and the flow's settings)."""
     # The forms only carry the typed values (CSRFProtect has checked the token): the service
     # judges every field, the flow's settings included, in one pass.
     fields = dict(name=form.name.data, flow=flow.name, config=config_values(cfg),
                   trigger=form.trigger.data, cron=form.cron.data or "",
                   chat_event=form.chat_event.data or "", max_attempts=form.max_attempts.data)
-    try:
-        if automation is None:
-            return service.create_automation(ws.id, **fields)
-        return service.update_automation(automation, **fields)
-    except reg.ConfigError as err:
-        place_errors(err.errors, form, cfg)
-        return None
+    if automation is None:
+        return service.create_automation(ws.id, **fields)
+    return service.update_automation(automation, **fields)
 
 
-def form_page(ws, flow, form, cfg, automation=None, status=200):
+def form_page(ws, flow, form, cfg, automation=None, error=None):
+    """The new or edit form; with `error` (a ConfigError), each message beside its field in
+    `form` or the flow's settings `cfg`, any other above the form."""
     context = dict(workspace=ws, staff_ws=ws, flow=flow, form=form, cfg=cfg, automation=automation)
     if automation is None:
+        page = "staff/automation_new.html"
         context["action"] = url_for("staff.automation_create", workspace_id=ws.id)
-        return render("staff/automation_new.html", "staff/_automation_form.html", status=status,
-                      **context)
-    runs, _ = screens.runs_page(ws.id, automation_id=automation.id)
-    context.update(action=url_for("staff.automation_update", workspace_id=ws.id,
-                                  automation_id=automation.id),
-                   runs=runs, triggers_all=Automation.TRIGGERS, test_form=TestRunForm(formdata=None))
-    return render("staff/automation.html", "staff/_automation_form.html", status=status, **context)
+    else:
+        page = "staff/automation.html"
+        runs, _ = screens.runs_page(ws.id, automation_id=automation.id)
+        context.update(action=url_for("staff.automation_update", workspace_id=ws.id,
+                                      automation_id=automation.id),
+                       runs=runs, triggers_all=Automation.TRIGGERS,
+                       test_form=TestRunForm(formdata=None))
+    if error is not None:
+        return render_form_errors(page, "staff/_automation_form.html", form, cfg, error=error,
+                                  **context)
+    return render(page, "staff/_automation_form.html", **context)
 
 
 # --- workspaces ----------------------------------------------------------------------------------
@@ -116,7 +107,7 @@ def automation_new(workspace_id):
     if name not in reg.FLOWS:
         # First pick a flow; its form follows, built from the flow's fields.
         return render("staff/flows.html", workspace=ws, staff_ws=ws, flows=reg.FLOWS,
-                      error="Unknown flow: choose one from the list." if name else "")
+                      problem="Unknown flow: choose one from the list." if name else "")
     flow = reg.FLOWS[name]
     record(ws.id, f"opened a new automation form ({flow.title}), listing credential labels")
     return form_page(ws, flow, AutomationForm(formdata=None), config_form(flow, ws.id))
@@ -128,15 +119,16 @@ def automation_create(workspace_id):
     reg = registry
     try:
         flow = reg.get(request.form.get("flow", ""))
-    except reg.ConfigError as err:
-        return render("staff/flows.html", status=422, workspace=ws, staff_ws=ws, flows=reg.FLOWS,
-                      error=" ".join(err.errors.values()))
+    except reg.ConfigError as err:  # no form yet: the message is the page's `problem`
+        return render_form_errors("staff/flows.html", None, error=err, workspace=ws, staff_ws=ws,
+                                  flows=reg.FLOWS)
     form = AutomationForm()
     cfg = config_form(flow, ws.id, formdata=request.form)
-    automation = save(form, cfg, flow, ws)
-    if automation is None:
+    try:
+        automation = save(form, cfg, flow, ws)
+    except reg.ConfigError as err:
         record(ws.id, f"tried to create an automation ({flow.title}); refused, nothing saved")
-        return form_page(ws, flow, form, cfg, status=422)
+        return form_page(ws, flow, form, cfg, error=err)
     record(ws.id, f"created automation '{automation.name}'")
     return go(url_for("staff.automation_edit", workspace_id=ws.id, automation_id=automation.id))
 
@@ -160,10 +152,12 @@ def automation_update(workspace_id, automation_id):
     form = AutomationForm()
     cfg = config_form(flow, ws.id, formdata=request.form)
     old_name = automation.name
-    if save(form, cfg, flow, ws, automation) is None:
+    try:
+        save(form, cfg, flow, ws, automation)
+    except registry.ConfigError as err:
         record(ws.id, f"tried to edit automation '{old_name}'; refused, nothing changed")
         return form_page(ws, flow, form, cfg, automation=Automation.get_by_id(automation.id),
-                         status=422)
+                         error=err)
     record(ws.id, f"edited automation '{old_name}'")
     return go(url_for("staff.automation_edit", workspace_id=ws.id, automation_id=automation.id))
 

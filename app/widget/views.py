@@ -8,11 +8,13 @@ from pathlib import Path
 from flask import Blueprint, Response, abort, current_app, g, jsonify, request, url_for
 
 from app.chat import files, service
-from app.chat.forms import WidgetMessageForm, WidgetProfileForm
 from app.chat.models import ChatEvent, Message
+from app.errors import RuleError
 from app.extensions import csrf, limiter
 from app.mail import service as mail
-from app.rendering import render
+from app.rendering import render, render_form_errors
+from app.widget import service as widget_service
+from app.widget.forms import WidgetMessageForm, WidgetProfileForm
 
 bp = Blueprint("widget", __name__)
 # No CSRF tokens here: see WidgetMessageForm. Unsafe requests need the visitor header.
@@ -50,61 +52,71 @@ def frame_csp(site) -> str:
             f"frame-ancestors {ancestors}")
 
 
-@bp.before_request
-def identify():
-    """Site and visitor, known before any view runs, so the per-visitor rate limits below
-    count per visitor (their key function reads g.visitor) and not per address."""
+def identify() -> None:
+    """The site the URL names and the visitor its token names (None when unknown), looked up
+    once per request into g.site and g.visitor. The per-visitor rate limits below ask first
+    (their key is checked before the view runs), then the view's opening reuses the answer."""
+    if "site" in g:
+        return
     key = (request.view_args or {}).get("site_key")
-    g.site = service.site_by_key(key) if key else None
-    g.visitor = (service.visitor_from_token(g.site, request.headers.get(TOKEN_HEADER))
+    g.site = widget_service.site_by_key(key) if key else None
+    g.visitor = (widget_service.visitor_from_token(g.site, request.headers.get(TOKEN_HEADER))
                  if g.site else None)
 
 
-def load_site(site_key):
-    if g.get("site") is None:
-        response = render("widget/unavailable.html", status=404)
-        # The message must be readable inside any page's frame, so no frame-ancestors limit.
-        response.headers["Content-Security-Policy"] = frame_csp(None)
-        abort(response)
-    return g.site
-
-
-def load_visitor(site):
-    if g.get("visitor") is None:
-        abort(Response("This chat session is not valid; reload the page to start again.",
-                       status=401, mimetype="text/plain"))
-    return g.visitor
+def widget_view(*, visitor=False, conversation=False):
+    """The opening every widget view under /widget/<site_key> shares. The view is called with
+    `site` instead of site_key (an unknown or switched-off site answers the 'unavailable' page,
+    404); with `visitor=True` also `visitor` (a token that is missing or not valid answers 401);
+    with `conversation=True` also `conversation`, the visitor's current one (None before their
+    first message)."""
+    def decorate(view):
+        @functools.wraps(view)
+        def opened(site_key):
+            identify()
+            if g.site is None:
+                response = render("widget/unavailable.html", status=404)
+                # Readable inside any page's frame, so no frame-ancestors limit.
+                response.headers["Content-Security-Policy"] = frame_csp(None)
+                abort(response)
+            found = {"site": g.site}
+            if visitor or conversation:
+                if g.visitor is None:
+                    abort(Response("This chat session is not valid; reload the page to start "
+                                   "again.", status=401, mimetype="text/plain"))
+                found["visitor"] = g.visitor
+            if conversation:
+                found["conversation"] = service.current_conversation(g.visitor)
+            return view(**found)
+        return opened
+    return decorate
 
 
 def visitor_key() -> str:
-    visitor = g.get("visitor")
-    if visitor is None and request.view_args and request.headers.get(TOKEN_HEADER):
-        # Route limits are checked before the view has loaded the visitor: load it here.
-        site = service.site_by_key(request.view_args.get("site_key", ""))
-        visitor = site and service.visitor_from_token(site, request.headers.get(TOKEN_HEADER))
-    return f"visitor:{visitor.id}" if visitor else f"ip:{request.remote_addr}"
+    identify()
+    return f"visitor:{g.visitor.id}" if g.visitor else f"ip:{request.remote_addr}"
 
 
 @bp.get("/widget/<site_key>")
-def frame(site_key):
-    site = load_site(site_key)
+@widget_view()
+def frame(site):
     response = render("widget/frame.html", site=site, v=loader_version())
     response.headers["Content-Security-Policy"] = frame_csp(site)
     return response
 
 
 @bp.get("/widget/<site_key>/theme.css")
-def theme(site_key):
-    site = load_site(site_key)
+@widget_view()
+def theme(site):
     css = f":root {{ --accent: {site.accent_color}; }}\n"  # validated #rrggbb on save
     return Response(css, mimetype="text/css", headers={"Cache-Control": "public, max-age=300"})
 
 
 @bp.post("/widget/<site_key>/visitors")
 @limiter.limit("60 per 10 minutes", key_func=lambda: f"ip:{request.remote_addr}")
-def visitor_create(site_key):
-    site = load_site(site_key)
-    _, token = service.new_visitor(site, request.form.get("page", ""))
+@widget_view()
+def visitor_create(site):
+    _, token = widget_service.new_visitor(site, request.form.get("page", ""))
     return jsonify(token=token)
 
 
@@ -119,7 +131,7 @@ def chat_context(site, visitor, **extra):
     last_visitor = max((m.id for m in messages if m.sender == Message.VISITOR), default=0)
     context = dict(
         site=site, visitor=visitor, conversation=conv, messages=messages, after=after,
-        ticket=service.stream_ticket(conv.id, visitor) if conv else None,
+        ticket=widget_service.stream_ticket(conv.id, visitor) if conv else None,
         away=not service.agents_online(site.workspace_id),
         seen=bool(conv and last_visitor and conv.agent_read_message_id >= last_visitor),
         form=WidgetMessageForm(formdata=None), profile_form=WidgetProfileForm(
@@ -130,9 +142,8 @@ def chat_context(site, visitor, **extra):
 
 
 @bp.get("/widget/<site_key>/chat")
-def chat(site_key):
-    site = load_site(site_key)
-    visitor = load_visitor(site)
+@widget_view(visitor=True)
+def chat(site, visitor):
     return render("widget/_chat.html", **chat_context(site, visitor))
 
 
@@ -150,57 +161,55 @@ def compose_context(site, visitor, form=None):
 
 @bp.post("/widget/<site_key>/typing")
 @limiter.limit("40 per minute", key_func=visitor_key)
-def typing(site_key):
-    site = load_site(site_key)
-    visitor = load_visitor(site)
-    conv = service.current_conversation(visitor)
-    if conv is not None:
-        service.typing(conv, Message.VISITOR)
+@widget_view(conversation=True)
+def typing(site, visitor, conversation):
+    if conversation is not None:
+        service.typing(conversation, Message.VISITOR)
     return Response(status=204)
 
 
 @bp.post("/widget/<site_key>/profile")
 @limiter.limit("20 per hour", key_func=visitor_key)
-def profile_update(site_key):
-    site = load_site(site_key)
-    visitor = load_visitor(site)
+@widget_view(visitor=True)
+def profile_update(site, visitor):
     form = WidgetProfileForm()
     if not form.validate():
-        return render("widget/_profile.html", status=422, site=site, profile_form=form)
+        return render_form_errors("widget/_profile.html", None, form, site=site, profile_form=form)
     service.update_visitor(visitor, form.name.data or "", form.email.data)
     return render("widget/_profile.html", saved=True, site=site, profile_form=form)
 
 
 @bp.post("/widget/<site_key>/transcript")
 @limiter.limit("5 per hour", key_func=visitor_key)
-def transcript(site_key):
-    site = load_site(site_key)
-    visitor = load_visitor(site)
-    conv = service.current_conversation(visitor)
-    if conv is None:
+@widget_view(conversation=True)
+def transcript(site, visitor, conversation):
+    if conversation is None:
         abort(Response("There is no conversation to send yet.", status=409, mimetype="text/plain"))
     if not visitor.email:
-        return render("widget/_profile.html", status=422, need_email=True, site=site,
-                      profile_form=WidgetProfileForm(formdata=None, name=visitor.name))
-    messages = list(Message.select().where(Message.conversation == conv).order_by(Message.id))
+        # Above the profile form, where the address is to be added.
+        need_email = RuleError("Add your e-mail first, then ask again.")
+        form = WidgetProfileForm(formdata=None, name=visitor.name)
+        return render_form_errors("widget/_profile.html", None, form, error=need_email, site=site,
+                                  profile_form=form)
+    messages = list(Message.select().where(Message.conversation == conversation)
+                    .order_by(Message.id))
     mail.send(visitor.email, "transcript", f"Your conversation with {site.name}",
               site=site, messages=messages)
     return render("widget/_notice.html", text=f"We sent the conversation to {visitor.email}.")
 
 
 @bp.post("/widget/<site_key>/delete")
-def conversation_delete(site_key):
-    site = load_site(site_key)
-    visitor = load_visitor(site)
-    conv = service.current_conversation(visitor)
-    if conv is not None:
-        service.delete_conversation(conv, Message.VISITOR)
+@widget_view(conversation=True)
+def conversation_delete(site, visitor, conversation):
+    if conversation is not None:
+        service.delete_conversation(conversation, Message.VISITOR)
+    # chat_context reads the conversation again: after a delete it shows what is left.
     return render("widget/_chat.html", deleted=True, **chat_context(site, visitor))
 
 
 @bp.get("/widget/files/<token>")
 def attachment(token):
-    found = service.attachment_from_link(token)
+    found = widget_service.attachment_from_link(token)
     if found is None:
         abort(404)
     return files.attachment_response(found, request.args.get("inline") == "1")
@@ -221,7 +230,7 @@ def demo_shop():
 
 @bp.app_template_global("widget_file_url")
 def widget_file_url(attachment_id: int, inline: bool = False) -> str:
-    url = url_for("widget.attachment", token=service.attachment_link_token(attachment_id))
+    url = url_for("widget.attachment", token=widget_service.attachment_link_token(attachment_id))
     return url + ("?inline=1" if inline else "")
 
 

@@ -1,4 +1,4 @@
-"""Inbound webhooks: POST /hooks/<secret> starts the automation that owns that secret URL."""
+"""The inbound webhooks' blueprint: POST /hooks/<secret> starts the automation that owns it."""
 
 import json
 from urllib.parse import parse_qsl

@@ -53,7 +53,7 @@ def owner(server, app):
 
 def ticks_done(server) -> int:
     """tick_at tasks the consumer has finished (it logs each task it executed)."""
-    return len(re.findall(r"tasks\.tick_at: \S+ executed in", server.log("worker")))
+    return len(re.findall(r"jobs\.automations\.tick_at: \S+ executed in", server.log("worker")))
 
 
 def run_state(app, run_id=None, automation=None):

@@ -68,7 +68,7 @@ def all_finished(app, automations):
 
 def ticks_done(server) -> int:
     """tick_at tasks the consumer has finished (it logs each task it executed)."""
-    return len(re.findall(r"tasks\.tick_at: \S+ executed in", server.log("worker")))
+    return len(re.findall(r"jobs\.automations\.tick_at: \S+ executed in", server.log("worker")))
 
 
 def queue_empty(app) -> bool:

@@ -64,6 +64,7 @@ def create_app(config=None) -> Flask:
     from app.public.views import bp as public_bp
     from app.staff.views import bp as staff_bp
     from app.widget.views import bp as widget_bp
+    from app.widget.views import sites_bp
 
     # Before any route: an id past SQLite's integers is then a 404 on every route, never a 500.
     app.url_map.converters["int"] = RowIdConverter
@@ -74,6 +75,7 @@ def create_app(config=None) -> Flask:
     app.register_blueprint(hooks_bp)
     app.register_blueprint(dashboard_bp)
     app.register_blueprint(widget_bp)
+    app.register_blueprint(sites_bp)
     app.register_blueprint(staff_bp)
     if app.config["DEV_OUTBOX"]:
         app.register_blueprint(mail_bp)

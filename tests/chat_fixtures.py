@@ -106,7 +106,7 @@ def make_site(app, workspace_id: int, name="Shop", origins=ORIGIN, **fields) -> 
         site = Site(workspace=workspace_id)
         values = {"name": name, "allowed_origins": origins}
         values.update(fields)
-        return service.save_site(site, **values)
+        return widget_service.save_site(site, **values)
 
 
 def set_agent_online(workspace_id: int, user_id: int = 0) -> None:

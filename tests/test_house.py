@@ -37,7 +37,8 @@ def imports(path: Path, *, top_level_only: bool = False) -> set[str]:
 
 
 def is_view(name: str) -> bool:
-    return name.endswith(".views") or ".views_" in name
+    # The chat's own routes (app/chat/wire.py) are views too: they answer requests.
+    return name.endswith((".views", ".wire")) or ".views_" in name
 
 
 def is_service(name: str) -> bool:

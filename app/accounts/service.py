@@ -10,10 +10,10 @@ from peewee import IntegrityError
 
 from app.accounts import passwords, sessions
 from app.accounts.models import Invitation, LoginThrottle, Membership, User, Workspace
-from app.chat.demo import create_demo_site
 from app.db import database, utcnow
 from app.errors import RuleError
 from app.mail import service as mail
+from app.widget.demo import create_demo_site
 
 VERIFY_MAX_AGE = timedelta(days=2)
 RESET_MAX_AGE = timedelta(hours=1)

@@ -57,7 +57,10 @@ def encode(html: str | None, event_id: int | None = None, event: str = "update")
 
 
 class Value:
+    """A field of a fresh form: its value, and no errors (a refusal is rendered by Flask)."""
+
     __slots__ = ("data",)
+    errors = ()
 
     def __init__(self, data):
         self.data = data
@@ -173,7 +176,7 @@ class Renderer:
             kept = self.keep(key, (saved, self.html(
                 "chat/_reply_form.html", conversation=conversation, saved=saved,
                 csrf_input=hidden_input(token),
-                reply_form=Filled((), body="", client_id=ID_MARK))))
+                reply_form=Filled((), body="", file=None, client_id=ID_MARK))))
         return kept[1].replace(ID_MARK, secrets.token_urlsafe(16))
 
     def keep(self, key, value):

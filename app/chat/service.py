@@ -3,7 +3,6 @@
 import re
 import time
 from datetime import timedelta
-from urllib.parse import urlsplit
 
 from flask import current_app
 from peewee import JOIN, SQL, IntegrityError, fn
@@ -37,43 +36,6 @@ def client_id_from(value) -> str:
     one we recognise (a short URL-safe token). '' still posts, without retry protection: a
     page rendered before forms carried the id must keep working."""
     return value if isinstance(value, str) and CLIENT_ID.fullmatch(value) else ""
-
-
-# --- sites ------------------------------------------------------------------------------------
-
-
-def normalize_origin(value: str) -> str:
-    parts = urlsplit(value.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/") \
-            or parts.query or parts.fragment or parts.username:
-        raise ChatError(f"“{value.strip()[:80]}” is not an origin like https://shop.example.com",
-                        field="allowed_origins")
-    host = parts.hostname.lower()
-    default = {"http": 80, "https": 443}[parts.scheme]
-    port = f":{parts.port}" if parts.port and parts.port != default else ""
-    return f"{parts.scheme}://{host}{port}"
-
-
-def clean_origins(text: str) -> str:
-    origins = []
-    for line in text.replace(",", "\n").split():
-        origin = normalize_origin(line)
-        if origin not in origins:
-            origins.append(origin)
-    if not origins:
-        raise ChatError("Add at least one origin where the widget may appear.", field="allowed_origins")
-    if len(origins) > 20:
-        raise ChatError("At most 20 origins per site.", field="allowed_origins")
-    return "\n".join(origins)
-
-
-def save_site(site: Site, **fields) -> Site:
-    fields["allowed_origins"] = clean_origins(fields.get("allowed_origins", ""))
-    for name, value in fields.items():
-        setattr(site, name, value)
-    site.save()
-    widget.forget_site(site.id)  # the widget sees the new settings at once
-    return site
 
 
 CURRENT_CONVERSATION = Prepared(lambda visitor_id: Conversation.select().where(
@@ -543,6 +505,16 @@ def inbox(workspace_id: int, user: User, filter_: str = "open", page: int = 1):
     rows = [InboxRow(row) for row in INBOX[filter_ if filter_ in INBOX else "all"].rows(
         *args, INBOX_PAGE + 1, (page - 1) * INBOX_PAGE)]
     return rows[:INBOX_PAGE], len(rows) > INBOX_PAGE
+
+
+LAST_EVENT = Prepared(lambda ws_id: ChatEvent.select(ChatEvent.id).where(
+    ChatEvent.workspace_id == ws_id).order_by(ChatEvent.id.desc()).limit(1))
+
+
+def last_event_id(ws_id: int) -> int:
+    """The workspace's newest event id: a page rendered now shows everything up to it, and its
+    stream follows on from there."""
+    return LAST_EVENT.scalar(ws_id) or 0
 
 
 def unread_total(workspace_id: int) -> int:

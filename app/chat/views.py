@@ -1,19 +1,18 @@
-"""Dashboard chat: inbox, search, a conversation, sites and saved replies."""
+"""Dashboard chat: inbox, search, a conversation and saved replies."""
 
 
 from flask import Blueprint, Response, abort, g, request, url_for
 
 from app.accounts.models import User
-from app.accounts.sessions import login_required, owner_required, scoped_or_404, workspace_id
+from app.accounts.sessions import login_required, workspace_id
 from app.chat import files, service
-from app.chat.forms import AssignForm, ReplyForm, SavedReplyForm, SiteForm, VisitorForm
-from app.chat.models import Attachment, ChatEvent, Conversation, Message
+from app.chat.forms import SavedReplyForm, VisitorForm
+from app.chat.models import Attachment, Conversation, Message
+from app.chat.pages import conversation_context
 from app.chat.service import ChatError
-from app.db import Prepared
 from app.paging import page_arg, whole_number
 from app.rendering import go, render, render_form_errors
 from app.security import error_page
-from app.widget.models import Site
 
 bp = Blueprint("chat", __name__, url_prefix="/dashboard")
 
@@ -24,14 +23,6 @@ def scoped_conversation(conversation_id: int) -> Conversation:
     if conv is None:
         abort(404)
     return conv
-
-
-LAST_EVENT = Prepared(lambda ws_id: ChatEvent.select(ChatEvent.id).where(
-    ChatEvent.workspace_id == ws_id).order_by(ChatEvent.id.desc()).limit(1))
-
-
-def last_event_id(ws_id: int) -> int:
-    return LAST_EVENT.scalar(ws_id) or 0
 
 
 # --- inbox and search -------------------------------------------------------------------------
@@ -56,29 +47,13 @@ def inbox():
         names = g.setdefault("assignee_names", {})
         names.update((c.assignee_id, c.assignee_name) for c in conversations if c.assignee_id)
     return render("chat/inbox.html", "chat/_inbox.html", conversations=conversations, more=more,
-                  filter=filter_, page=page, q=q, results=results, after=last_event_id(ws),
+                  filter=filter_, page=page, q=q, results=results, after=service.last_event_id(ws),
                   unread=service.unread_total(ws), hl=(service.HL_START, service.HL_END))
 
 
 # --- one conversation ------------------------------------------------------------------------
 
 
-def conversation_context(conv, **extra):
-    members = list(g.membership.workspace.members())
-    assign_form = AssignForm(formdata=None, assignee=str(conv.assignee_id or ""))
-    assign_form.assignee.choices = [("", "Nobody")] + [(str(m.user_id), m.user.name) for m in members]
-    context = dict(
-        conversation=conv,
-        messages=list(Message.select().where(Message.conversation == conv).order_by(Message.id)),
-        reply_form=ReplyForm(formdata=None),
-        visitor_form=VisitorForm(formdata=None, name=conv.visitor.name, email=conv.visitor.email),
-        assign_form=assign_form,
-        saved=list(service.saved_replies(conv.workspace_id)),
-        after=last_event_id(conv.workspace_id),
-        unread=service.unread_total(conv.workspace_id),
-    )
-    context.update(extra)
-    return context
 
 
 @bp.get("/conversations/<int:conversation_id>")
@@ -166,60 +141,6 @@ def attachment_download(attachment_id):
     return files.attachment_response(attachment, request.args.get("inline") == "1")
 
 
-# --- sites ---------------------------------------------------------------------------------------
-
-
-def sites_context(**extra):
-    # A new site starts from the model defaults (greeting, away message, colour, retention).
-    context = dict(sites=list(Site.for_workspace(workspace_id())), form=SiteForm(formdata=None, obj=Site()))
-    context.update(extra)
-    return context
-
-
-@bp.get("/sites")
-@login_required
-def sites():
-    return render("chat/sites.html", **sites_context())
-
-
-def _save_site(site, form, page, fragment, /, **context):
-    if not form.validate_on_submit():
-        return render_form_errors(page, fragment, form, form=form, **context)
-    try:
-        service.save_site(site, name=form.name.data, allowed_origins=form.allowed_origins.data,
-                          greeting=form.greeting.data, away_message=form.away_message.data,
-                          accent_color=form.accent_color.data.lower(),
-                          retention_days=form.retention_days.data, enabled=form.enabled.data)
-    except ChatError as err:
-        return render_form_errors(page, fragment, form, error=err, form=form, **context)
-    return go(url_for("chat.site_show", site_id=site.id))
-
-
-@bp.post("/sites")
-@owner_required
-def site_create():
-    site = Site(workspace=workspace_id())
-    return _save_site(site, SiteForm(), "chat/sites.html", "chat/_site_form.html",
-                      sites=list(Site.for_workspace(workspace_id())), action=url_for("chat.site_create"))
-
-
-@bp.get("/sites/<int:site_id>")
-@login_required
-def site_show(site_id):
-    site = scoped_or_404(Site, site_id)
-    form = SiteForm(formdata=None, obj=site)
-    return render("chat/site.html", site=site, form=form,
-                  action=url_for("chat.site_update", site_id=site.id))
-
-
-@bp.post("/sites/<int:site_id>")
-@owner_required
-def site_update(site_id):
-    site = scoped_or_404(Site, site_id)
-    return _save_site(site, SiteForm(), "chat/site.html", "chat/_site_form.html", site=site,
-                      action=url_for("chat.site_update", site_id=site.id))
-
-
 # --- saved replies ---------------------------------------------------------------------------
 
 
@@ -299,7 +220,7 @@ def csrf_field():
 
 @bp.app_template_global("live_after")
 def live_after():
-    return last_event_id(g.membership.workspace_id) if g.get("membership") else 0
+    return service.last_event_id(g.membership.workspace_id) if g.get("membership") else 0
 
 
 @bp.app_template_global("unread_total")

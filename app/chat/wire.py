@@ -34,14 +34,17 @@ from werkzeug.datastructures import MultiDict
 
 from app.accounts import sessions
 from app.chat import service
-from app.chat.forms import REPLY_TOO_LONG
+from app.chat.forms import REPLY_TOO_LONG, ReplyForm
+from app.chat.pages import conversation_context
 from app.chat.service import ChatError
 from app.chat.text import MAX_CHARS
 from app.csrf import refusal, token_from
 from app.db import thread_connection
-from app.security import MESSAGES, forwarded
+from app.rendering import render, render_form_errors
+from app.security import MESSAGES, error_page, forwarded
 from app.widget import service as widget_service
 from app.widget.forms import WidgetMessageForm
+from app.widget.pages import chat_context, frame_csp
 
 log = logging.getLogger(__name__)
 
@@ -243,8 +246,6 @@ class ChatWrites:
         return ThroughFlask(self._error, scope, code, title, text)
 
     def _error(self, scope, code, title, text) -> Answer:
-        from app.security import error_page
-
         with self.flask_context(scope):
             default = MESSAGES.get(code, (title, text))
             return from_flask(error_page(code, title or default[0], text or default[1]))
@@ -299,9 +300,6 @@ class ChatWrites:
         return ThroughFlask(self._unavailable, scope)
 
     def _unavailable(self, scope) -> Answer:
-        from app.rendering import render
-        from app.widget.views import frame_csp
-
         with self.flask_context(scope):
             response = render("widget/unavailable.html", status=404)
             response.headers["Content-Security-Policy"] = frame_csp(None)
@@ -311,9 +309,6 @@ class ChatWrites:
         return ThroughFlask(self._whole_chat, scope, site, visitor)
 
     def _whole_chat(self, scope, site, visitor) -> Answer:
-        from app.rendering import render
-        from app.widget.views import chat_context
-
         with self.flask_context(scope):
             response = render("widget/_chat.html", **chat_context(site, visitor))
             response.headers["HX-Retarget"] = "#chat"
@@ -381,17 +376,12 @@ class ChatWrites:
         return answer
 
     def reply_refused(self, scope, row, membership, conversation, fields, err) -> Answer:
-        from app.chat.forms import ReplyForm
-        from app.chat.views import conversation_context
-        from app.rendering import render
-
         with self.flask_context(scope):
             g.user, g.membership, g.session_row = row.user, membership, row
             form = ReplyForm(formdata=fields, meta={"csrf": False})  # checked already
-            form.form_errors.append(err.message)
-            return from_flask(render("chat/conversation.html", "chat/_reply_form.html",
-                                     status=err.status,
-                                     **conversation_context(conversation, reply_form=form)))
+            return from_flask(render_form_errors(
+                "chat/conversation.html", "chat/_reply_form.html", form, error=err,
+                **conversation_context(conversation, reply_form=form)))
 
     def login_answer(self, scope, headers) -> Answer:
         login = self.renderer.url_for("accounts.login_form", next=scope["path"])

@@ -11,7 +11,7 @@ bp = Blueprint("dashboard", __name__, url_prefix="/dashboard")
 # in the accounts blueprint.
 NAV = [
     ("chat.inbox", None, "Inbox"),
-    ("chat.sites", None, "Sites"),
+    ("sites.sites", None, "Sites"),
     ("chat.saved_replies", None, "Saved replies"),
     ("automations.automation_list", None, "Automations"),
     ("automations.credentials", None, "Credentials"),

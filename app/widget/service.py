@@ -2,12 +2,14 @@
 the stream tickets and file links a visitor's browser carries."""
 
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 from flask import current_app
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from app.chat.models import Attachment, Conversation
 from app.db import Prepared, thread_connection
+from app.errors import RuleError
 from app.shortcache import cache_for
 from app.widget.models import Site, Visitor
 
@@ -20,6 +22,43 @@ SITE_BY_KEY = Prepared(lambda site_key: Site.select().where(
     (Site.site_key == site_key) & (Site.enabled == True)).limit(1))  # noqa: E712
 VISITOR_BY_PUBLIC_ID = Prepared(lambda public_id, site_id: Visitor.select().where(
     (Visitor.public_id == public_id) & (Visitor.site == site_id)).limit(1), arity=2)
+
+
+# --- sites' settings ------------------------------------------------------------------------------------
+
+
+def normalize_origin(value: str) -> str:
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/") \
+            or parts.query or parts.fragment or parts.username:
+        raise RuleError(f"“{value.strip()[:80]}” is not an origin like https://shop.example.com",
+                        field="allowed_origins")
+    host = parts.hostname.lower()
+    default = {"http": 80, "https": 443}[parts.scheme]
+    port = f":{parts.port}" if parts.port and parts.port != default else ""
+    return f"{parts.scheme}://{host}{port}"
+
+
+def clean_origins(text: str) -> str:
+    origins = []
+    for line in text.replace(",", "\n").split():
+        origin = normalize_origin(line)
+        if origin not in origins:
+            origins.append(origin)
+    if not origins:
+        raise RuleError("Add at least one origin where the widget may appear.", field="allowed_origins")
+    if len(origins) > 20:
+        raise RuleError("At most 20 origins per site.", field="allowed_origins")
+    return "\n".join(origins)
+
+
+def save_site(site: Site, **fields) -> Site:
+    fields["allowed_origins"] = clean_origins(fields.get("allowed_origins", ""))
+    for name, value in fields.items():
+        setattr(site, name, value)
+    site.save()
+    forget_site(site.id)  # the widget sees the new settings at once
+    return site
 
 
 def _cache():

@@ -1,4 +1,4 @@
-"""Visitor-facing routes. The visitor is known by a signed token kept in the iframe's
+"""The widget's routes: the visitor-facing ones, and the owner's site settings pages. The visitor is known by a signed token kept in the iframe's
 localStorage and sent as the X-Lumnar-Visitor header (never a cookie, never in a URL)."""
 
 import functools
@@ -7,18 +7,23 @@ from pathlib import Path
 
 from flask import Blueprint, Response, abort, current_app, g, jsonify, request, url_for
 
+from app.accounts.sessions import login_required, owner_required, scoped_or_404, workspace_id
 from app.chat import files, service
-from app.chat.models import ChatEvent, Message
+from app.chat.models import Message
 from app.errors import RuleError
 from app.extensions import csrf, limiter
 from app.mail import service as mail
-from app.rendering import render, render_form_errors
+from app.rendering import go, render, render_form_errors
 from app.widget import service as widget_service
-from app.widget.forms import WidgetMessageForm, WidgetProfileForm
+from app.widget.forms import SiteForm, WidgetProfileForm
+from app.widget.models import Site
+from app.widget.pages import chat_context, frame_csp
 
 bp = Blueprint("widget", __name__)
 # No CSRF tokens here: see WidgetMessageForm. Unsafe requests need the visitor header.
 csrf.exempt(bp)
+# The owner's pages for the sites the widget is installed on: dashboard pages, CSRF as usual.
+sites_bp = Blueprint("sites", __name__, url_prefix="/dashboard")
 
 STATIC = Path(__file__).resolve().parents[2] / "static"
 LOADER = STATIC / "widget" / "loader.js"
@@ -45,11 +50,6 @@ def loader():
     return response
 
 
-def frame_csp(site) -> str:
-    ancestors = " ".join(site.origins) if site else "*"
-    return ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-            "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
-            f"frame-ancestors {ancestors}")
 
 
 def identify() -> None:
@@ -120,25 +120,6 @@ def visitor_create(site):
     return jsonify(token=token)
 
 
-def chat_context(site, visitor, **extra):
-    conv = service.current_conversation(visitor)
-    messages = list(Message.select().where(Message.conversation == conv).order_by(Message.id)) if conv else []
-    after = 0
-    if conv is not None:
-        row = (ChatEvent.select(ChatEvent.id).where(ChatEvent.conversation_id == conv.id)
-               .order_by(ChatEvent.id.desc()).first())
-        after = row.id if row else 0
-    last_visitor = max((m.id for m in messages if m.sender == Message.VISITOR), default=0)
-    context = dict(
-        site=site, visitor=visitor, conversation=conv, messages=messages, after=after,
-        ticket=widget_service.stream_ticket(conv.id, visitor) if conv else None,
-        away=not service.agents_online(site.workspace_id),
-        seen=bool(conv and last_visitor and conv.agent_read_message_id >= last_visitor),
-        form=WidgetMessageForm(formdata=None), profile_form=WidgetProfileForm(
-            formdata=None, name=visitor.name, email=visitor.email),
-    )
-    context.update(extra)
-    return context
 
 
 @bp.get("/widget/<site_key>/chat")
@@ -153,10 +134,6 @@ bp.add_url_rule("/widget/<site_key>/messages", "message_create", methods=["POST"
                 build_only=True)
 
 
-def compose_context(site, visitor, form=None):
-    """Just what the message form needs: sending is the hot path, so no conversation load."""
-    return dict(site=site, visitor=visitor, away=not service.agents_online(site.workspace_id),
-                form=form or WidgetMessageForm(formdata=None))
 
 
 @bp.post("/widget/<site_key>/typing")
@@ -218,7 +195,7 @@ def attachment(token):
 @bp.get("/demo/shop")
 def demo_shop():
     """A pretend customer website with the widget on it (development only, like the outbox)."""
-    from app.chat.demo import demo_site
+    from app.widget.demo import demo_site
 
     if not current_app.config["DEV_OUTBOX"]:
         abort(404)
@@ -237,3 +214,57 @@ def widget_file_url(attachment_id: int, inline: bool = False) -> str:
 @bp.app_context_processor
 def widget_globals():
     return {"lumnar_base": current_app.config["BASE_URL"]}
+
+
+# --- sites' settings (the dashboard) ---------------------------------------------------------------------------------------
+
+
+def sites_context(**extra):
+    # A new site starts from the model defaults (greeting, away message, colour, retention).
+    context = dict(sites=list(Site.for_workspace(workspace_id())), form=SiteForm(formdata=None, obj=Site()))
+    context.update(extra)
+    return context
+
+
+@sites_bp.get("/sites")
+@login_required
+def sites():
+    return render("widget/sites.html", **sites_context())
+
+
+def _save_site(site, form, page, fragment, /, **context):
+    if not form.validate_on_submit():
+        return render_form_errors(page, fragment, form, form=form, **context)
+    try:
+        widget_service.save_site(site, name=form.name.data, allowed_origins=form.allowed_origins.data,
+                          greeting=form.greeting.data, away_message=form.away_message.data,
+                          accent_color=form.accent_color.data.lower(),
+                          retention_days=form.retention_days.data, enabled=form.enabled.data)
+    except RuleError as err:
+        return render_form_errors(page, fragment, form, error=err, form=form, **context)
+    return go(url_for("sites.site_show", site_id=site.id))
+
+
+@sites_bp.post("/sites")
+@owner_required
+def site_create():
+    site = Site(workspace=workspace_id())
+    return _save_site(site, SiteForm(), "widget/sites.html", "widget/_site_form.html",
+                      sites=list(Site.for_workspace(workspace_id())), action=url_for("sites.site_create"))
+
+
+@sites_bp.get("/sites/<int:site_id>")
+@login_required
+def site_show(site_id):
+    site = scoped_or_404(Site, site_id)
+    form = SiteForm(formdata=None, obj=site)
+    return render("widget/site.html", site=site, form=form,
+                  action=url_for("sites.site_update", site_id=site.id))
+
+
+@sites_bp.post("/sites/<int:site_id>")
+@owner_required
+def site_update(site_id):
+    site = scoped_or_404(Site, site_id)
+    return _save_site(site, SiteForm(), "widget/site.html", "widget/_site_form.html", site=site,
+                      action=url_for("sites.site_update", site_id=site.id))

@@ -29,7 +29,6 @@ def setup(data_dir: Path):
                       "RATELIMIT_ENABLED": False, "BACKGROUND_CHECKPOINTS": True})
     from app.accounts import service as accounts
     from app.accounts.models import User
-    from app.chat import service
     from app.chat.models import Presence
     from app.db import utcnow
     from app.widget import service as widget_service
@@ -40,7 +39,7 @@ def setup(data_dir: Path):
         accounts.sign_up("Olive Owner", "owner@example.com", "a long enough passphrase")
         user = User.by_email("owner@example.com")
         ws = user.memberships.get().workspace_id
-        site = service.save_site(Site(workspace=ws), name="Shop",
+        site = widget_service.save_site(Site(workspace=ws), name="Shop",
                                  allowed_origins="https://shop.example.com")
         visitor, token = widget_service.new_visitor(site)
         Presence.create(kind=Presence.AGENT, workspace_id=ws, subject_id=user.id,

@@ -4,7 +4,7 @@ from urllib.parse import urlsplit
 
 from flask import current_app
 
-from app.chat import service
+from app.widget import service as widget_service
 from app.widget.models import Site
 
 DEMO_SITE_NAME = "Demo shop"
@@ -18,7 +18,7 @@ def create_demo_site(workspace) -> Site:
         port = f":{base.port}" if base.port else ""
         origins |= {f"{base.scheme}://127.0.0.1{port}", f"{base.scheme}://localhost{port}"}
     site = Site(workspace=workspace)
-    return service.save_site(site, name=DEMO_SITE_NAME, allowed_origins="\n".join(sorted(origins)),
+    return widget_service.save_site(site, name=DEMO_SITE_NAME, allowed_origins="\n".join(sorted(origins)),
                              greeting="Hi! Ask us anything about our products.",
                              away_message=Site.away_message.default, accent_color="#0f766e",
                              retention_days=180)

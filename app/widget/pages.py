@@ -1,0 +1,35 @@
+"""What the widget's frame is given: the chat's template context and the frame's CSP, built the
+same for the Flask views and for the chat's own message route (app/chat/wire.py)."""
+
+from app.chat import service
+from app.chat.models import ChatEvent, Message
+from app.widget import service as widget_service
+from app.widget.forms import WidgetMessageForm, WidgetProfileForm
+
+
+def frame_csp(site) -> str:
+    ancestors = " ".join(site.origins) if site else "*"
+    return ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+            "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+            f"frame-ancestors {ancestors}")
+
+
+def chat_context(site, visitor, **extra):
+    conv = service.current_conversation(visitor)
+    messages = list(Message.select().where(Message.conversation == conv).order_by(Message.id)) if conv else []
+    after = 0
+    if conv is not None:
+        row = (ChatEvent.select(ChatEvent.id).where(ChatEvent.conversation_id == conv.id)
+               .order_by(ChatEvent.id.desc()).first())
+        after = row.id if row else 0
+    last_visitor = max((m.id for m in messages if m.sender == Message.VISITOR), default=0)
+    context = dict(
+        site=site, visitor=visitor, conversation=conv, messages=messages, after=after,
+        ticket=widget_service.stream_ticket(conv.id, visitor) if conv else None,
+        away=not service.agents_online(site.workspace_id),
+        seen=bool(conv and last_visitor and conv.agent_read_message_id >= last_visitor),
+        form=WidgetMessageForm(formdata=None), profile_form=WidgetProfileForm(
+            formdata=None, name=visitor.name, email=visitor.email),
+    )
+    context.update(extra)
+    return context

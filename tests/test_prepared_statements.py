@@ -15,7 +15,7 @@ from playhouse.shortcuts import model_to_dict
 import app.db as db_module
 from app.chat import service
 from app.chat.models import ChatEvent, Conversation, Message
-from app.chat.views import LAST_EVENT
+from app.chat.service import LAST_EVENT
 from app.db import Prepared, connection, database
 from app.widget import service as widget_service
 from app.widget.models import Site, Visitor

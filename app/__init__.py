@@ -145,10 +145,10 @@ def register_cli(app: Flask) -> None:
     @app.cli.command("demo")
     def demo_command():
         """Create the demo account when the database has no users yet, and print its login."""
-        from app.accounts import service
+        from app.widget import demo
 
         with db.connection():
-            created = service.create_demo_account()
+            created = demo.create_demo()
         if created:
             email, password = created
             click.echo(f"demo login: {email} / {password}")

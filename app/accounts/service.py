@@ -13,7 +13,6 @@ from app.accounts.models import Invitation, LoginThrottle, Membership, User, Wor
 from app.db import database, utcnow
 from app.errors import RuleError
 from app.mail import service as mail
-from app.widget.demo import create_demo_site
 
 VERIFY_MAX_AGE = timedelta(days=2)
 RESET_MAX_AGE = timedelta(hours=1)
@@ -382,5 +381,4 @@ def create_demo_account():
                            is_staff=current_app.config["ENV_NAME"] == "development")
         workspace = Workspace.create(name="Demo Shop")
         Membership.create(workspace=workspace, user=user, role=Membership.OWNER)
-    create_demo_site(workspace)
     return DEMO_EMAIL, password

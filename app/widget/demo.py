@@ -1,13 +1,25 @@
-"""The demo shop: a site for the demo workspace and a page that embeds its widget."""
+"""The demo: the demo owner's account, the demo shop's site, and the page that embeds its widget."""
 
 from urllib.parse import urlsplit
 
 from flask import current_app
 
+from app.accounts import service as accounts
+from app.accounts.models import Membership, User
 from app.widget import service as widget_service
 from app.widget.models import Site
 
 DEMO_SITE_NAME = "Demo shop"
+
+
+def create_demo() -> tuple[str, str] | None:
+    """On an empty database, the demo owner (accounts) and the demo shop's site in their
+    workspace: the login (email, password), or None when the database has users already."""
+    created = accounts.create_demo_account()
+    if created:
+        membership = Membership.of(User.by_email(created[0])).first()
+        create_demo_site(membership.workspace)
+    return created
 
 
 def create_demo_site(workspace) -> Site:
@@ -18,10 +30,10 @@ def create_demo_site(workspace) -> Site:
         port = f":{base.port}" if base.port else ""
         origins |= {f"{base.scheme}://127.0.0.1{port}", f"{base.scheme}://localhost{port}"}
     site = Site(workspace=workspace)
-    return widget_service.save_site(site, name=DEMO_SITE_NAME, allowed_origins="\n".join(sorted(origins)),
-                             greeting="Hi! Ask us anything about our products.",
-                             away_message=Site.away_message.default, accent_color="#0f766e",
-                             retention_days=180)
+    return widget_service.save_site(
+        site, name=DEMO_SITE_NAME, allowed_origins="\n".join(sorted(origins)),
+        greeting="Hi! Ask us anything about our products.",
+        away_message=Site.away_message.default, accent_color="#0f766e", retention_days=180)
 
 
 def demo_site() -> Site | None:

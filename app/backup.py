@@ -11,11 +11,13 @@ backup does not carry the keys that open its credentials.
 
 import os
 import re
+import shutil
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
 import click
+from cryptography.fernet import InvalidToken
 
 from app import db
 from app.automations import vault
@@ -167,8 +169,6 @@ def _vault_check_token(conn):
 def _check_master_keys(token: bytes, cfg) -> None:
     """The app refuses to start on a database its master keys cannot open: find that out
     before the database is replaced, not after."""
-    from cryptography.fernet import InvalidToken
-
     # With no keys configured at all, loading them would make a fresh key file, which cannot
     # open this backup either: say so without writing one.
     configured = cfg.get("MASTER_KEYS") or (Path(cfg["DATA_DIR"]) / vault.KEY_FILE).exists()
@@ -225,8 +225,6 @@ def _keep_current(live: Path, stamp: str) -> Path | None:
     try:
         _copy(live, kept)
     except (sqlite3.DatabaseError, BackupError):
-        import shutil
-
         for suffix in ("", "-wal"):
             part = Path(f"{live}{suffix}")
             if part.exists():

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
+import anyio
 from flask import request
 from peewee import Field, ForeignKeyField, Function, Model, Node, SqliteDatabase
 
@@ -37,8 +38,6 @@ def checkpoint(path) -> tuple:
 
 async def checkpoint_in_background(path, stop) -> None:
     """The web process's checkpointer (see init_app): every second until `stop`."""
-    import anyio
-
     while not stop.is_set():
         with anyio.move_on_after(CHECKPOINT_SECONDS):
             await stop.wait()

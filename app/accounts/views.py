@@ -17,7 +17,7 @@ from app.accounts.forms import (
     SignupForm,
     WorkspaceForm,
 )
-from app.accounts.models import Invitation, Membership
+from app.accounts.models import Invitation, Membership, UserSession
 from app.accounts.service import AccountError
 from app.accounts.sessions import login_required, owner_required
 from app.extensions import limiter
@@ -171,8 +171,6 @@ def settings_answer(section: str, form, error: AccountError | None = None, faile
     htmx, or the whole page (the other forms and the session list built only then).
     `done=section` marks which section succeeded, so only that one says so; `failed` (the form
     did not validate) or `error` (the service refused) answers with the messages beside fields."""
-    from app.accounts.models import UserSession
-
     fragment = f"accounts/_{section}_form.html"
     context = dict(flags)
     if not wants_fragment():
@@ -236,8 +234,6 @@ def email_update():
 @bp.post("/dashboard/settings/sessions/<int:session_id>/end")
 @login_required
 def session_end(session_id):
-    from app.accounts.models import UserSession
-
     ended = UserSession.delete().where((UserSession.id == session_id)
                                        & (UserSession.user == g.user)).execute()
     if not ended:

@@ -1,7 +1,8 @@
 """Dashboard chat: inbox, search, a conversation and saved replies."""
 
 
-from flask import Blueprint, Response, abort, g, request, url_for
+from flask import Blueprint, Response, abort, g, has_request_context, request, url_for
+from markupsafe import Markup, escape
 
 from app.accounts.models import User
 from app.accounts.sessions import login_required, workspace_id
@@ -10,6 +11,8 @@ from app.chat.forms import SavedReplyForm, VisitorForm
 from app.chat.models import Attachment, Conversation, Message
 from app.chat.pages import conversation_context
 from app.chat.service import ChatError
+from app.chat.text import render_text
+from app.csrf import hidden_input, token
 from app.paging import page_arg, whole_number
 from app.rendering import go, render, render_form_errors
 from app.security import error_page
@@ -191,16 +194,12 @@ def assignee_name(user_id):
 
 @bp.app_template_filter("chat_text")
 def chat_text(text):
-    from app.chat.text import render_text
-
     return render_text(text)
 
 
 @bp.app_template_filter("highlight")
 def highlight(snippet, markers):
     """Escape a search snippet, then turn FTS5's highlight markers into <mark>."""
-    from markupsafe import Markup, escape
-
     start, end = markers
     return Markup(str(escape(snippet)).replace(start, "<mark>").replace(end, "</mark>"))
 
@@ -209,10 +208,6 @@ def highlight(snippet, markers):
 def csrf_field():
     """The hidden CSRF input when rendering for a request; nothing in a stream event, whose
     forms post through htmx with the page's X-CSRFToken header."""
-    from flask import has_request_context
-
-    from app.csrf import hidden_input, token
-
     if not has_request_context() or g.get("streaming"):
         return ""
     return hidden_input(token())

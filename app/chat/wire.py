@@ -31,6 +31,7 @@ from starlette.datastructures import Headers, UploadFile
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from werkzeug.datastructures import MultiDict
+from werkzeug.http import dump_cookie
 
 from app.accounts import sessions
 from app.chat import service
@@ -414,6 +415,4 @@ def cookie_value(scope, name: bytes) -> str | None:
 
 def set_cookie(name, value, attributes) -> bytes:
     """A Set-Cookie header as werkzeug writes it (the same attributes Flask would send)."""
-    from werkzeug.http import dump_cookie
-
     return dump_cookie(name, value, **attributes).encode("latin-1")

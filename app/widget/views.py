@@ -15,6 +15,7 @@ from app.extensions import csrf, limiter
 from app.mail import service as mail
 from app.rendering import go, render, render_form_errors
 from app.widget import service as widget_service
+from app.widget.demo import demo_site
 from app.widget.forms import SiteForm, WidgetProfileForm
 from app.widget.models import Site
 from app.widget.pages import chat_context, frame_csp
@@ -195,8 +196,6 @@ def attachment(token):
 @bp.get("/demo/shop")
 def demo_shop():
     """A pretend customer website with the widget on it (development only, like the outbox)."""
-    from app.widget.demo import demo_site
-
     if not current_app.config["DEV_OUTBOX"]:
         abort(404)
     site = demo_site()

@@ -25,6 +25,10 @@ def create_app(config=None) -> Flask:
         raise SystemExit("Lumnar will not start in production with settings that only suit a "
                          "laptop (on a machine of your own, set LUMNAR_ENV=development):\n- "
                          + "\n- ".join(problems))
+    shared_problems = config_module.shared_problems(app.config)
+    if shared_problems:
+        raise SystemExit("Lumnar will not start on a shared database or Redis without these "
+                         "settings in the environment:\n- " + "\n- ".join(shared_problems))
     if app.config["TRUST_PROXY"]:
         app.wsgi_app = security.behind_proxies(app.wsgi_app, app.config["TRUST_PROXY"])
 

@@ -14,7 +14,10 @@ ROOT = Path(__file__).resolve().parent.parent
 ENV_VARS = {
     "LUMNAR_ENV": ("production", "`production` or `development`. Development adds the outbox page (staff only) and the demo shop, and allows settings that only suit a laptop; production refuses to start with those (see Running in production)."),
     "LUMNAR_DATA_DIR": ("data", "Folder for the database, the secret key file and backups."),
-    "LUMNAR_DATABASE": ("<data dir>/lumnar.db", "Path of the one SQLite file."),
+    "LUMNAR_DATABASE": ("<data dir>/lumnar.db", "Path of the one SQLite file (when DATABASE_URL is unset)."),
+    "DATABASE_URL": ("(empty: the SQLite file)", "`postgresql://user:pass@host:5432/name` runs on PostgreSQL instead of the SQLite file (see Outgrowing one box). The secret key and master keys must then come from the environment."),
+    "LUMNAR_DATABASE_POOL_SIZE": ("10", "PostgreSQL connections each process keeps at most (see Outgrowing one box for sizing it against the server's max_connections)."),
+    "REDIS_URL": ("(empty: no Redis)", "`redis://host:6379/0` moves the task queue, the rate limits' counters and the wake-ups between web processes to Redis. The secret key and master keys must then come from the environment."),
     "LUMNAR_SECRET_KEY": ("generated into <data dir>/secret_key", "Key that signs sessions and links."),
     "LUMNAR_BASE_URL": ("http://127.0.0.1:5000", "Public address, used in e-mailed links; https turns on Secure cookies and HSTS."),
     "LUMNAR_SMTP_URL": ("(empty: mail stays in the outbox)", "`smtp://user:pass@host:port`, `smtp+starttls://…` or `smtps://…`."),
@@ -72,6 +75,10 @@ def load(overrides=None) -> dict:
         "ENV_NAME": _env("LUMNAR_ENV", "production"),
         "DATA_DIR": data_dir,
         "DATABASE": _env("LUMNAR_DATABASE", str(data_dir / "lumnar.db")),
+        # Past one box (both unset: the SQLite file and the in-process queue, as on a laptop).
+        "DATABASE_URL": _env("DATABASE_URL", ""),
+        "DATABASE_POOL_SIZE": int(_env("LUMNAR_DATABASE_POOL_SIZE", "10")),
+        "REDIS_URL": _env("REDIS_URL", ""),
         "BASE_URL": base_url,
         "SMTP_URL": _env("LUMNAR_SMTP_URL", ""),
         "MASTER_KEYS": _env("LUMNAR_MASTER_KEYS", ""),
@@ -81,7 +88,9 @@ def load(overrides=None) -> dict:
         "AUTOMATIONS_ALLOW_PRIVATE": _env("LUMNAR_AUTOMATIONS_ALLOW_PRIVATE", "0") not in ("0", "false", "no"),
         "TRUST_PROXY": int(_env("LUMNAR_TRUST_PROXY", "0")),
         "RATELIMIT_ENABLED": _env("LUMNAR_RATELIMIT", "1") != "0",
-        "RATELIMIT_STORAGE_URI": _env("LUMNAR_RATELIMIT_STORAGE", "memory://"),
+        # With several processes, counters kept in each one's memory would multiply every limit
+        # by the number of processes: with Redis they are shared.
+        "RATELIMIT_STORAGE_URI": _env("LUMNAR_RATELIMIT_STORAGE", _env("REDIS_URL", "memory://")),
         "RATELIMIT_HEADERS_ENABLED": True,
         "SESSION_IDLE": timedelta(minutes=int(_env("LUMNAR_SESSION_IDLE_MINUTES", "120"))),
         "SESSION_MAX": timedelta(hours=int(_env("LUMNAR_SESSION_MAX_HOURS", "336"))),
@@ -125,8 +134,35 @@ def load(overrides=None) -> dict:
     # Only an explicit "development" turns the outbox on: a misspelt LUMNAR_ENV must not.
     cfg["DEV_OUTBOX"] = cfg.get("DEV_OUTBOX", cfg["ENV_NAME"] == "development")
     if "SECRET_KEY" not in cfg:
-        cfg["SECRET_KEY"] = _secret_key(cfg["DATA_DIR"])
+        # Shared by several machines, the key cannot be a file one of them made: it must come
+        # from the environment (shared_problems() refuses to start without it).
+        cfg["SECRET_KEY"] = (_env("LUMNAR_SECRET_KEY", "") if shared(cfg)
+                             else _secret_key(cfg["DATA_DIR"]))
     return cfg
+
+
+def shared(cfg: dict) -> bool:
+    """Whether this process is one of several sharing a database server or Redis (so possibly
+    on other machines, with no `data/` folder in common)."""
+    return bool(cfg.get("DATABASE_URL") or cfg.get("REDIS_URL"))
+
+
+def shared_problems(cfg: dict) -> list[str]:
+    """What several machines cannot agree on unless the environment says it: a key that one
+    machine generated into its own data folder would sign and encrypt differently from the
+    next one's. The factory refuses to start when any is missing, naming each."""
+    if not shared(cfg):
+        return []
+    problems = []
+    if not cfg.get("SECRET_KEY"):
+        problems.append("LUMNAR_SECRET_KEY is not set: with DATABASE_URL or REDIS_URL the "
+                        "processes may run on several machines, and all of them must sign "
+                        "sessions and links with the same key.")
+    if not cfg.get("MASTER_KEYS"):
+        problems.append("LUMNAR_MASTER_KEYS is not set: with DATABASE_URL or REDIS_URL every "
+                        "machine must open the stored credentials with the same master keys "
+                        "(never generated into one machine's data folder).")
+    return problems
 
 
 ENVIRONMENTS = ("production", "development")

@@ -1,4 +1,8 @@
-"""The one SQLite database: declared here, initialised by the factory, one connection per thread."""
+"""The database: declared here, chosen and initialised by the factory, one connection per thread.
+
+The SQLite file by default; PostgreSQL when DATABASE_URL says so (several web processes and
+workers on several machines). `database` is a peewee DatabaseProxy: models and queries name
+it once, and the factory puts the configured engine behind it."""
 
 import fcntl
 import itertools
@@ -11,7 +15,20 @@ from pathlib import Path
 
 import anyio
 from flask import request
-from peewee import Field, ForeignKeyField, Function, Model, Node, SqliteDatabase
+from peewee import (
+    SQL,
+    AutoField,
+    DatabaseProxy,
+    Field,
+    ForeignKeyField,
+    Function,
+    Model,
+    Node,
+    NodeList,
+    PostgresqlDatabase,
+    SqliteDatabase,
+)
+from playhouse.postgres_ext import PooledPsycopg3Database
 
 # One writer at a time in this process. SQLite allows one writer per database anyway, and a
 # writer that finds the lock taken waits in the busy handler, which sleeps and polls: with
@@ -136,8 +153,71 @@ class LumnarDatabase(SqliteDatabase):
         return _Finished(super().execute_sql(sql, params, *args, **kwargs))
 
 
-# Deferred: the path is only known once the factory has read the configuration.
-database = LumnarDatabase(None)
+class LumnarPostgres(PooledPsycopg3Database):
+    """PostgreSQL (DATABASE_URL), through psycopg 3 and a pool of connections per process.
+
+    Readers never block writers here and writers of different rows do not wait for each
+    other, so there is no process-wide writer lock and no lock type for BEGIN (both are
+    SQLite's answer to its one writer at a time)."""
+
+    def atomic(self, lock_type=None):
+        return super().atomic()
+
+
+def from_url(url: str, pool_size: int) -> LumnarPostgres:
+    """The PostgreSQL database a postgresql:// URL names (libpq's own URL form: host, port,
+    user, password, database name and options such as ?host=/socket/dir&sslmode=require)."""
+    # psycopg takes the URL as it is (a conninfo string); peewee only needs a name for it.
+    return LumnarPostgres(None, dsn=url, max_connections=pool_size, stale_timeout=300,
+                          timeout=10)
+
+
+def is_postgres() -> bool:
+    return isinstance(database.obj, PostgresqlDatabase)
+
+
+def dialect() -> str:
+    """'sqlite' or 'postgres': the key under which a model or a step keeps its dialect's form
+    of what SQL cannot say the same way on both."""
+    return "postgres" if is_postgres() else "sqlite"
+
+
+def sql(text: str) -> str:
+    """A hand-written statement in the engine's own placeholder style: written with `?` (as
+    sqlite3 takes it), given with `%s` to psycopg. Statements here never hold a literal `?`."""
+    return text.replace("?", "%s") if is_postgres() else text
+
+
+class IdNeverReused(AutoField):
+    """An id that is never given again after its row is deleted: streams, "seen" marks and
+    links compare these ids. PostgreSQL's sequences never go back; SQLite reuses the highest
+    deleted rowid unless the table is AUTOINCREMENT."""
+
+    def ddl(self, ctx):
+        nodes = super().ddl(ctx)
+        return nodes if is_postgres() else NodeList((nodes, SQL("AUTOINCREMENT")))
+
+
+class Engine(DatabaseProxy):
+    """peewee's proxy, but a transaction is the engine's own: DatabaseProxy builds atomic()
+    and transaction() itself over the proxy, which would bypass LumnarDatabase.atomic (BEGIN
+    IMMEDIATE under the writer lock)."""
+
+    def atomic(self, *args, **kwargs):
+        return self.obj.atomic(*args, **kwargs)
+
+    def transaction(self, *args, **kwargs):
+        return self.obj.transaction(*args, **kwargs)
+
+    def savepoint(self):
+        return self.obj.savepoint()
+
+    def manual_commit(self):
+        return self.obj.manual_commit()
+
+
+# Deferred: the engine is only known once the factory has read the configuration.
+database = Engine()
 
 PRAGMAS = {
     "journal_mode": "wal",
@@ -210,16 +290,20 @@ def exclusive_use(database_path):
 
 
 def init_app(app):
-    pragmas = dict(PRAGMAS)
-    if app.config.get("BACKGROUND_CHECKPOINTS"):
-        # The web process: its connections stop checkpointing the WAL themselves (SQLite makes
-        # the commit that fills 1,000 pages copy them back and sync the file, and a chat
-        # message waited for it); asgi.py checkpoints every second in the background instead.
-        # Other processes (the worker, the CLI) keep SQLite's automatic checkpoints.
-        pragmas["wal_autocheckpoint"] = 0
-    database.init(app.config["DATABASE"], pragmas=pragmas, check_same_thread=False)
-    if app.config["DATABASE"] != ":memory:":
-        hold_in_use(app.config["DATABASE"])
+    if app.config.get("DATABASE_URL"):
+        database.initialize(from_url(app.config["DATABASE_URL"], app.config["DATABASE_POOL_SIZE"]))
+    else:
+        pragmas = dict(PRAGMAS)
+        if app.config.get("BACKGROUND_CHECKPOINTS"):
+            # The web process: its connections stop checkpointing the WAL themselves (SQLite
+            # makes the commit that fills 1,000 pages copy them back and sync the file, and a
+            # chat message waited for it); asgi.py checkpoints every second in the background
+            # instead. Other processes (the worker, the CLI) keep SQLite's automatic checkpoints.
+            pragmas["wal_autocheckpoint"] = 0
+        database.initialize(LumnarDatabase(app.config["DATABASE"], pragmas=pragmas,
+                                           check_same_thread=False))
+        if app.config["DATABASE"] != ":memory:":
+            hold_in_use(app.config["DATABASE"])
 
     @app.before_request
     def _open():

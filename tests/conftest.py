@@ -24,7 +24,7 @@ def pytest_configure(config):
 def _close_database():
     """Queries made by a test outside a request autoconnect; close what they leave open."""
     yield
-    if not database.is_closed():
+    if database.obj is not None and not database.is_closed():  # None: no app in this process yet
         database.close()
 
 

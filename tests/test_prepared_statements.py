@@ -52,7 +52,7 @@ class Statements:
             self.sql.append(sql)
             return run(sql, params, *args, **kwargs)
 
-        monkeypatch.setattr(database, "execute_sql", counting)
+        monkeypatch.setattr(database.obj, "execute_sql", counting)  # the engine behind the proxy
 
 
 def second_conversation(app, site):

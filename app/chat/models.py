@@ -11,10 +11,9 @@ from peewee import (
     IntegerField,
     TextField,
 )
-from playhouse.sqlite_ext import AutoIncrementField
 
 from app.accounts.models import User, Workspace
-from app.db import BaseModel, utcnow
+from app.db import BaseModel, IdNeverReused, utcnow
 from app.widget.models import Site, Visitor
 
 # Ids that streams, "seen" marks and links compare must never be reused after a deletion,
@@ -22,7 +21,7 @@ from app.widget.models import Site, Visitor
 
 
 class Conversation(BaseModel):
-    id = AutoIncrementField()
+    id = IdNeverReused()
     OPEN, RESOLVED = "open", "resolved"
 
     workspace = ForeignKeyField(Workspace, backref="conversations", on_delete="CASCADE")
@@ -50,7 +49,7 @@ class Conversation(BaseModel):
 
 
 class Message(BaseModel):
-    id = AutoIncrementField()
+    id = IdNeverReused()
     VISITOR, AGENT, SYSTEM = "visitor", "agent", "system"
 
     conversation = ForeignKeyField(Conversation, backref="messages", on_delete="CASCADE")
@@ -89,7 +88,7 @@ Message.add_index(Message.index(Message.conversation, Message.sender, Message.cl
 
 
 class Attachment(BaseModel):
-    id = AutoIncrementField()
+    id = IdNeverReused()
     message = ForeignKeyField(Message, backref="attachments", on_delete="CASCADE", unique=True)
     workspace_id = IntegerField(index=True)
     filename = CharField(max_length=255)
@@ -121,7 +120,7 @@ class ChatEvent(BaseModel):
     deletes its words everywhere; only a bare "deleted" marker stays for the live views.
     """
 
-    id = AutoIncrementField()
+    id = IdNeverReused()
     MESSAGE, TYPING, READ, STATUS, DELETED, VISITOR = (
         "message", "typing", "read", "status", "deleted", "visitor")
 

@@ -1,0 +1,128 @@
+"""Throwaway PostgreSQL and Redis servers for the tests: real servers, started in a temporary
+folder, listening on a unix socket (PostgreSQL) or a free loopback port (Redis), gone when the
+test session ends. No fakes: what runs against them is what runs in production.
+
+PostgreSQL refuses to run as root; under root (CI, containers) the cluster is made and run as
+the `postgres` system user that Debian's package creates.
+"""
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+
+class ServerMissing(RuntimeError):
+    pass
+
+
+def postgres_bin() -> Path:
+    """The newest installed PostgreSQL's bin folder (Debian keeps it off PATH)."""
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"),
+                   key=lambda p: int(Path(p).parts[-3]))
+    if found:
+        return Path(found[-1]).parent
+    initdb = shutil.which("initdb")
+    if initdb:
+        return Path(initdb).resolve().parent
+    raise ServerMissing("PostgreSQL is not installed (make test installs Debian's postgresql)")
+
+
+def _as_server_user() -> list[str]:
+    return ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+
+
+class Postgres:
+    """One cluster; `url(name)` names a database in it (made by `create(name)`)."""
+
+    def __init__(self):
+        self.bin = postgres_bin()
+        self.root = Path(tempfile.mkdtemp(prefix="lumnar-pg-"))
+        self.data, self.socket_dir = self.root / "data", self.root / "run"
+        self.socket_dir.mkdir()
+        if os.geteuid() == 0:
+            shutil.chown(self.root, "postgres")
+            shutil.chown(self.socket_dir, "postgres")
+        self.user = "postgres" if os.geteuid() == 0 else os.environ.get("USER", "lumnar")
+        self.port = free_port()
+
+    def start(self) -> "Postgres":
+        run = _as_server_user()
+        subprocess.run([*run, str(self.bin / "initdb"), "-D", str(self.data), "-U", self.user,
+                        "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8", "-N"],
+                       check=True, capture_output=True)
+        # Durability off and a small footprint: a test cluster lives minutes.
+        options = (f"-k {self.socket_dir} -p {self.port} -h '' -c fsync=off "
+                   "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200 "
+                   "-c shared_buffers=64MB")
+        subprocess.run([*run, str(self.bin / "pg_ctl"), "-D", str(self.data), "-o", options,
+                        "-l", str(self.root / "server.log"), "-w", "-t", "60", "start"],
+                       check=True, capture_output=True)
+        return self
+
+    def url(self, name: str) -> str:
+        return f"postgresql://{self.user}@/{name}?host={self.socket_dir}&port={self.port}"
+
+    def sql(self, statement: str, database: str = "postgres") -> str:
+        out = subprocess.run([str(self.bin / "psql"), "-h", str(self.socket_dir), "-p",
+                              str(self.port), "-U", self.user, "-d", database, "-v",
+                              "ON_ERROR_STOP=1", "-Atc", statement],
+                             check=True, capture_output=True, text=True)
+        return out.stdout.strip()
+
+    def create(self, name: str, template: str | None = None) -> str:
+        self.sql(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
+        return self.url(name)
+
+    def drop(self, name: str) -> None:
+        self.sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def stop(self) -> None:
+        subprocess.run([*_as_server_user(), str(self.bin / "pg_ctl"), "-D", str(self.data),
+                        "-m", "immediate", "stop"], capture_output=True)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+class Redis:
+    def __init__(self):
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise ServerMissing("redis-server is not installed (make test installs it)")
+        self.binary, self.port = binary, free_port()
+        self.root = Path(tempfile.mkdtemp(prefix="lumnar-redis-"))
+        self.process = None
+
+    def start(self) -> "Redis":
+        self.process = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.root)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return self
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError("redis-server did not start")
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

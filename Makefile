@@ -10,7 +10,7 @@ export LUMNAR_BASE_URL ?= http://127.0.0.1:$(PORT)
 run demo migrate: export LUMNAR_ENV ?= development
 HOST := 127.0.0.1
 
-.PHONY: run test bench lint migrate install chromium demo clean
+.PHONY: run test bench lint migrate install chromium servers demo clean
 
 install: .venv/.synced static/vendor/.copied
 
@@ -36,6 +36,15 @@ chromium:
 		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; \
 	fi
 
+# The second engine the suite runs on: Debian's PostgreSQL (with contrib: unaccent) and Redis.
+# The tests start throwaway servers of their own (tests/servers.py); nothing here runs them.
+servers:
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || ! command -v redis-server >/dev/null; then \
+		echo "installing PostgreSQL and Redis for the tests"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq postgresql postgresql-contrib redis-server >/dev/null; \
+	fi
+
 migrate: install
 	flask --app app migrate
 
@@ -52,8 +61,11 @@ run: demo
 	@echo
 	HOST=$(HOST) PORT=$(PORT) honcho start -f Procfile web worker
 
-test: install chromium
+# The whole suite on SQLite, then what is proven on PostgreSQL + Redis so far (tests/conftest.py
+# POSTGRES_READY) against real throwaway servers.
+test: install chromium servers
 	pytest -q
+	pytest -q --engine=postgres
 
 bench: install
 	@if ls tests/bench/bench_*.py >/dev/null 2>&1; then \

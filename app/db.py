@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import anyio
+import psycopg
 from flask import request
 from peewee import (
     SQL,
@@ -27,6 +28,7 @@ from peewee import (
     NodeList,
     PostgresqlDatabase,
     SqliteDatabase,
+    fn,
 )
 from playhouse.postgres_ext import PooledPsycopg3Database
 
@@ -167,9 +169,8 @@ class LumnarPostgres(PooledPsycopg3Database):
 def from_url(url: str, pool_size: int) -> LumnarPostgres:
     """The PostgreSQL database a postgresql:// URL names (libpq's own URL form: host, port,
     user, password, database name and options such as ?host=/socket/dir&sslmode=require)."""
-    # psycopg takes the URL as it is (a conninfo string); peewee only needs a name for it.
-    return LumnarPostgres(None, dsn=url, max_connections=pool_size, stale_timeout=300,
-                          timeout=10)
+    # peewee hands a postgresql:// "name" to psycopg as its conninfo, as it is.
+    return LumnarPostgres(url, max_connections=pool_size, stale_timeout=300, timeout=10)
 
 
 def is_postgres() -> bool:
@@ -186,6 +187,13 @@ def sql(text: str) -> str:
     """A hand-written statement in the engine's own placeholder style: written with `?` (as
     sqlite3 takes it), given with `%s` to psycopg. Statements here never hold a literal `?`."""
     return text.replace("?", "%s") if is_postgres() else text
+
+
+def epoch_seconds(field):
+    """Whole seconds since 1970 of a (naive UTC) datetime column, in the engine's own words."""
+    if is_postgres():
+        return fn.date_part("epoch", field).cast("BIGINT")
+    return fn.strftime("%s", field).cast("INTEGER")
 
 
 class IdNeverReused(AutoField):
@@ -290,6 +298,9 @@ def exclusive_use(database_path):
 
 
 def init_app(app):
+    previous = database.obj
+    if isinstance(previous, LumnarPostgres):
+        previous.close_all()  # an app built again in this process (tests) keeps no stale pool
     if app.config.get("DATABASE_URL"):
         database.initialize(from_url(app.config["DATABASE_URL"], app.config["DATABASE_POOL_SIZE"]))
     else:
@@ -518,9 +529,16 @@ def _model_maker(primary, columns, converters):
 
 
 def answers() -> bool:
-    """Whether the database file can be opened and read, asked on a fresh connection of its
-    own: the threads' kept connections could answer from their page cache after the file
-    went bad."""
+    """Whether the database answers, asked on a fresh connection of its own: the kept
+    connections could answer from their page cache after the SQLite file went bad, and a
+    pool's from a server that has just gone away."""
+    if is_postgres():
+        try:
+            with psycopg.connect(database.obj.database, connect_timeout=5) as probe:
+                probe.execute("SELECT 1").fetchone()
+            return True
+        except psycopg.Error:
+            return False
     try:
         uri = Path(database.database).resolve().as_uri() + "?mode=ro"
         probe = sqlite3.connect(uri, uri=True, timeout=5)

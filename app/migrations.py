@@ -9,7 +9,7 @@ tables from the current models in step 1).
 from peewee import CharField, DateTimeField, IntegerField, Model
 
 from app.accounts.models import ACCOUNT_MODELS
-from app.db import database, utcnow
+from app.db import database, dialect, utcnow
 
 
 class SchemaVersion(Model):
@@ -41,10 +41,10 @@ def _0001_initial(db):
 
 
 def _0002_live_chat(db):
-    from app.chat.models import CHAT_MODELS, FTS_SQL
+    from app.chat.models import CHAT_MODELS, SEARCH_SCHEMA
 
     db.create_tables(CHAT_MODELS, safe=True)
-    for sql in FTS_SQL:
+    for sql in SEARCH_SCHEMA["created"][dialect()]:
         db.execute_sql(sql)
 
 
@@ -89,7 +89,10 @@ def _0008_search_merges_in_background(db):
     # FTS5 merges its index segments inside the INSERT that tips a level over (a message
     # waited ~40 ms for one insert in a hundred at 1M messages). Off here; the worker merges
     # in small steps every minute instead (jobs.chat.merge_search_index).
-    db.execute_sql("INSERT INTO message_fts(message_fts, rank) VALUES ('automerge', 0)")
+    from app.chat.models import SEARCH_SCHEMA
+
+    for sql in SEARCH_SCHEMA["merges_in_background"][dialect()]:
+        db.execute_sql(sql)
 
 
 def _0009_lockout_per_client(db):
@@ -115,15 +118,9 @@ def _0011_search_indexed_in_steps(db):
     # are now indexed in short steps after the fact (app.chat.service.index_new_messages),
     # up to `indexed_to`; the delete and update triggers touch only what is indexed already
     # (FTS5 must never be told to delete what it was not given: its index would go wrong).
-    db.execute_sql('CREATE TABLE IF NOT EXISTS "search_index_state" ('
-                   '"id" INTEGER PRIMARY KEY CHECK ("id" = 1), "indexed_to" INTEGER NOT NULL)')
-    db.execute_sql('INSERT OR IGNORE INTO "search_index_state" ("id", "indexed_to") '
-                   'SELECT 1, coalesce(max("id"), 0) FROM "message"')
-    from app.chat.models import SEARCH_TRIGGERS
+    from app.chat.models import SEARCH_SCHEMA
 
-    for name in ("message_fts_ai", "message_fts_ad", "message_fts_au"):
-        db.execute_sql(f"DROP TRIGGER IF EXISTS {name}")
-    for sql in SEARCH_TRIGGERS:
+    for sql in SEARCH_SCHEMA["indexed_in_steps"][dialect()]:
         db.execute_sql(sql)
 
 
@@ -148,12 +145,28 @@ def pending():
     return [step for step in STEPS if step[0] not in done]
 
 
+# Two releases starting at once must not both migrate. On SQLite each step's BEGIN IMMEDIATE
+# already makes the second wait, then find the step done; on PostgreSQL transactions run side
+# by side, so the whole run holds an advisory lock (a number of our choosing: "LUMN").
+ADVISORY_KEY = 0x4C554D4E
+RUN_LOCK = {"sqlite": (None, None),
+            "postgres": (f"SELECT pg_advisory_lock({ADVISORY_KEY})",
+                         f"SELECT pg_advisory_unlock({ADVISORY_KEY})")}
+
+
 def run() -> list[str]:
     """Apply every pending step, each in its own transaction; returns the names applied."""
-    applied = []
-    for version, name, step in pending():
-        with database.atomic("IMMEDIATE"):
-            step(database)
-            SchemaVersion.create(version=version, name=name)
-        applied.append(f"{version:04d}_{name}")
-    return applied
+    lock, unlock = RUN_LOCK[dialect()]
+    if lock:
+        database.execute_sql(lock)
+    try:
+        applied = []
+        for version, name, step in pending():
+            with database.atomic("IMMEDIATE"):
+                step(database)
+                SchemaVersion.create(version=version, name=name)
+            applied.append(f"{version:04d}_{name}")
+        return applied
+    finally:
+        if unlock:
+            database.execute_sql(unlock)

@@ -4,8 +4,12 @@ from contextlib import contextmanager
 
 from flask import current_app, has_app_context
 
-from app.db import connection, database, thread_connection
+from app.db import connection, database, dialect, thread_connection
 from jobs import WORKER_BUSY_SECONDS, huey
+
+# How long a task's statements wait for a lock another process holds, in each dialect.
+PATIENCE = {"sqlite": f"PRAGMA busy_timeout = {WORKER_BUSY_SECONDS * 1000}",
+            "postgres": f"SET lock_timeout = '{WORKER_BUSY_SECONDS}s'"}
 
 
 @contextmanager
@@ -20,5 +24,5 @@ def task_context():
     with app.app_context(), thread_connection():
         # Set on every task (it costs microseconds), so that a connection opened again after
         # an error is as patient as the first.
-        database.execute_sql(f"PRAGMA busy_timeout = {WORKER_BUSY_SECONDS * 1000}")
+        database.execute_sql(PATIENCE[dialect()])
         yield app

@@ -10,14 +10,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from croniter import CroniterError, croniter
 from flask import current_app
-from peewee import fn
+from peewee import SQL, fn
 
 from app import background
 from app.accounts.models import Membership, User, Workspace
 from app.automations import redact, schedules, vault
 from app.automations.flows import registry
 from app.automations.models import Automation, AutomationRun
-from app.db import database, utcnow
+from app.db import database, epoch_seconds, sql, utcnow
 from app.errors import RuleError
 from app.mail import service as mail
 
@@ -368,7 +368,7 @@ def tick(now: datetime | None = None) -> int:
             created += _new_runs(rows)
             field = Automation.next_run_at
             database.cursor().executemany(
-                "UPDATE automation SET next_run_at = ? WHERE id = ?",
+                sql("UPDATE automation SET next_run_at = ? WHERE id = ?"),
                 [(field.db_value(at), automation_id) for at, automation_id in moves])
     _enqueue(created)
     return len(created)
@@ -457,7 +457,7 @@ FINISH_SQL = (
 
 def _claim(run_id: int, now: datetime) -> AutomationRun | None:
     """Take the run for this worker, or None. Only one can: a duplicate task finds it taken."""
-    row = database.execute_sql(CLAIM_SQL, (str(now), run_id)).fetchone()
+    row = database.execute_sql(sql(CLAIM_SQL), (str(now), run_id)).fetchone()
     if row is None:
         return None
     automation_id, workspace_id, trigger, payload, dry_run, attempts, log = row
@@ -468,7 +468,7 @@ def _claim(run_id: int, now: datetime) -> AutomationRun | None:
 
 def _automation(automation_id: int) -> tuple[Automation, bool] | None:
     """The automation (with its workspace's pause) and whether the workspace has credentials."""
-    row = database.execute_sql(AUTOMATION_SQL, (automation_id,)).fetchone()
+    row = database.execute_sql(sql(AUTOMATION_SQL), (automation_id,)).fetchone()
     if row is None:
         return None
     name, flow, config, max_attempts, paused, workspace_paused, has_credentials = row
@@ -547,7 +547,7 @@ def _finish(run, status, log, error, secrets, duration_ms=0) -> AutomationRun:
     the log before it is cut to LOG_LIMIT."""
     log = redact.cap(log, LOG_LIMIT, secrets)
     finished = None if status == AutomationRun.RETRYING else str(utcnow())
-    database.execute_sql(FINISH_SQL, (status, log, error, finished, duration_ms, run.id))
+    database.execute_sql(sql(FINISH_SQL), (status, log, error, finished, duration_ms, run.id))
     run.status, run.log, run.error = status, log, error
     return run
 
@@ -614,12 +614,13 @@ def runs_per_day(workspace_id: int, days: int = 30, automation_id: int | None = 
     since = _utc(datetime.combine(first, datetime.min.time(), tzinfo=zone))
     # Counted per quarter hour in SQL (a few thousand groups at most), then put into local
     # days here, where the zone's offsets (half and quarter hours included) are known.
-    quarter = fn.strftime("%s", AutomationRun.created_at).cast("INTEGER") / 900
+    quarter = epoch_seconds(AutomationRun.created_at) / 900
     query = (AutomationRun.select(quarter.alias("q"), AutomationRun.status, fn.COUNT(1))
              .where((AutomationRun.workspace == workspace_id)
                     & (AutomationRun.created_at >= since)
                     & AutomationRun.status.in_([AutomationRun.SUCCEEDED, AutomationRun.FAILED]))
-             .group_by(quarter, AutomationRun.status))
+             # By position: PostgreSQL cannot tell two parameterised copies apart.
+             .group_by(SQL("1"), AutomationRun.status))
     if automation_id is not None:
         query = query.where(AutomationRun.automation == automation_id)
     counts = {first + timedelta(days=i): [0, 0] for i in range(days)}

@@ -179,3 +179,37 @@ FTS_SQL = [
     "INSERT INTO message_fts(message_fts, rowid, body) VALUES ('delete', old.id, old.body); "
     "INSERT INTO message_fts(rowid, body) VALUES (new.id, new.body); END",
 ]
+
+# PostgreSQL's search (FTS5's counterpart): a tsvector column the database keeps from the
+# body itself (generated, so no trigger and no indexing step), with a GIN index. Its text
+# search configuration is `simple` with accents folded, as FTS5's unicode61 tokenizer with
+# remove_diacritics does here: no stemming on either engine, so both find the same messages.
+PG_SEARCH_SQL = [
+    "CREATE EXTENSION IF NOT EXISTS unaccent",
+    "DO $$ BEGIN CREATE TEXT SEARCH CONFIGURATION lumnar_search (COPY = simple); "
+    "EXCEPTION WHEN unique_violation THEN NULL; END $$",
+    "ALTER TEXT SEARCH CONFIGURATION lumnar_search "
+    "ALTER MAPPING FOR hword, hword_part, word WITH unaccent, simple",
+    'ALTER TABLE "message" ADD COLUMN IF NOT EXISTS "search" tsvector '
+    "GENERATED ALWAYS AS (to_tsvector('lumnar_search', \"body\")) STORED",
+    'CREATE INDEX IF NOT EXISTS "message_search" ON "message" USING GIN ("search")',
+]
+
+# Each search step of the migrations in each dialect's form (app/migrations.py): FTS5 and its
+# upkeep on SQLite; on PostgreSQL the generated column needs none of the later steps.
+SEARCH_SCHEMA = {
+    "created": {"sqlite": FTS_SQL, "postgres": PG_SEARCH_SQL},
+    "merges_in_background": {
+        "sqlite": ["INSERT INTO message_fts(message_fts, rank) VALUES ('automerge', 0)"],
+        "postgres": []},
+    "indexed_in_steps": {
+        "sqlite": [
+            'CREATE TABLE IF NOT EXISTS "search_index_state" ('
+            '"id" INTEGER PRIMARY KEY CHECK ("id" = 1), "indexed_to" INTEGER NOT NULL)',
+            'INSERT OR IGNORE INTO "search_index_state" ("id", "indexed_to") '
+            'SELECT 1, coalesce(max("id"), 0) FROM "message"',
+            *(f"DROP TRIGGER IF EXISTS {name}"
+              for name in ("message_fts_ai", "message_fts_ad", "message_fts_au")),
+            *SEARCH_TRIGGERS],
+        "postgres": []},
+}

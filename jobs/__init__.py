@@ -14,7 +14,7 @@ import sqlite3
 import peewee
 from huey import SqliteHuey
 from huey.exceptions import RetryTask
-from huey.storage import SqliteStorage
+from huey.storage import RedisStorage, SqliteStorage
 
 from app import background
 from app.db import one_writer
@@ -118,17 +118,25 @@ huey = LumnarHuey("lumnar", immediate=True, results=False, filename=":memory:")
 def _patient_queue():
     """In the consumer only (each worker thread runs this as it starts): its queue connection,
     which every worker thread shares, waits for the write lock as long as its tasks do."""
-    with huey.storage.db() as cursor:
-        cursor.execute(f"PRAGMA busy_timeout = {WORKER_BUSY_SECONDS * 1000}")
+    if isinstance(huey.storage, SqliteStorage):  # Redis has no lock to wait for
+        with huey.storage.db() as cursor:
+            cursor.execute(f"PRAGMA busy_timeout = {WORKER_BUSY_SECONDS * 1000}")
 
 
 def init_app(app):
-    huey.storage_kwargs["filename"] = app.config["DATABASE"]
-    huey.storage_kwargs["timeout"] = 5
+    """The queue the app's tasks go to: Redis when REDIS_URL is set (several machines share
+    it), else the database file's SQLite queue; in memory when the app asks for immediate mode
+    (tasks run at once: the unit tests)."""
+    if app.config.get("REDIS_URL"):
+        huey.storage_class, huey.storage_kwargs = RedisStorage, {"url": app.config["REDIS_URL"]}
+    else:
+        huey.storage_class = LumnarStorage
+        huey.storage_kwargs = {"filename": app.config["DATABASE"], "timeout": 5}
     if app.config.get("HUEY_IMMEDIATE"):
         huey.immediate = True
-    elif huey.immediate:
-        huey.immediate = False  # builds the SqliteStorage on the database file
+    else:
+        huey.immediate = False
+        huey.storage = huey.create_storage()  # the configured one, whatever came before
     app.extensions["huey"] = huey
     huey.flask_app = app
     background.install(huey)

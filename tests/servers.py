@@ -49,6 +49,7 @@ class Postgres:
             shutil.chown(self.socket_dir, "postgres")
         self.user = "postgres" if os.geteuid() == 0 else os.environ.get("USER", "lumnar")
         self.port = free_port()
+        self._admin = None
 
     def start(self) -> "Postgres":
         run = _as_server_user()
@@ -74,14 +75,28 @@ class Postgres:
                              check=True, capture_output=True, text=True)
         return out.stdout.strip()
 
+    def admin(self):
+        """A kept connection for creating and dropping databases (a psql per test cost more
+        than the test)."""
+        if self._admin is None or self._admin.closed:
+            import psycopg
+
+            self._admin = psycopg.connect(self.url("postgres"), autocommit=True)
+        return self._admin
+
     def create(self, name: str, template: str | None = None) -> str:
-        self.sql(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
+        # FILE_COPY copies the template's files as they are: 20 ms, against 160 ms for the
+        # default strategy, which writes the whole copy to the WAL (measured here).
+        copy = f' TEMPLATE "{template}" STRATEGY FILE_COPY' if template else ""
+        self.admin().execute(f'CREATE DATABASE "{name}"{copy}')
         return self.url(name)
 
     def drop(self, name: str) -> None:
-        self.sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        self.admin().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     def stop(self) -> None:
+        if self._admin is not None:
+            self._admin.close()
         subprocess.run([*_as_server_user(), str(self.bin / "pg_ctl"), "-D", str(self.data),
                         "-m", "immediate", "stop"], capture_output=True)
         shutil.rmtree(self.root, ignore_errors=True)

@@ -53,3 +53,40 @@ def test_message_search_column_is_generated_by_the_database(app):
 def test_the_health_check_asks_postgresql_on_a_connection_of_its_own(app, postgres):
     client = app.test_client()
     assert client.get("/healthz").get_json() == {"status": "ok", "database": True, "queue": True}
+
+
+def test_with_redis_a_real_worker_on_postgresql_delivers_what_the_web_queued(
+        app_config, smtp, tmp_path):
+    """The web side queues on Redis (REDIS_URL), a real `huey_consumer` on another process
+    takes the task and reads the e-mail from PostgreSQL: nothing shared but the servers."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from app.mail import service as mail
+    from jobs import huey
+    from tests.conftest import TEST_MASTER_KEY, build_app
+
+    web = build_app({**app_config, "HUEY_IMMEDIATE": False})
+    try:
+        with web.app_context(), connection():
+            (email,) = mail.store(["olive@example.com"], "verify", "Confirm your e-mail",
+                                  user={"name": "Olive"}, url="https://lumnar.example/verify")
+            mail.hand_over([email.id])
+            assert huey.pending_count() == 1  # waiting in Redis, not run here
+        root = Path(__file__).resolve().parents[1]
+        env = {**os.environ, "LUMNAR_ENV": "development", "LUMNAR_DATA_DIR": str(tmp_path),
+               "DATABASE_URL": app_config["DATABASE_URL"], "REDIS_URL": app_config["REDIS_URL"],
+               "LUMNAR_SECRET_KEY": app_config["SECRET_KEY"], "LUMNAR_MASTER_KEYS": TEST_MASTER_KEY,
+               "LUMNAR_SMTP_URL": smtp.url}
+        worker = subprocess.Popen(
+            [str(Path(sys.executable).parent / "huey_consumer"), "jobs.main.huey", "--workers", "1"],
+            cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            smtp.wait_for("olive@example.com", "Confirm your e-mail", timeout=30)
+        finally:
+            worker.terminate()
+            worker.wait(10)
+    finally:
+        huey.immediate = True  # the other tests' queue: in memory

@@ -159,6 +159,7 @@ def register_cli(app: Flask) -> None:
         else:
             click.echo("demo: the database already has users; log in with your own account")
 
-    from app import backup
+    from app import backup, move_database
 
     backup.register_cli(app)
+    move_database.register_cli(app)

@@ -5,6 +5,7 @@ workers on several machines). `database` is a peewee DatabaseProxy: models and q
 it once, and the factory puts the configured engine behind it."""
 
 import fcntl
+import functools
 import itertools
 import os
 import sqlite3
@@ -186,7 +187,12 @@ def dialect() -> str:
 def sql(text: str) -> str:
     """A hand-written statement in the engine's own placeholder style: written with `?` (as
     sqlite3 takes it), given with `%s` to psycopg. Statements here never hold a literal `?`."""
-    return text.replace("?", "%s") if is_postgres() else text
+    return _with_percent_s(text) if is_postgres() else text
+
+
+@functools.lru_cache(maxsize=256)
+def _with_percent_s(text: str) -> str:
+    return text.replace("?", "%s")
 
 
 def epoch_seconds(field):
@@ -378,7 +384,7 @@ class Prepared:
 
     def __init__(self, build, arity: int = 1):
         self.build, self.arity = build, arity
-        self._ready = None
+        self._ready = {}  # per dialect: the SQL is the engine's own (placeholders, quoting)
 
     def _prepare(self):
         markers = [self.MARK - i for i in range(self.arity)]
@@ -390,11 +396,11 @@ class Prepared:
             slots.append((True, found[0]) if found else (False, value))
         if sorted(i for is_arg, i in slots if is_arg) != list(range(self.arity)):
             raise ValueError("each argument must appear once in the prepared query")
-        self._ready = (sql, slots, _row_maker(query))
-        return self._ready
+        ready = self._ready[dialect()] = (sql, slots, _row_maker(query))
+        return ready
 
     def _cursor(self, args, rows: bool = False):
-        sql, slots, make = self._ready or self._prepare()
+        sql, slots, make = self._ready.get(dialect()) or self._prepare()
         if rows and isinstance(make, str):
             raise ValueError(f"Prepared.rows(): {make}")
         # Datetimes as peewee stores them (str gives the same text), not left to sqlite3's

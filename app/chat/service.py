@@ -13,7 +13,7 @@ from app.automations import service as automations
 from app.chat import files, live, notices
 from app.chat.models import Attachment, ChatEvent, Conversation, Message, Presence, SavedReply
 from app.chat.text import MAX_CHARS, preview
-from app.db import Prepared, database, utcnow
+from app.db import Prepared, database, sql, utcnow
 from app.errors import RuleError
 from app.shortcache import cache_for
 from app.widget import limits
@@ -109,7 +109,7 @@ def publish(workspace_id: int, event: str, visitor: Visitor, site: Site,
     An automation problem never costs the chat anything: the visitor's words are already
     stored, so a failure here is logged, not raised."""
     try:
-        listening = database.execute_sql(HAS_CHAT_AUTOMATIONS, (workspace_id, event)).fetchone()
+        listening = database.execute_sql(sql(HAS_CHAT_AUTOMATIONS), (workspace_id, event)).fetchone()
     except Exception:  # see above: logged, never the chat's failure
         current_app.logger.exception("chat event %s not handed to automations", event)
         return
@@ -149,7 +149,7 @@ def _count_visitor_message(site: Site) -> bool:
     """Count one more visitor message this month; True when it goes past the plan's limit.
     Runs inside the message's transaction, so the count and the message agree."""
     month = utcnow().strftime("%Y-%m")
-    (used,) = database.execute_sql(COUNT_VISITOR_MESSAGE, (site.id, month)).fetchone()
+    (used,) = database.execute_sql(sql(COUNT_VISITOR_MESSAGE), (site.id, month)).fetchone()
     return used > site.monthly_message_limit
 
 
@@ -157,29 +157,29 @@ def _count_visitor_message(site: Site) -> bool:
 # CONVERSATION above for why); the FTS5 triggers index the message as for any insert.
 INSERT_MESSAGE = ('INSERT INTO "message" ("conversation_id", "workspace_id", "sender", '
                   '"author_id", "body", "created_at", "over_limit", "client_id") '
-                  'VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
+                  'VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING "id"')
 INSERT_EVENT = ('INSERT INTO "chat_event" ("workspace_id", "conversation_id", "kind", "ref_id", '
-                '"actor", "created_at") VALUES (?, ?, ?, ?, ?, ?)')
+                '"actor", "created_at") VALUES (?, ?, ?, ?, ?, ?) RETURNING "id"')
 TOUCH_CONVERSATION = ('UPDATE "conversation" SET "last_activity_at" = ?, "last_preview" = ? '
                       'WHERE "id" = ? '
                       'RETURNING "unread_count", "status", "over_limit", "assignee_id"')
 VISITOR_WROTE = ('UPDATE "conversation" SET "last_activity_at" = ?, "last_preview" = ?, '
                  '"unread_count" = "unread_count" + 1, "status" = \'open\', '
-                 '"over_limit" = "over_limit" | ? WHERE "id" = ? '
+                 '"over_limit" = ("over_limit" OR ?) WHERE "id" = ? '
                  'RETURNING "unread_count", "over_limit", "assignee_id"')
 COUNT_VISITOR_MESSAGE = ('INSERT INTO "site_usage" ("site_id", "month", "visitor_messages") '
                          'VALUES (?, ?, 1) ON CONFLICT ("site_id", "month") DO UPDATE SET '
-                         '"visitor_messages" = "visitor_messages" + 1 '
+                         '"visitor_messages" = "site_usage"."visitor_messages" + 1 '
                          'RETURNING "visitor_messages"')
 
 
 def _add_message(conversation, sender, body, upload, author=None, over_limit=False,
                  client_id="") -> Message:
     now = utcnow()
-    cursor = database.execute_sql(INSERT_MESSAGE, (
+    cursor = database.execute_sql(sql(INSERT_MESSAGE), (
         conversation.id, conversation.workspace_id, sender, author.id if author else None, body,
-        str(now), int(over_limit), client_id))
-    message = Message(id=cursor.lastrowid, conversation=conversation,
+        str(now), bool(over_limit), client_id))
+    message = Message(id=cursor.fetchone()[0], conversation=conversation,
                       workspace_id=conversation.workspace_id, sender=sender, author=author,
                       body=body, created_at=now, over_limit=over_limit, client_id=client_id)
     attachments = []
@@ -191,9 +191,9 @@ def _add_message(conversation, sender, body, upload, author=None, over_limit=Fal
     # The stream renders this very object (live.publish): its attachments are known here,
     # so the fragment does not ask the database for them again.
     message.__dict__["attachments"] = attachments
-    cursor = database.execute_sql(INSERT_EVENT, (conversation.workspace_id, conversation.id,
+    cursor = database.execute_sql(sql(INSERT_EVENT), (conversation.workspace_id, conversation.id,
                                                  ChatEvent.MESSAGE, message.id, sender, str(now)))
-    message.event = live.Written(cursor.lastrowid, conversation.workspace_id, conversation.id,
+    message.event = live.Written(cursor.fetchone()[0], conversation.workspace_id, conversation.id,
                                  ChatEvent.MESSAGE, message.id, sender, message)
     return message
 
@@ -238,8 +238,8 @@ def post_visitor_message(site: Site, visitor: Visitor, body: str, upload=None,
             message = _add_message(conversation, Message.VISITOR, body, upload, over_limit=over,
                                    client_id=client_id)
             last_preview = preview(body or f"📎 {upload[0]}")
-            unread, over_limit, assignee_id = database.execute_sql(VISITOR_WROTE, (
-                str(message.created_at), last_preview, int(over), conversation.id)).fetchone()
+            unread, over_limit, assignee_id = database.execute_sql(sql(VISITOR_WROTE), (
+                str(message.created_at), last_preview, bool(over), conversation.id)).fetchone()
             if visitor.last_seen_at < message.created_at - timedelta(minutes=1):
                 # Minute precision is all "last seen" needs; it spares a write per message.
                 Visitor.update(last_seen_at=message.created_at).where(
@@ -332,7 +332,7 @@ def post_agent_reply(conversation: Conversation, user: User, body: str, upload=N
             message = _add_message(conversation, Message.AGENT, body, upload, author=user,
                                    client_id=client_id)
             last_preview = preview(body or f"📎 {upload[0]}")
-            unread, status, over_limit, assignee_id = database.execute_sql(TOUCH_CONVERSATION, (
+            unread, status, over_limit, assignee_id = database.execute_sql(sql(TOUCH_CONVERSATION), (
                 str(message.created_at), last_preview, conversation.id)).fetchone()
             # As it now stands in the database, for the stream's fragments (live.publish).
             conversation.last_activity_at, conversation.last_preview = message.created_at, last_preview

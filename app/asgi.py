@@ -86,7 +86,8 @@ def build(flask_app=None) -> SecurityHeaders:
     flask_app = flask_app or create_app({"BACKGROUND_CHECKPOINTS": True})
     logging.getLogger("uvicorn.access").addFilter(QueryStringFilter())
     renderer = render.Renderer(flask_app)
-    hub = live.Hub(flask_app.config["DATABASE"], streams.fetch_after, streams.max_event_id,
+    hub = live.Hub(flask_app.config["DATABASE_URL"] or flask_app.config["DATABASE"],
+                   streams.fetch_after, streams.max_event_id,
                    presence=streams.write_presence, render=renderer.events)
     chat_writer = writer.Writer(flask_app, hub)
 

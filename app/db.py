@@ -57,7 +57,10 @@ def checkpoint(path) -> tuple:
 
 
 async def checkpoint_in_background(path, stop) -> None:
-    """The web process's checkpointer (see init_app): every second until `stop`."""
+    """The web process's checkpointer (see init_app): every second until `stop`. PostgreSQL
+    checkpoints by itself: nothing to do there."""
+    if is_postgres():
+        return
     while not stop.is_set():
         with anyio.move_on_after(CHECKPOINT_SECONDS):
             await stop.wait()
@@ -339,8 +342,8 @@ def init_app(app):
             return
         if database.in_transaction():
             database.rollback()
-        if not app.config.get("DB_KEEP_OPEN", True):
-            database.close()
+        if not app.config.get("DB_KEEP_OPEN", True) or is_postgres():
+            database.close()  # on PostgreSQL: back to the pool (see thread_connection)
 
 
 class Prepared:
@@ -560,9 +563,21 @@ def answers() -> bool:
 @contextmanager
 def thread_connection():
     """For the streams' long-lived worker threads: the thread's connection, opened once and
-    kept, for the same reason requests keep theirs (schema and page cache stay warm)."""
-    database.connect(reuse_if_open=True)
-    yield database
+    kept, for the same reason requests keep theirs (schema and page cache stay warm). On
+    PostgreSQL a kept connection would hold one of the pool's few for as long as the thread
+    lives (dozens of threads): there it goes back to the pool after use, which costs little."""
+    if not is_postgres():
+        database.connect(reuse_if_open=True)
+        yield database
+        return
+    opened = database.is_closed()
+    if opened:
+        database.connect()
+    try:
+        yield database
+    finally:
+        if opened and not database.is_closed():
+            database.close()
 
 
 @contextmanager

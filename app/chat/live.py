@@ -30,6 +30,7 @@ import anyio
 WATCH_INTERVAL = 0.05  # seconds between data_version checks while chats are active: this
 # process's own writes are published from memory (or wake the dispatcher at once), so the
 # watch is for other processes' writes only
+POLL_SECONDS = 1.0  # PostgreSQL's watcher (PollWatch): how often it asks
 IDLE_INTERVAL = 0.1  # ... and once nothing has changed for IDLE_AFTER seconds
 IDLE_AFTER = 5.0
 PRESENCE_EVERY = 15.0  # seconds between refreshes of this process's presence rows
@@ -169,6 +170,46 @@ class Subscriber:
             self.queue.put_nowait(item)
         except asyncio.QueueFull:
             self.dropped = True  # the stream ends at its next item; its browser replays
+
+
+class FileWatch:
+    """Another process's commits to the SQLite file: `PRAGMA data_version` on a read-only
+    connection of its own changes when any other connection commits (~10 µs to ask)."""
+
+    every = (WATCH_INTERVAL, IDLE_INTERVAL)  # while active, once idle
+
+    def __init__(self, path: str):
+        self.conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False,
+                                    isolation_level=None)
+
+    def version(self):
+        return self.conn.execute("PRAGMA data_version").fetchone()[0]
+
+    def newest(self):
+        return self.conn.execute("SELECT max(id) FROM chat_event").fetchone()[0]
+
+    def close(self):
+        self.conn.close()
+
+
+class PollWatch(FileWatch):
+    """PostgreSQL has no data_version: the newest event id, asked every POLL_SECONDS on a
+    connection of its own, is the version. (Wake-ups over Redis between web processes are
+    still to come: until then another process's events arrive within POLL_SECONDS.)"""
+
+    every = (POLL_SECONDS, POLL_SECONDS)
+
+    def __init__(self, url: str):
+        import psycopg
+
+        self.conn = psycopg.connect(url, autocommit=True)
+
+    def version(self):
+        return self.newest()
+
+
+def watcher(database: str):
+    return PollWatch(database) if database.startswith("postgresql://") else FileWatch(database)
 
 
 class Hub:
@@ -542,28 +583,26 @@ class Hub:
                 pass
 
     async def run(self) -> None:
-        watch = sqlite3.connect(f"file:{self.database_path}?mode=ro", uri=True,
-                                check_same_thread=False, isolation_level=None)
+        watch = watcher(self.database_path)
         try:
-            version = watch.execute("PRAGMA data_version").fetchone()[0]
+            version = watch.version()
             last_change = time.monotonic()
             while True:
                 idle = time.monotonic() - last_change > IDLE_AFTER
                 try:
-                    await asyncio.wait_for(self.wake.wait(), IDLE_INTERVAL if idle else WATCH_INTERVAL)
+                    await asyncio.wait_for(self.wake.wait(), watch.every[idle])
                     woken = True
                 except TimeoutError:
                     woken = False
                 self.wake.clear()
-                current = watch.execute("PRAGMA data_version").fetchone()[0]
+                current = watch.version()
                 if not woken and current == version:
                     continue
                 version = current
                 if not woken and not self.pending:
                     # Most commits seen here are this process's own chat writes, already
                     # published from memory: read back only when an event is newer.
-                    newest = watch.execute("SELECT max(id) FROM chat_event").fetchone()[0]
-                    if (newest or 0) <= max(self.last_id, self.announced):
+                    if (watch.newest() or 0) <= max(self.last_id, self.announced):
                         continue
                 last_change = time.monotonic()
                 await self.dispatch()

@@ -13,7 +13,7 @@ from app.automations import service as automations
 from app.chat import files, live, notices
 from app.chat.models import Attachment, ChatEvent, Conversation, Message, Presence, SavedReply
 from app.chat.text import MAX_CHARS, preview
-from app.db import Prepared, database, sql, utcnow
+from app.db import Prepared, database, dialect, sql, utcnow
 from app.errors import RuleError
 from app.shortcache import cache_for
 from app.widget import limits
@@ -97,7 +97,7 @@ def update_visitor(visitor: Visitor, name: str, email: str) -> None:
 # Asked on every visitor message, so a fixed statement: most workspaces have no automation
 # listening, and then nothing more happens. (publish_chat_event checks everything again.)
 HAS_CHAT_AUTOMATIONS = ('SELECT 1 FROM "automation" WHERE "workspace_id" = ? AND "trigger" = \'chat\' '
-                        'AND "chat_event" = ? AND "paused" = 0 LIMIT 1')
+                        'AND "chat_event" = ? AND NOT "paused" LIMIT 1')
 
 
 def publish(workspace_id: int, event: str, visitor: Visitor, site: Site,
@@ -567,7 +567,10 @@ SEARCH_UPKEEP_PAUSE = 0.05  # between two steps: waiting writers have the lock i
 def keep_search_index(budget: float = SEARCH_UPKEEP_BUDGET) -> None:
     """The worker's minute of search upkeep: the messages written since the last run are
     indexed (migration 11), then segments are merged (automatic merging is off: migration 8),
-    in small steps, each its own short write transaction, with pauses between."""
+    in small steps, each its own short write transaction, with pauses between. PostgreSQL's
+    search column needs no upkeep."""
+    if dialect() != "sqlite":
+        return
     deadline = time.monotonic() + budget
     while index_new_messages() and time.monotonic() < deadline:
         time.sleep(SEARCH_UPKEEP_PAUSE)
@@ -580,6 +583,8 @@ def search_catch_up(steps: int = SEARCH_CATCH_UP_STEPS) -> None:
     """Before a search: index what the worker has not yet (it indexes every minute), so that
     a message just written is found. Bounded: far behind (a burst of more than
     SEARCH_INDEX_STEP messages within the minute), the newest wait for the worker."""
+    if dialect() != "sqlite":
+        return  # PostgreSQL's search column is kept by the database itself
     # Asked with two reads first: a write transaction per search, even an empty one, queued
     # the search behind the worker's index merges (measured: rare-word search p99 19 -> 68 ms).
     (done,) = database.execute_sql(
@@ -606,18 +611,38 @@ def fts_query(q: str) -> str | None:
 HL_START, HL_END = "\x02", "\x03"
 
 
-def search(workspace_id: int, q: str, limit: int = 50):
-    match = fts_query(q)
-    if match is None:
-        return []
-    search_catch_up()
-    sql = (
+# A search's statement in each dialect: FTS5's MATCH and highlight() on SQLite; on PostgreSQL
+# the generated tsvector column (migration 2) and ts_headline over the whole body. Both take
+# (query, workspace id, limit) and give (id, conversation id, created_at, highlighted body).
+SEARCH_SQL = {
+    "sqlite": (
         "SELECT m.id, m.conversation_id, m.created_at, "
         f"highlight(message_fts, 0, '{HL_START}', '{HL_END}') "
         "FROM message_fts JOIN message m ON m.id = message_fts.rowid "
-        "WHERE message_fts MATCH ? AND m.workspace_id = ? ORDER BY message_fts.rowid DESC LIMIT ?"
-    )
-    return list(database.execute_sql(sql, (match, workspace_id, limit)).fetchall())
+        "WHERE message_fts MATCH ? AND m.workspace_id = ? ORDER BY message_fts.rowid DESC LIMIT ?"),
+    "postgres": (
+        "SELECT m.id, m.conversation_id, m.created_at, ts_headline('lumnar_search', m.body, q, "
+        f"'StartSel={HL_START}, StopSel={HL_END}, HighlightAll=true') "
+        "FROM message m, to_tsquery('lumnar_search', %s) q "
+        "WHERE m.search @@ q AND m.workspace_id = %s ORDER BY m.id DESC LIMIT %s"),
+}
+
+
+def ts_query(q: str) -> str | None:
+    """PostgreSQL's form of fts_query(): every word, the last one as a prefix."""
+    words = [w for w in "".join(ch if ch.isalnum() else " " for ch in q).split()][:12]
+    return " & ".join(words) + ":*" if words else None
+
+
+def search(workspace_id: int, q: str, limit: int = 50):
+    postgres = dialect() == "postgres"
+    match = ts_query(q) if postgres else fts_query(q)
+    if match is None:
+        return []
+    search_catch_up()
+    rows = database.execute_sql(SEARCH_SQL[dialect()], (match, workspace_id, limit)).fetchall()
+    # created_at as SQLite gives it (text), whichever engine answered.
+    return [(i, c, str(at), text) for i, c, at, text in rows] if postgres else list(rows)
 
 
 # --- saved replies ---------------------------------------------------------------------------------

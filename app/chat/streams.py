@@ -21,7 +21,7 @@ from starlette.responses import PlainTextResponse
 from app.accounts import sessions
 from app.chat import live, render
 from app.chat.models import ChatEvent, Presence
-from app.db import database, thread_connection, utcnow
+from app.db import database, dialect, thread_connection, utcnow
 from app.paging import whole_number
 from app.widget import service as widget_service
 
@@ -75,9 +75,9 @@ _REPLAY = {}
 def replay(after: int, workspace_id=None, conversation_id=None) -> list:
     """Events after `after` in a conversation (a visitor's stream) or a workspace (agents')."""
     scoped = conversation_id is not None
-    statement = _REPLAY.get(scoped)
+    statement = _REPLAY.get((scoped, dialect()))
     if statement is None:
-        statement = _REPLAY[scoped] = _replay_statement(
+        statement = _REPLAY[scoped, dialect()] = _replay_statement(
             ChatEvent.conversation_id if scoped else ChatEvent.workspace_id)
     sql, rest = statement
     with thread_connection():

@@ -32,13 +32,18 @@ import anyio
 from peewee import OperationalError
 
 from app.chat import live
-from app.db import PRAGMAS, database, one_writer, thread_connection
+from app.db import PRAGMAS, database, dialect, one_writer, thread_connection
 
 log = logging.getLogger(__name__)
 
 BATCH_LIMIT = 256  # jobs in one transaction at most: a long transaction delays other processes
 RETRY_SECONDS = 0.002  # a write lock held elsewhere is asked for again this soon
 BUSY_TIMEOUT = PRAGMAS["busy_timeout"]  # what the connection goes back to after a batch
+# The batch's BEGIN must not wait for a lock held elsewhere (then the loop would): on SQLite,
+# a busy timeout of 0 for it. PostgreSQL's BEGIN takes no lock at all, and its writers of
+# different rows do not wait for each other.
+NO_WAITING = {"sqlite": ("PRAGMA busy_timeout = 0", f"PRAGMA busy_timeout = {BUSY_TIMEOUT}"),
+              "postgres": (None, None)}
 
 
 class Job:
@@ -112,7 +117,9 @@ class Writer:
         try:
             with self.app.app_context(), thread_connection():
                 connection = database.connection()
-                connection.execute("PRAGMA busy_timeout = 0")
+                impatient, patient = NO_WAITING[dialect()]
+                if impatient:
+                    connection.execute(impatient)
                 try:
                     transaction = database.atomic()
                     try:
@@ -134,7 +141,8 @@ class Writer:
                         _fail(batch, exc)
                         return [], []
                 finally:
-                    connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT}")
+                    if patient:
+                        connection.execute(patient)
                 self.batches += 1
                 self.written += len(batch)
                 events = self.hub.prepare(collected.written) if (

@@ -566,18 +566,12 @@ def thread_connection():
     kept, for the same reason requests keep theirs (schema and page cache stay warm). On
     PostgreSQL a kept connection would hold one of the pool's few for as long as the thread
     lives (dozens of threads): there it goes back to the pool after use, which costs little."""
-    if not is_postgres():
-        database.connect(reuse_if_open=True)
-        yield database
+    if is_postgres():
+        with connection():
+            yield database
         return
-    opened = database.is_closed()
-    if opened:
-        database.connect()
-    try:
-        yield database
-    finally:
-        if opened and not database.is_closed():
-            database.close()
+    database.connect(reuse_if_open=True)
+    yield database
 
 
 @contextmanager

@@ -12,7 +12,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
+import threading
 from pathlib import Path
 
 
@@ -109,22 +109,25 @@ class Redis:
             raise ServerMissing("redis-server is not installed (make test installs it)")
         self.binary, self.port = binary, free_port()
         self.root = Path(tempfile.mkdtemp(prefix="lumnar-redis-"))
-        self.process = None
+        self.process = self.drain = None
 
     def start(self) -> "Redis":
         self.process = subprocess.Popen(
             [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--dir", str(self.root)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        # Ready when it says so (its log line), not after a guessed wait; a server that dies
+        # first ends its output, and that is the failure.
+        said = []
+        for line in self.process.stdout:
+            said.append(line)
+            if "Ready to accept connections" in line:
+                # Its later log lines are read and dropped, so that a full pipe never stops it.
+                self.drain = threading.Thread(target=self.process.stdout.read, daemon=True)
+                self.drain.start()
                 return self
-            except OSError:
-                time.sleep(0.05)
         self.stop()
-        raise RuntimeError("redis-server did not start")
+        raise RuntimeError("redis-server did not start:\n" + "".join(said[-10:]))
 
     @property
     def url(self) -> str:
@@ -134,6 +137,9 @@ class Redis:
         if self.process is not None:
             self.process.kill()
             self.process.wait()
+            if self.drain is not None:
+                self.drain.join(5)  # its read ends with the server's output
+            self.process.stdout.close()
         shutil.rmtree(self.root, ignore_errors=True)
 
 

@@ -15,7 +15,7 @@ from werkzeug.test import stream_encode_multipart
 from app.accounts.models import Membership, User
 from app.chat import service
 from app.chat.models import CHAT_MODELS, Attachment, Conversation, Message, Presence
-from app.db import connection, database, utcnow
+from app.db import connection, database, dialect, utcnow
 from app.widget import service as widget_service
 from app.widget.models import Site, Visitor
 from tests.conftest import Client, db_state, log_in, make_user
@@ -78,14 +78,20 @@ def index_search() -> None:
             pass
 
 
+# The search index's own answer for one word, in each engine's words.
+INDEX_HITS = {"sqlite": "SELECT rowid FROM message_fts WHERE message_fts MATCH ?",
+              "postgres": "SELECT id FROM message WHERE search @@ to_tsquery('lumnar_search', %s)"}
+
+
 def fts_hits(word: str) -> list[int]:
-    """Message ids the search index holds for `word` (straight from message_fts), once the
-    messages written so far are indexed (they are indexed after they are written)."""
+    """Message ids the search index holds for `word` (straight from the index: message_fts on
+    SQLite, the generated column on PostgreSQL), once the messages written so far are indexed
+    (on SQLite they are indexed after they are written)."""
     index_search()
     with connection():
-        rows = database.execute_sql(
-            "SELECT rowid FROM message_fts WHERE message_fts MATCH ?", ('"' + word + '"',))
-        return [r[0] for r in rows.fetchall()]
+        term = word if dialect() == "postgres" else '"' + word + '"'
+        rows = database.execute_sql(INDEX_HITS[dialect()], (term,))
+        return sorted(r[0] for r in rows.fetchall())
 
 
 def get(model, *where):

@@ -2,6 +2,7 @@
 
 import re
 import time
+import weakref
 from datetime import timedelta
 
 from flask import current_app
@@ -421,21 +422,23 @@ def delete_conversation(conversation: Conversation, actor: str) -> None:
 # --- who is here -----------------------------------------------------------------------------------
 
 
-# (database, workspace id) -> monotonic time until which "an agent is online" is taken as known. Presence
+# Engine -> {workspace id: monotonic time until which "an agent is online" is taken as known}. Presence
 # rows are themselves only fresh to PRESENCE_FRESH (45 s), so trusting a "yes" for one more
 # second changes nothing a visitor sees, and spares a query on every widget message. A "no"
 # is never cached: the first agent to arrive is noticed at once.
-_online_until: dict[tuple[str, int], float] = {}
+# Per engine: the same workspace id in another database (a test's, a restore's) is another
+# workspace, and a PostgreSQL test database is reused with its ids started again.
+_online_until: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 ONLINE_TRUST_SECONDS = 1.0
 
 
 def agents_online(workspace_id: int) -> bool:
-    key = (database.database, workspace_id)  # the same id in another database is another workspace
-    if _online_until.get(key, 0.0) > time.monotonic():
+    trusted = _online_until.setdefault(database.obj, {})
+    if trusted.get(workspace_id, 0.0) > time.monotonic():
         return True
     online = AGENT_PRESENT.scalar(workspace_id, utcnow() - PRESENCE_FRESH) is not None
     if online:
-        _online_until[key] = time.monotonic() + ONLINE_TRUST_SECONDS
+        trusted[workspace_id] = time.monotonic() + ONLINE_TRUST_SECONDS
     return online
 
 

@@ -525,46 +525,82 @@ def unread_total(workspace_id: int) -> int:
 
 
 SEARCH_MERGE_PAGES = 200
-
-
-def merge_search_index(pages: int = SEARCH_MERGE_PAGES) -> int:
-    """One bounded step of FTS5's segment merging (automatic merging is off: migration 8), in
-    its own short write transaction; how many rows SQLite changed (0: nothing to merge)."""
-    if dialect() != "sqlite":
-        return 0  # PostgreSQL's GIN index is kept by the database itself
-    with database.atomic():
-        before = database.connection().total_changes
-        database.execute_sql("INSERT INTO message_fts(message_fts, rank) VALUES ('merge', ?)",
-                             (pages,))
-        # The command itself counts as one change; more means it merged something (FTS5 docs).
-        return max(0, database.connection().total_changes - before - 1)
-
-
 SEARCH_INDEX_STEP = 500  # messages indexed in one short write transaction
 SEARCH_CATCH_UP_STEPS = 1  # at most this many steps before a search (the worker does the rest):
 # a search right after a burst pays for indexing up to SEARCH_INDEX_STEP messages (~30 ms)
 
 
+class _IndexedInSteps:
+    """SQLite's search index: FTS5, given new messages after they are written, in steps up to
+    `indexed_to` (migration 11), its segments merged in bounded steps (automatic merging is
+    off: migration 8)."""
+
+    INDEXED_TO = 'SELECT "indexed_to" FROM "search_index_state" WHERE "id" = 1'
+    NEWEST = 'SELECT coalesce(max("id"), 0) FROM "message"'
+    INDEX = ('INSERT INTO message_fts(rowid, body) SELECT "id", "body" '
+             'FROM "message" WHERE "id" > ? AND "id" <= ?')
+    ADVANCE = 'UPDATE "search_index_state" SET "indexed_to" = ? WHERE "id" = 1'
+    MERGE = "INSERT INTO message_fts(message_fts, rank) VALUES ('merge', ?)"
+
+    def behind(self) -> bool:
+        # Two reads, not a write transaction: every search asks this first, and a write
+        # transaction per search, even an empty one, queued the search behind the worker's
+        # index merges (measured: rare-word search p99 19 -> 68 ms).
+        (done,) = database.execute_sql(self.INDEXED_TO).fetchone()
+        (newest,) = database.execute_sql(self.NEWEST).fetchone()
+        return newest > done
+
+    def index(self, limit: int) -> int:
+        with database.atomic():
+            (done,) = database.execute_sql(self.INDEXED_TO).fetchone()
+            (newest,) = database.execute_sql(self.NEWEST).fetchone()
+            upto = min(newest, done + limit)
+            if upto <= done:
+                return 0
+            database.execute_sql(self.INDEX, (done, upto))
+            database.execute_sql(self.ADVANCE, (upto,))
+            return upto - done
+
+    def merge(self, pages: int) -> int:
+        with database.atomic():
+            before = database.connection().total_changes
+            database.execute_sql(self.MERGE, (pages,))
+            # The command itself counts as one change; more means it merged something (FTS5 docs).
+            return max(0, database.connection().total_changes - before - 1)
+
+
+class _KeptByTheDatabase:
+    """PostgreSQL's search index: the tsvector column is generated with the row itself
+    (migration 2) and its GIN index kept by the database, so no step has anything to do."""
+
+    def behind(self) -> bool:
+        return False
+
+    def index(self, limit: int) -> int:
+        return 0
+
+    def merge(self, pages: int) -> int:
+        return 0
+
+
+# The search index's upkeep in each dialect: the one place that knows which engine has any.
+SEARCH_UPKEEP = {"sqlite": _IndexedInSteps(), "postgres": _KeptByTheDatabase()}
+
+
+def merge_search_index(pages: int = SEARCH_MERGE_PAGES) -> int:
+    """One bounded step of merging the index's segments, in its own short write transaction;
+    how many rows the database changed (0: nothing to merge, and always 0 on PostgreSQL)."""
+    return SEARCH_UPKEEP[dialect()].merge(pages)
+
+
 def index_new_messages(limit: int = SEARCH_INDEX_STEP) -> int:
     """Put up to `limit` messages written since the last step into the search index, in one
-    short write transaction; how many. Messages are indexed after they are written, not by
-    their insert (migration 11): a chat message does not wait for tokenizing. Inside one
-    write transaction no message can be deleted or edited between reading and indexing it,
-    and one deleted before is not read."""
-    if dialect() != "sqlite":
-        return 0  # PostgreSQL's search column is generated with the row itself
-    with database.atomic():
-        (done,) = database.execute_sql(
-            'SELECT "indexed_to" FROM "search_index_state" WHERE "id" = 1').fetchone()
-        (newest,) = database.execute_sql('SELECT coalesce(max("id"), 0) FROM "message"').fetchone()
-        upto = min(newest, done + limit)
-        if upto <= done:
-            return 0
-        database.execute_sql('INSERT INTO message_fts(rowid, body) SELECT "id", "body" '
-                             'FROM "message" WHERE "id" > ? AND "id" <= ?', (done, upto))
-        database.execute_sql('UPDATE "search_index_state" SET "indexed_to" = ? WHERE "id" = 1',
-                             (upto,))
-        return upto - done
+    short write transaction; how many (always 0 on PostgreSQL, whose search column is
+    generated with the row). Messages are indexed after they are written, not by their
+    insert (migration 11): a chat message does not wait for tokenizing. Inside one write
+    transaction no message can be deleted or edited between reading and indexing it, and one
+    deleted before is not read."""
+    return SEARCH_UPKEEP[dialect()].index(limit)
 
 
 SEARCH_UPKEEP_BUDGET = 10.0  # seconds of indexing, then of merging, per worker run at most
@@ -587,15 +623,9 @@ def keep_search_index(budget: float = SEARCH_UPKEEP_BUDGET) -> None:
 def search_catch_up(steps: int = SEARCH_CATCH_UP_STEPS) -> None:
     """Before a search: index what the worker has not yet (it indexes every minute), so that
     a message just written is found. Bounded: far behind (a burst of more than
-    SEARCH_INDEX_STEP messages within the minute), the newest wait for the worker."""
-    if dialect() != "sqlite":
-        return  # PostgreSQL's search column is generated with the row itself
-    # Asked with two reads first: a write transaction per search, even an empty one, queued
-    # the search behind the worker's index merges (measured: rare-word search p99 19 -> 68 ms).
-    (done,) = database.execute_sql(
-        'SELECT "indexed_to" FROM "search_index_state" WHERE "id" = 1').fetchone()
-    (newest,) = database.execute_sql('SELECT coalesce(max("id"), 0) FROM "message"').fetchone()
-    if newest <= done:
+    SEARCH_INDEX_STEP messages within the minute), the newest wait for the worker. Never
+    behind on PostgreSQL."""
+    if not SEARCH_UPKEEP[dialect()].behind():
         return
     for _ in range(steps):
         if index_new_messages() < SEARCH_INDEX_STEP:

@@ -41,6 +41,12 @@ def create_app(config=None) -> Flask:
 
     jobs.init_app(app)
 
+    from app.chat import wakeups
+
+    # Processes that share a PostgreSQL database tell each other of chat events over Redis; on
+    # one SQLite file they see each other's commits without it (app/chat/live.py).
+    wakeups.configure(app.config["REDIS_URL"] if db.is_postgres() else None)
+
     from app.automations import vault
 
     try:

@@ -87,8 +87,8 @@ def build(flask_app=None) -> SecurityHeaders:
     logging.getLogger("uvicorn.access").addFilter(QueryStringFilter())
     renderer = render.Renderer(flask_app)
     hub = live.Hub(flask_app.config["DATABASE_URL"] or flask_app.config["DATABASE"],
-                   streams.fetch_after, streams.max_event_id,
-                   presence=streams.write_presence, render=renderer.events)
+                   streams.fetch_after, presence=streams.write_presence, render=renderer.events,
+                   redis_url=flask_app.config["REDIS_URL"])
     chat_writer = writer.Writer(flask_app, hub)
 
     @contextlib.asynccontextmanager

@@ -124,6 +124,28 @@ def _0011_search_indexed_in_steps(db):
         db.execute_sql(sql)
 
 
+def _0012_events_numbered_per_workspace(db):
+    # Events get a number per workspace, taken at commit time (app/chat/events.py): on
+    # PostgreSQL ids can become visible out of order, and a stream that moved past a later id
+    # never saw the earlier one. Existing rows keep their id as their number, and every
+    # counter starts above the highest id, so a browser still holding an old id as its
+    # Last-Event-ID neither misses nor repeats anything.
+    from app.chat.models import EventCounter
+
+    add_columns("chat_event", seq="INTEGER NOT NULL DEFAULT 0")
+    db.execute_sql('UPDATE "chat_event" SET "seq" = "id" WHERE "seq" = 0')
+    db.create_tables([EventCounter], safe=True)
+    db.execute_sql('INSERT INTO "event_counter" ("workspace_id", "seq") '
+                   'SELECT "id", (SELECT coalesce(max("id"), 0) FROM "chat_event") FROM "workspace" '
+                   'WHERE "id" NOT IN (SELECT "workspace_id" FROM "event_counter")')
+    db.execute_sql('DROP INDEX IF EXISTS "chat_event_workspace_id_id"')
+    db.execute_sql('DROP INDEX IF EXISTS "chat_event_conversation_id_id"')
+    db.execute_sql('CREATE UNIQUE INDEX IF NOT EXISTS "chat_event_workspace_id_seq" '
+                   'ON "chat_event" ("workspace_id", "seq")')
+    db.execute_sql('CREATE INDEX IF NOT EXISTS "chat_event_conversation_id_seq" '
+                   'ON "chat_event" ("conversation_id", "seq")')
+
+
 STEPS = [
     (1, "initial", _0001_initial),
     (2, "live_chat", _0002_live_chat),
@@ -136,6 +158,7 @@ STEPS = [
     (9, "lockout_per_client", _0009_lockout_per_client),
     (10, "message_client_id", _0010_message_client_id),
     (11, "search_indexed_in_steps", _0011_search_indexed_in_steps),
+    (12, "events_numbered_per_workspace", _0012_events_numbered_per_workspace),
 ]
 
 
@@ -163,6 +186,11 @@ def run() -> list[str]:
         applied = []
         for version, name, step in pending():
             with database.atomic("IMMEDIATE"):
+                # Asked again inside the step's transaction: on SQLite another run may have
+                # applied the step while this one waited for its BEGIN IMMEDIATE, and its
+                # version row would then be written twice (UNIQUE constraint failed).
+                if SchemaVersion.get_or_none(SchemaVersion.version == version):
+                    continue
                 step(database)
                 SchemaVersion.create(version=version, name=name)
             applied.append(f"{version:04d}_{name}")

@@ -20,7 +20,7 @@ from tests.chat_fixtures import (  # noqa: F401  (fixtures: `site_fixture` is `s
     site_fixture,
     ws_fixture,
 )
-from tests.test_chat_streams import WAIT, running_hub, sse_html, take, visitor_message
+from tests.test_chat_streams import WAIT, follow, running_hub, sse_html, take, visitor_message
 
 STREAMS = 7  # of each audience, all watching the same conversation
 
@@ -33,26 +33,26 @@ def test_an_event_is_rendered_once_per_audience_however_many_streams_watch_it(ap
 
     async def scenario():
         async with running_hub(app) as hub:
-            agents = [hub.subscribe(workspace_id=ws) for _ in range(STREAMS)]
-            visitors = [hub.subscribe(conversation_id=conv.id) for _ in range(STREAMS)]
+            agents = [follow(hub, ws) for _ in range(STREAMS)]
+            visitors = [follow(hub, ws, conv.id) for _ in range(STREAMS)]
             message_id = await anyio.to_thread.run_sync(visitor_message, app, conv.id, "hello all")
             got = [(await take(sub, 1))[0] for sub in agents + visitors]
             [event] = {id(item): item for item in got}.values()  # one object for every stream
             assert (event.kind, event.ref_id) == ("message", message_id)
-            assert hub.renders[(AGENT, event.id)] == 1
-            assert hub.renders[(VISITOR, event.id)] == 1
+            assert hub.renders[(AGENT, ws, event.seq)] == 1
+            assert hub.renders[(VISITOR, ws, event.seq)] == 1
             assert "hello all" in sse_html(event.sse[AGENT])
             assert "hello all" in sse_html(event.sse[VISITOR])
-            assert event.sse[AGENT].startswith(f"id: {event.id}\r\nevent: update\r\ndata: ".encode())
+            assert event.sse[AGENT].startswith(f"id: {event.seq}\r\nevent: update\r\ndata: ".encode())
 
             # A stream that replays the event later sends the same bytes, not a new rendering.
-            late = streams.follow(hub, after=event.id - 1, presence=(VISITOR, ws, conv.id),
-                                  conversation_id=conv.id)
+            late = streams.follow(hub, after=event.seq - 1, presence=(VISITOR, ws, conv.id),
+                                  workspace_id=ws, conversation_id=conv.id)
             try:
                 assert await asyncio.wait_for(anext(late), WAIT) == event.sse[VISITOR]
             finally:
                 await late.aclose()
-            assert hub.renders[(VISITOR, event.id)] == 1
+            assert hub.renders[(VISITOR, ws, event.seq)] == 1
 
     run_async(scenario())
 
@@ -63,12 +63,9 @@ def test_an_event_nobody_watches_is_not_rendered(app, ws, site, online):
     async def scenario():
         async with running_hub(app) as hub:
             assert (await anyio.to_thread.run_sync(guest.send, "unwatched")).status_code == 200
-            with connection():
-                event_id = ChatEvent.select(ChatEvent.id).order_by(ChatEvent.id.desc()).first().id
-            with anyio.fail_after(WAIT):
-                while hub.last_id < event_id:
-                    await asyncio.sleep(0.01)
-            assert hub.renders[(AGENT, event_id)] == hub.renders[(VISITOR, event_id)] == 0
+            await asyncio.sleep(0.3)  # several rounds of the watcher
+            assert not hub.renders and hub.read_back == 0  # not rendered, not even read
+            assert ws not in hub.cursor  # no stream here: the workspace is not followed
 
     run_async(scenario())
 

@@ -78,8 +78,8 @@ def test_purge_deletes_more_than_one_batch(app, ws, online):
             {"conversation": cid, "workspace_id": ws, "sender": "visitor", "body": f"bulk {cid}"}
             for cid in conv_ids]).execute()
         ChatEvent.insert_many([
-            {"workspace_id": ws, "conversation_id": cid, "kind": "message"}
-            for cid in conv_ids]).execute()
+            {"workspace_id": ws, "conversation_id": cid, "kind": "message", "seq": 1000 + seq}
+            for seq, cid in enumerate(conv_ids)]).execute()
 
     assert retention.purge_expired() == n
     assert count(Conversation) == 1
@@ -106,12 +106,16 @@ def test_stale_typing_and_read_events_and_presence_rows_are_swept(app, ws, site,
     with connection(), database.atomic():
         ChatEvent.delete().execute()
         ChatEvent.insert_many(
-            [{"workspace_id": ws, "conversation_id": conv, "kind": kind, "created_at": at}
-             for kind in ("typing", "read") for at in [stale] * 600]).execute()
+            [{"workspace_id": ws, "conversation_id": conv, "kind": kind, "created_at": at,
+              "seq": 1000 + seq}
+             for seq, (kind, at) in enumerate((kind, at) for kind in ("typing", "read")
+                                              for at in [stale] * 600)]).execute()
         ChatEvent.insert_many(
-            [{"workspace_id": ws, "conversation_id": conv, "kind": kind, "created_at": at}
-             for kind, at in [("typing", fresh), ("read", fresh), ("message", stale),
-                              ("status", stale), ("deleted", stale), ("visitor", stale)]]).execute()
+            [{"workspace_id": ws, "conversation_id": conv, "kind": kind, "created_at": at,
+              "seq": 5000 + seq}
+             for seq, (kind, at) in enumerate([
+                 ("typing", fresh), ("read", fresh), ("message", stale), ("status", stale),
+                 ("deleted", stale), ("visitor", stale)])]).execute()
         Presence.delete().execute()
         Presence.insert_many([
             {"kind": "agent", "workspace_id": ws, "subject_id": 1, "stream_id": "gone",

@@ -4,11 +4,12 @@ is one statement, the ticker forgets streams that have gone, and the hub stops e
 stream arrives at that very moment. (The figures themselves: tests/bench/stream_cost.py.)"""
 
 import asyncio
+import logging
 import threading
 
 from app.chat import live, streams
 from app.chat.models import Presence
-from app.db import connection, database
+from app.db import connection
 from app.widget import service as widget_service
 from tests.chat_fixtures import (  # noqa: F401  (fixtures: `site_fixture` is `site`)
     online_fixture,
@@ -34,14 +35,15 @@ def test_streams_opening_together_are_checked_and_replayed_in_one_thread_hop(app
         async with running_hub(app) as hub:
             opened = await asyncio.gather(*[
                 streams.admit(hub, 0, (Presence.VISITOR, ws, conv.id), check=check,
-                              conversation_id=conv.id) for _ in range(OPENING)])
+                              workspace_id=ws, conversation_id=conv.id) for _ in range(OPENING)])
             try:
                 # Each replayed the conversation's message; all checks ran in one thread.
                 assert all(any(b"before they open" in data for data in o.first) for o in opened)
                 assert len(threads) == OPENING and len(set(threads)) == 1
                 # A stream whose check says no is refused and leaves no subscriber behind.
                 refused.append(await streams.admit(hub, 0, (Presence.VISITOR, ws, conv.id),
-                                                   check=lambda: False, conversation_id=conv.id))
+                                                   check=lambda: False, workspace_id=ws,
+                                                   conversation_id=conv.id))
                 assert hub.subscriber_count == OPENING
             finally:
                 for o in opened:
@@ -52,17 +54,15 @@ def test_streams_opening_together_are_checked_and_replayed_in_one_thread_hop(app
     assert refused == [None]
 
 
-def test_a_presence_refresh_of_a_thousand_streams_is_one_update(app, ws):
+def test_a_presence_refresh_of_a_thousand_streams_is_one_update(app, ws, caplog):
     keys = [(Presence.VISITOR, ws, conversation_id) for conversation_id in range(1, 1001)]
     with connection():
         streams.write_presence("p1", keys, [])
         before = Presence.select(Presence.seen_at).where(Presence.subject_id == 1).scalar()
-        said = []
-        database.connection().set_trace_callback(said.append)
-        try:
+        caplog.clear()
+        with caplog.at_level(logging.DEBUG, logger="peewee"):  # every statement peewee runs
             streams.write_presence("p1", keys, [], refresh=True)
-        finally:
-            database.connection().set_trace_callback(None)
+        said = [record.msg[0] for record in caplog.records if record.name == "peewee"]
         statements = [s for s in said if s.split()[0] in ("INSERT", "UPDATE", "DELETE")]
         assert len(statements) == 1 and statements[0].startswith("UPDATE")
         assert Presence.select().where(Presence.seen_at > before).count() == 1000
@@ -75,10 +75,10 @@ def test_a_presence_refresh_of_a_thousand_streams_is_one_update(app, ws):
 
 def test_the_ticker_forgets_streams_that_have_gone(app, ws):
     async def scenario():
-        hub = live.Hub(app.config["DATABASE"], streams.fetch_after, streams.max_event_id)
-        kept = [hub.subscribe(workspace_id=ws, allowed=lambda: True) for _ in range(10)]
+        hub = live.Hub(app.config["DATABASE"], streams.fetch_after)
+        kept = [hub.subscribe(ws, allowed=lambda: True) for _ in range(10)]
         for _ in range(5000):  # browsers that came and went
-            hub.unsubscribe(hub.subscribe(workspace_id=ws, allowed=lambda: True))
+            hub.unsubscribe(hub.subscribe(ws, allowed=lambda: True))
         assert len(hub.agenda) < 1000  # not 10,000 entries of streams long gone
         assert set(kept) <= {entry[3] for entry in hub.agenda}  # the open ones stay on it
 
@@ -90,7 +90,7 @@ def test_hub_stops_even_when_a_stream_arrives_as_it_stops(app, ws):
     asyncio.wait_for may then swallow the cancellation): stop() must still return."""
 
     async def scenario():
-        hub = live.Hub(app.config["DATABASE"], streams.fetch_after, streams.max_event_id,
+        hub = live.Hub(app.config["DATABASE"], streams.fetch_after,
                        presence=streams.write_presence)
         await hub.start()
         await asyncio.sleep(0)  # the presence task now waits for an arrival
@@ -117,7 +117,7 @@ def test_a_visitor_stream_is_refused_when_its_ticket_does_not_hold(app, ws, site
     other, _, _ = ticketed(app, site, "theirs")
     with app.app_context(), connection():
         stranger = Visitor.get_by_id(Conversation.get_by_id(conv.id).visitor_id)
-        wrong_visitor = widget_service.stream_ticket(other.id, stranger)
+        wrong_visitor = widget_service.stream_ticket(other, stranger)
     with httpx.Client(base_url=served, timeout=WAIT) as http:
         assert http.get("/sse/visitor", params={"ticket": ticket + "x"}).status_code == 403
         assert http.get("/sse/visitor", params={"ticket": wrong_visitor}).status_code == 403

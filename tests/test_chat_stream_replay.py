@@ -32,12 +32,12 @@ WAIT = 5  # seconds: an upper bound for something that normally takes millisecon
 
 
 def visitor_message(app, conversation_id, body) -> int:
-    """Post as the visitor through the chat service; the message's event id."""
+    """Post as the visitor through the chat service; the message's event number (SSE id)."""
     with app.app_context(), connection():
         conv = Conversation.get_by_id(conversation_id)
         message = service.post_visitor_message(conv.site, conv.visitor, body)
         return ChatEvent.get((ChatEvent.kind == ChatEvent.MESSAGE)
-                             & (ChatEvent.ref_id == message.id)).id
+                             & (ChatEvent.ref_id == message.id)).seq
 
 
 def new_conversation(app, site, body):
@@ -45,9 +45,9 @@ def new_conversation(app, site, body):
     assert guest.send(body).status_code == 200
     conv = guest.conversation()
     with app.app_context(), connection():
-        ticket = widget_service.stream_ticket(conv.id, Conversation.get_by_id(conv.id).visitor)
+        ticket = widget_service.stream_ticket(conv, Conversation.get_by_id(conv.id).visitor)
         first = ChatEvent.get((ChatEvent.kind == ChatEvent.MESSAGE)
-                              & (ChatEvent.conversation_id == conv.id)).id
+                              & (ChatEvent.conversation_id == conv.id)).seq
     return conv, ticket, first
 
 

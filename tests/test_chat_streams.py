@@ -5,8 +5,9 @@ import asyncio
 import sqlite3
 
 import anyio
+import pytest
 
-from app.chat import live, render, service, streams
+from app.chat import events, live, render, service, streams
 from app.chat.live import AGENT, VISITOR
 from app.chat.models import ChatEvent, Conversation, Message, Presence
 from app.db import connection
@@ -45,13 +46,18 @@ def typing(app, conversation_id, actor):
     in_app(app, lambda: service.typing(Conversation.get_by_id(conversation_id), actor))
 
 
+def database_of(app) -> str:
+    return app.config.get("DATABASE_URL") or app.config["DATABASE"]
+
+
 class running_hub:
     """A started Hub, installed as this process's dispatcher, stopped on exit."""
 
     def __init__(self, app):
-        self.hub = live.Hub(app.config["DATABASE"], streams.fetch_after, streams.max_event_id,
+        self.hub = live.Hub(database_of(app), streams.fetch_after,
                             presence=streams.write_presence,
-                            render=render.Renderer(app).events)
+                            render=render.Renderer(app).events,
+                            redis_url=app.config.get("REDIS_URL"))
 
     async def __aenter__(self):
         await self.hub.start()
@@ -70,6 +76,38 @@ async def eventually(check):
             await asyncio.sleep(0.02)
 
 
+def follow(hub, workspace_id, conversation_id=None):
+    """Subscribe as a stream does (streams.admit): the hub follows the workspace from its
+    counter as it stands now."""
+    sub = hub.subscribe(workspace_id, conversation_id=conversation_id)
+    if not sub.known:
+        with connection():
+            hub.begin(workspace_id, streams.workspace_seq(workspace_id))
+    return sub
+
+
+def commit_elsewhere(app, workspace_id, conversation_id, kind="status") -> int:
+    """An event committed by another process (the Huey worker, a second web process): a
+    connection of its own, the event numbered as app/chat/events.py does, and no notify()."""
+    url = app.config.get("DATABASE_URL")
+    if url:
+        import psycopg
+
+        db, mark = psycopg.connect(url), "%s"
+    else:
+        db, mark = sqlite3.connect(app.config["DATABASE"]), "?"
+    try:
+        with db:
+            (seq,) = db.execute(events.NEXT.replace("?", mark), (workspace_id, 1)).fetchone()
+            db.execute("INSERT INTO chat_event (workspace_id, conversation_id, seq, kind, ref_id,"
+                       f" actor, created_at) VALUES ({mark}, {mark}, {mark}, {mark}, 0, '',"
+                       " CURRENT_TIMESTAMP)".replace("?", mark),
+                       (workspace_id, conversation_id, seq, kind))
+        return seq
+    finally:
+        db.close()
+
+
 async def take(sub, n):
     return [await asyncio.wait_for(sub.queue.get(), WAIT) for _ in range(n)]
 
@@ -85,9 +123,9 @@ def test_subscriber_receives_exactly_its_conversations_events_in_order(app, ws, 
 
     async def scenario():
         async with running_hub(app) as hub:
-            conv_sub = hub.subscribe(conversation_id=mine.id)
-            ws_sub = hub.subscribe(workspace_id=ws)
-            rival_sub = hub.subscribe(workspace_id=rival["ws"])
+            conv_sub = follow(hub, ws, mine.id)
+            ws_sub = follow(hub, ws)
+            rival_sub = follow(hub, rival["ws"])
 
             def write():
                 ids = [visitor_message(app, mine.id, "one")]
@@ -111,8 +149,8 @@ def test_subscriber_receives_exactly_its_conversations_events_in_order(app, ws, 
             [rival_row] = await take(rival_sub, 1)
             assert rival_row.conversation_id == theirs.id
             assert rival_sub.queue.empty()
-            ids = [r.id for r in workspace_rows]
-            assert ids == sorted(ids)
+            numbers = [r.seq for r in workspace_rows]
+            assert numbers == list(range(numbers[0], numbers[0] + 4))  # in order, no gaps
 
     run_async(scenario())
 
@@ -122,7 +160,7 @@ def test_hub_skips_events_from_before_it_started(app, ws, site, online):
 
     async def scenario():
         async with running_hub(app) as hub:
-            sub = hub.subscribe(conversation_id=conv.id)
+            sub = follow(hub, ws, conv.id)
             await anyio.to_thread.run_sync(typing, app, conv.id, Message.VISITOR)
             [row] = await take(sub, 1)
             assert row.kind == ChatEvent.TYPING  # not the older message event
@@ -135,25 +173,10 @@ def test_hub_notices_a_commit_by_another_connection_without_notify(app, ws, site
 
     async def scenario():
         async with running_hub(app) as hub:
-            sub = hub.subscribe(workspace_id=ws)
-
-            def insert_elsewhere():
-                # Another process (the Huey worker, a second web process): a plain sqlite3
-                # connection, and no notify() call.
-                db = sqlite3.connect(app.config["DATABASE"])
-                try:
-                    with db:
-                        cursor = db.execute(
-                            "INSERT INTO chat_event (workspace_id, conversation_id, kind, ref_id,"
-                            " actor, created_at) VALUES (?, ?, 'status', 0, '', datetime('now'))",
-                            (ws, conv.id))
-                    return cursor.lastrowid
-                finally:
-                    db.close()
-
-            event_id = await anyio.to_thread.run_sync(insert_elsewhere)
+            sub = follow(hub, ws)
+            seq = await anyio.to_thread.run_sync(commit_elsewhere, app, ws, conv.id)
             [row] = await take(sub, 1)
-            assert (row.id, row.kind, row.conversation_id) == (event_id, "status", conv.id)
+            assert (row.seq, row.kind, row.conversation_id) == (seq, "status", conv.id)
 
     run_async(scenario())
 
@@ -163,7 +186,7 @@ def test_hub_notices_the_service_writing_from_another_thread(app, ws, site, onli
 
     async def scenario():
         async with running_hub(app) as hub:
-            sub = hub.subscribe(conversation_id=conv.id)
+            sub = follow(hub, ws, conv.id)
             live.uninstall()  # so the service's notify() wakes nobody: only data_version tells
             message_id = await anyio.to_thread.run_sync(visitor_message, app, conv.id, "quiet")
             [row] = await take(sub, 1)
@@ -177,8 +200,8 @@ def test_unsubscribed_streams_get_nothing_more(app, ws, site, online):
 
     async def scenario():
         async with running_hub(app) as hub:
-            gone = hub.subscribe(conversation_id=conv.id)
-            stays = hub.subscribe(conversation_id=conv.id)
+            gone = follow(hub, ws, conv.id)
+            stays = follow(hub, ws, conv.id)
             hub.unsubscribe(gone)
             assert hub.subscriber_count == 1
             await anyio.to_thread.run_sync(typing, app, conv.id, Message.AGENT)
@@ -196,7 +219,8 @@ def test_unsubscribed_streams_get_nothing_more(app, ws, site, online):
 def test_replay_returns_only_later_events_in_scope(app, ws, site, online, rival):
     a = new_conversation(app, site, "a")
     b = new_conversation(app, site, "b")
-    cut = streams.max_event_id()
+    with connection():
+        cut = streams.workspace_seq(ws)
     visitor_message(app, a.id, "a again")
     typing(app, b.id, Message.VISITOR)
     visitor_message(app, rival["conversation"].id, "theirs")
@@ -207,21 +231,24 @@ def test_replay_returns_only_later_events_in_scope(app, ws, site, online, rival)
     workspace = streams.replay(cut, workspace_id=ws)
     assert [(r.conversation_id, r.kind) for r in workspace] == [
         (a.id, "message"), (b.id, "typing"), (a.id, "typing")]
-    assert all(r.id > cut for r in workspace)
-    assert [r.id for r in workspace] == sorted(r.id for r in workspace)
-    assert streams.replay(streams.max_event_id(), workspace_id=ws) == []
+    assert [r.seq for r in workspace] == [cut + 1, cut + 2, cut + 3]
+    with connection():
+        assert streams.replay(streams.workspace_seq(ws), workspace_id=ws) == []
     everything = streams.replay(0, workspace_id=ws)
     assert {r.workspace_id for r in everything} == {ws}
     assert len(everything) == 5
 
 
-def test_fetch_after_returns_every_workspace_in_id_order(app, ws, site, online, rival):
+def test_events_are_numbered_one_by_one_within_each_workspace(app, ws, site, online, rival):
     new_conversation(app, site)
-    rows = streams.fetch_after(0)
-    assert {r.workspace_id for r in rows} == {ws, rival["ws"]}
-    assert [r.id for r in rows] == sorted(r.id for r in rows)
-    assert streams.fetch_after(rows[-1].id) == []
-    assert streams.max_event_id() == rows[-1].id
+    new_conversation(app, site)
+    rows = streams.fetch_after(ws, 0)
+    assert {r.workspace_id for r in rows} == {ws}
+    assert [r.seq for r in rows] == list(range(1, len(rows) + 1))
+    assert [r.seq for r in streams.fetch_after(rival["ws"], 0)] == [1]  # its own numbers
+    assert streams.fetch_after(ws, rows[-1].seq) == []
+    with connection():
+        assert streams.workspace_seq(ws) == rows[-1].seq
 
 
 # --- a stream from start to end ----------------------------------------------------------------------
@@ -229,13 +256,15 @@ def test_fetch_after_returns_every_workspace_in_id_order(app, ws, site, online, 
 
 def test_visitor_stream_replays_then_follows_without_gaps_or_repeats(app, ws, site, online):
     conv = new_conversation(app, site, "before the stream")
-    first = streams.max_event_id()
+    with connection():
+        first = streams.workspace_seq(ws)
     visitor_message(app, conv.id, "missed while reconnecting")
 
     async def scenario():
         async with running_hub(app) as hub:
             presence = (Presence.VISITOR, ws, conv.id)
-            events = streams.follow(hub, after=first, presence=presence, conversation_id=conv.id)
+            events = streams.follow(hub, after=first, presence=presence, workspace_id=ws,
+                                    conversation_id=conv.id)
             try:
                 replayed = (await asyncio.wait_for(anext(events), WAIT)).decode()
                 assert "missed while reconnecting" in replayed
@@ -275,7 +304,7 @@ def sse_html(data: bytes | None) -> str | None:
 
 
 def render_event(app, audience, event_id):
-    """What the dispatcher sends `audience` for this event, as HTML."""
+    """What the dispatcher sends `audience` for this event (by row id), as HTML."""
     with connection():
         row = ChatEvent.get_by_id(event_id)
     [sse] = render.Renderer(app).events([(row, (audience,))])
@@ -361,7 +390,7 @@ def test_hub_stops_even_when_woken_at_the_moment_it_is_stopped(app, ws, site):
     (asyncio.wait_for in Python 3.11 may then swallow the cancellation) still stops it."""
 
     async def scenario():
-        hub = live.Hub(app.config["DATABASE"], streams.fetch_after, streams.max_event_id)
+        hub = live.Hub(database_of(app), streams.fetch_after)
         await hub.start()
         await asyncio.sleep(0)  # the dispatcher is now waiting for a wake-up or its next check
         hub.wake.set()  # a commit's notify() arrives...
@@ -396,8 +425,7 @@ def test_a_storm_of_arrivals_is_written_as_one_presence_round(app, ws, site):
             return Presence.select().where(Presence.kind == Presence.VISITOR).count()
 
     async def scenario():
-        hub = live.Hub(app.config["DATABASE"], streams.fetch_after, streams.max_event_id,
-                       presence=counted_presence)
+        hub = live.Hub(database_of(app), streams.fetch_after, presence=counted_presence)
         await hub.start()
         try:
             keys = [(Presence.VISITOR, ws, conversation_id) for conversation_id in range(1, 1001)]
@@ -416,6 +444,7 @@ def test_a_storm_of_arrivals_is_written_as_one_presence_round(app, ws, site):
     run_async(scenario())
 
 
+@pytest.mark.sqlite_only("FTS5's segments; PostgreSQL's search column needs no upkeep")
 def test_the_worker_merges_the_search_index_in_small_steps(app, auth, site, online):
     from app.db import database
     from jobs import chat as chat_jobs

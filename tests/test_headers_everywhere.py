@@ -75,7 +75,7 @@ def test_every_route_of_both_apps_answers_with_the_security_headers(app, user, o
         # What the walk cannot reach with dummy values: the visitor's stream with its ticket.
         conversation, visitor = owner_world["conversation"], owner_world["visitor"]
         with app.app_context():
-            ticket = widget_service.stream_ticket(conversation.id, visitor.record())
+            ticket = widget_service.stream_ticket(conversation, visitor.record())
         visitor_stream = head_of(http, "GET", f"/sse/visitor?ticket={ticket}", headers=HTTPS)
         check(visitor_stream, True, "visitor stream")
         frame = head_of(http, "GET", f"/widget/{visitor.site_key}", headers=HTTPS)

@@ -1,15 +1,20 @@
 """The per-process dispatcher: one reader of new chat events that fans them out to streams.
 
+Events are numbered per workspace in commit order (app/chat/events.py, `seq`), with no gaps;
+the hub keeps, for each workspace it has streams for, the number it has delivered up to, and
+hands every stream of that workspace the events after it, in order.
+
 This process's chat writes are handed over from memory once committed: the chat writer's
 batch renders its events on the event loop right after its commit and gives them to the hub
-(Hub.prepare, Hub.accept; app/chat/writer.py), and a write committed outside the writer
-does the same from its own thread (publish()). Nothing is read back for them. Other writes
-of this process commit, then call `notify()`, which wakes the dispatcher at once. Commits
-made by other processes (the Huey worker, a second web process) are noticed by watching
-`PRAGMA data_version` on a dedicated read-only connection: it changes whenever another
-connection commits and costs microseconds to read, so the dispatcher checks it every
-WATCH_INTERVAL (IDLE_INTERVAL once quiet) instead of every client polling the database, and
-reads and renders what is new. (PostgreSQL counterpart: LISTEN/NOTIFY.)
+(Hub.prepare, Hub.accept; app/chat/writer.py), and a write committed outside the writer does
+the same from its own thread (publish()). Nothing is read back for them; an event that
+arrives ahead of its predecessor waits for it (a gap: the dispatcher reads what fills it).
+Commits of other processes (the Huey worker, more web processes) are noticed by the watcher:
+on SQLite, `PRAGMA data_version` on a read-only connection of its own changes when any other
+connection commits and costs microseconds to read; on PostgreSQL, wake-ups over Redis
+pub/sub (app/chat/wakeups.py) and a poll of the workspaces' counters. Either way the
+dispatcher then asks the counters of the workspaces it watches which have moved on, and reads
+only those.
 """
 
 import asyncio
@@ -27,40 +32,73 @@ from collections import Counter, OrderedDict, defaultdict
 
 import anyio
 
+from app.chat import wakeups
+
 WATCH_INTERVAL = 0.05  # seconds between data_version checks while chats are active: this
 # process's own writes are published from memory (or wake the dispatcher at once), so the
 # watch is for other processes' writes only
-POLL_SECONDS = 1.0  # PostgreSQL's watcher (PollWatch): how often it asks
+POLL_SECONDS = 1.0  # PostgreSQL: how often the counters are asked while Redis is away ...
+SAFETY_POLL_SECONDS = 2.0  # ... and while its wake-ups arrive (one may be lost: at most once)
 IDLE_INTERVAL = 0.1  # ... and once nothing has changed for IDLE_AFTER seconds
 IDLE_AFTER = 5.0
 PRESENCE_EVERY = 15.0  # seconds between refreshes of this process's presence rows
 PRESENCE_GATHER = 0.1  # arrivals and leaves within this long are written together
 QUEUE_LIMIT = 2000  # a stream this far behind is dropped; its browser reconnects and replays
-RENDER_CACHE = 2048  # recent (audience, event id) renderings, for streams that replay them
+RENDER_CACHE = 2048  # recent (audience, workspace, seq) renderings, for streams that replay them
 TICK = 1.0  # seconds between the hub's heartbeat and permission-check rounds
 CHECK_BATCH = 200  # permission checks run together in one thread hop
+READ_LIMIT = 1000  # events read for one workspace in one go (the dispatcher, a replay)
+COUNTERS_PER_QUERY = 500  # workspaces whose counters one statement asks
 
 _hub = None
 _hub_lock = threading.Lock()
+_told = threading.local()  # (workspace, seq) numbered by this thread and not yet told
 log = logging.getLogger(__name__)
 
 
+def told(workspace_id: int, seq: int) -> None:
+    """An event numbered by this thread outside the chat writer (app/chat/events.py): other
+    processes hear of it at this thread's next notify() or publish(), once committed."""
+    pending = getattr(_told, "pending", None)
+    if pending is None:
+        pending = _told.pending = []
+    pending.append((workspace_id, seq))
+
+
+def _take_told() -> list:
+    pending = getattr(_told, "pending", None)
+    _told.pending = []
+    return pending or []
+
+
 def notify() -> None:
-    """Called after a commit, from any thread: wake this process's dispatcher if it runs."""
+    """Called after a commit, from any thread: wake this process's dispatcher if it runs (it
+    asks the counters of the workspaces it watches), and tell the other processes."""
+    wakeups.announce(_take_told())
     hub = _hub
     if hub is not None:
-        hub.wake_threadsafe()
+        hub.wake_threadsafe(check=True)
+
+
+def wake() -> None:
+    """Wake this process's dispatcher to ask the counters, telling no other process: for a
+    write whose transaction is still open (they hear of it at the thread's next notify(),
+    or find it at their next poll)."""
+    hub = _hub
+    if hub is not None:
+        hub.wake_threadsafe(check=True)
 
 
 class Written:
-    """An event this process has just committed, with what its write already holds (the
-    message object), so that it is published from memory instead of read back."""
-    __slots__ = ("id", "workspace_id", "conversation_id", "kind", "ref_id", "actor", "message",
+    """An event this process has just written, with what its write already holds (the message
+    object), so that it is published from memory instead of read back. `seq` is set when it is
+    numbered (app/chat/events.py)."""
+    __slots__ = ("seq", "workspace_id", "conversation_id", "kind", "ref_id", "actor", "message",
                  "conversation")
 
-    def __init__(self, id, workspace_id, conversation_id, kind, ref_id=None, actor="",
+    def __init__(self, seq, workspace_id, conversation_id, kind, ref_id=None, actor="",
                  message=None, conversation=None):
-        self.id, self.workspace_id, self.conversation_id = id, workspace_id, conversation_id
+        self.seq, self.workspace_id, self.conversation_id = seq, workspace_id, conversation_id
         self.kind, self.ref_id, self.actor, self.message = kind, ref_id, actor, message
         self.conversation = conversation  # with its visitor and site, as the write left it
 
@@ -68,10 +106,12 @@ class Written:
 def publish(written: list) -> None:
     """Called after the commit of a chat write made outside the chat writer's batch (which
     hands its events over itself), from the writing thread: render the events there, once per
-    audience watching, and hand them to this process's streams (see Hub.publish)."""
+    audience watching, and hand them to this process's streams (see Hub.publish); tell the
+    other processes."""
     hub = _hub
     if hub is not None and written:
-        hub.publish(written)
+        hub.publish(written)  # first: its numbers are then known here as on their way
+    wakeups.announce(_take_told())
 
 
 # --- inside the chat writer's batch (app/chat/writer.py) -----------------------------------
@@ -81,7 +121,7 @@ class Collector:
     __slots__ = ("written", "after")
 
     def __init__(self):
-        self.written = []  # live.Written, to publish once committed
+        self.written = []  # live.Written, numbered and stored right before the commit
         self.after = []  # callables, run once committed
 
 
@@ -98,9 +138,15 @@ def collecting(collector: Collector):
         _batch.collector = None
 
 
+def batching() -> bool:
+    """Whether this thread is running a chat writer batch's jobs."""
+    return getattr(_batch, "collector", None) is not None
+
+
 def deferred(written: list) -> bool:
-    """Inside a writer batch: keep `written` for the batch's publish after its commit (True).
-    Elsewhere False: the caller publishes itself."""
+    """Inside a writer batch: keep `written` for the batch, which numbers and stores them
+    right before its commit and publishes them after it (True). Elsewhere False: the caller
+    has stored them and publishes itself."""
     collector = getattr(_batch, "collector", None)
     if collector is None:
         return False
@@ -136,17 +182,17 @@ AGENT, VISITOR = "agent", "visitor"  # a workspace's streams are agents', a conv
 class Event:
     """A chat event as the dispatcher hands it out: the row's fields and `sse`, its bytes
     for each audience (None: nothing to show that audience). One object for every stream."""
-    __slots__ = ("id", "workspace_id", "conversation_id", "kind", "ref_id", "actor", "sse")
+    __slots__ = ("seq", "workspace_id", "conversation_id", "kind", "ref_id", "actor", "sse")
 
     def __init__(self, row, sse):
-        self.id, self.workspace_id, self.conversation_id = row.id, row.workspace_id, row.conversation_id
+        self.seq, self.workspace_id, self.conversation_id = row.seq, row.workspace_id, row.conversation_id
         self.kind, self.ref_id, self.actor = row.kind, row.ref_id, row.actor
         self.sse = sse
 
 
 class Subscriber:
     __slots__ = ("workspace_id", "conversation_id", "audience", "queue", "dropped", "allowed",
-                 "heartbeat", "beat_every", "beat_at", "check_every", "check_at")
+                 "heartbeat", "beat_every", "beat_at", "check_every", "check_at", "known")
 
     def __init__(self, workspace_id=None, conversation_id=None, allowed=None, heartbeat=None,
                  beat_every=15.0, check_every=15.0):
@@ -164,6 +210,9 @@ class Subscriber:
         self.beat_at = now + beat_every * random.uniform(0.5, 1.0)
         self.check_every = check_every
         self.check_at = now + check_every * random.uniform(0.5, 1.0)
+        # Whether the hub already followed its workspace when it subscribed (else the stream
+        # tells the hub where to start: see Hub.begin).
+        self.known = False
 
     def put(self, item) -> None:
         try:
@@ -172,40 +221,63 @@ class Subscriber:
             self.dropped = True  # the stream ends at its next item; its browser replays
 
 
+def _counters_sql(count: int, mark: str) -> str:
+    return ('SELECT "workspace_id", "seq" FROM "event_counter" WHERE "workspace_id" IN ('
+            + ", ".join([mark] * count) + ")")
+
+
 class FileWatch:
     """Another process's commits to the SQLite file: `PRAGMA data_version` on a read-only
     connection of its own changes when any other connection commits (~10 µs to ask)."""
 
-    every = (WATCH_INTERVAL, IDLE_INTERVAL)  # while active, once idle
+    mark = "?"
 
     def __init__(self, path: str):
         self.conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False,
                                     isolation_level=None)
+        # counters() runs in a worker thread: a hub stopping meanwhile must not close the
+        # connection under it.
+        self.lock = threading.Lock()
+
+    def every(self, idle: bool, pushed: bool) -> float:
+        return IDLE_INTERVAL if idle else WATCH_INTERVAL
 
     def version(self):
         return self.conn.execute("PRAGMA data_version").fetchone()[0]
 
-    def newest(self):
-        return self.conn.execute("SELECT max(id) FROM chat_event").fetchone()[0]
+    def counters(self, workspace_ids) -> dict:
+        """{workspace: its last event number} of `workspace_ids` (in a worker thread)."""
+        found = {}
+        ids = list(workspace_ids)
+        with self.lock:
+            for start in range(0, len(ids), COUNTERS_PER_QUERY):
+                chunk = ids[start:start + COUNTERS_PER_QUERY]
+                found.update(self.conn.execute(_counters_sql(len(chunk), self.mark),
+                                               chunk).fetchall())
+        return found
 
     def close(self):
-        self.conn.close()
+        with self.lock:
+            self.conn.close()
 
 
 class PollWatch(FileWatch):
-    """PostgreSQL has no data_version: the newest event id, asked every POLL_SECONDS on a
-    connection of its own, is the version. (Wake-ups over Redis between web processes are
-    still to come: until then another process's events arrive within POLL_SECONDS.)"""
+    """PostgreSQL has no data_version: the counters are asked every POLL_SECONDS on a
+    connection of its own, every SAFETY_POLL_SECONDS while Redis wake-ups arrive."""
 
-    every = (POLL_SECONDS, POLL_SECONDS)
+    mark = "%s"
 
     def __init__(self, url: str):
         import psycopg
 
         self.conn = psycopg.connect(url, autocommit=True)
+        self.lock = threading.Lock()
+
+    def every(self, idle: bool, pushed: bool) -> float:
+        return SAFETY_POLL_SECONDS if pushed else POLL_SECONDS
 
     def version(self):
-        return self.newest()
+        return None  # unknown: every round asks the counters
 
 
 def watcher(database: str):
@@ -213,14 +285,16 @@ def watcher(database: str):
 
 
 class Hub:
-    def __init__(self, database_path: str, fetch_after, max_id, presence=None, render=None):
+    def __init__(self, database_path: str, fetch_after, presence=None, render=None,
+                 redis_url=None):
         self.database_path = database_path
-        self.fetch_after = fetch_after  # (last_id) -> list of event rows, in a thread
-        self.max_id = max_id
+        # (workspace_id, after) -> that workspace's event rows after `after`, in order, at
+        # most READ_LIMIT; called in a worker thread.
+        self.fetch_after = fetch_after
         # [(row, audiences)] -> [{audience: SSE bytes or None}] (render.Renderer.events), called
         # by render() wherever events are rendered; None: events carry no bytes (hub-only tests).
         self.render_events = render
-        self.renders = Counter()  # (audience, event id) -> times rendered: once, if all is well
+        self.renders = Counter()  # (audience, workspace, seq) -> times rendered: once, if all is well
         # (process_id, keys to write, keys to delete) -> None, in a thread; see arrive().
         self.presence = presence
         self.process_id = secrets.token_hex(8)
@@ -229,21 +303,27 @@ class Hub:
         self.left = set()  # ... or deleted, by the next presence round
         self.presence_due = None
         self.tasks = []
-        self.by_workspace = defaultdict(set)
-        self.by_conversation = defaultdict(set)
-        self.last_id = 0
+        self.by_workspace = defaultdict(set)  # agents' streams
+        self.by_conversation = defaultdict(set)  # visitors' streams
+        self.watching = Counter()  # workspace -> this process's streams of it (both audiences)
+        self.cursor = {}  # workspace -> the last event number delivered to its streams
+        # Events published from memory that wait for an earlier number (another process's
+        # event, or another thread's publish still on its way): workspace -> {seq: Event}.
+        self.pending = defaultdict(dict)
+        self.announced = {}  # workspace -> the newest number a publish from memory brings
+        self.dirty = set()  # workspaces the dispatcher reads at its next round
+        self.check = False  # ... and whether it first asks every watched workspace's counter
         self.loop = None
         self.wake = None
         self.task = None
-        self.rendered = OrderedDict()  # (audience, event id) -> SSE bytes or None
+        self.rendered = OrderedDict()  # (audience, workspace, seq) -> SSE bytes or None
         self.agenda = []  # heap of the streams' next heartbeats and checks; see _due()
         self.stale = 0  # agenda entries of streams that have gone
         self.order = itertools.count()
-        # Events published from memory that wait for an earlier id (another process's event,
-        # or another thread's publish still on its way): event id -> Event.
-        self.pending = {}
         self.read_back = 0  # events the dispatcher read from the database and rendered itself
-        self.announced = 0  # the newest event id a publish from memory is bringing
+        self.listener = (wakeups.Listener(redis_url, self._woken, self._pushed)
+                         if redis_url and database_path.startswith("postgresql://") else None)
+        self.pushed = False  # Redis wake-ups are arriving
 
     # -- rendering: once per (event, audience) ----------------------------------------------------
     def render(self, wanted) -> list[dict]:
@@ -255,7 +335,7 @@ class Hub:
             return [{} for _ in wanted]
         for row, audiences in wanted:
             for audience in audiences:
-                self.renders[(audience, row.id)] += 1
+                self.renders[(audience, row.workspace_id, row.seq)] += 1
         # Only recent events are counted: a long-lived process must not keep a key per event
         # (a leak, and objects for every full garbage collection to walk).
         while len(self.renders) > 2 * RENDER_CACHE:
@@ -266,14 +346,14 @@ class Hub:
         """Keep recent renderings (on the loop), for streams that replay those events."""
         for event in events:
             for audience, data in event.sse.items():
-                self.rendered[(audience, event.id)] = data
+                self.rendered[(audience, event.workspace_id, event.seq)] = data
         while len(self.rendered) > RENDER_CACHE:
             self.rendered.popitem(last=False)
 
     def replay_rendered(self, rows, audience: str) -> list:
         """Bytes for each replayed row: the dispatcher's rendering when still kept, else
         rendered now. In a worker thread (a dict read is safe there: the loop only adds)."""
-        found = [self.rendered.get((audience, row.id), self) for row in rows]
+        found = [self.rendered.get((audience, row.workspace_id, row.seq), self) for row in rows]
         missing = [row for row, data in zip(rows, found, strict=True) if data is self]
         if missing:
             made = iter(self.render([(row, (audience,)) for row in missing]))
@@ -288,20 +368,26 @@ class Hub:
         visitor = bool(self.by_conversation.get(row.conversation_id))
         return (AGENT,) * agent + (VISITOR,) * visitor
 
-    def _fetch_rendered(self, last_id: int) -> list[Event]:
-        rows = self.fetch_after(last_id)
+    def _fetch_rendered(self, wanted: dict):
+        """In a worker thread: each workspace's events after its number in `wanted`, rendered
+        (those published from memory are already); and the workspaces with more to read."""
+        rows, more = [], set()
+        for workspace_id, after in wanted.items():
+            found = self.fetch_after(workspace_id, after)
+            rows += found
+            if len(found) >= READ_LIMIT:
+                more.add(workspace_id)
         # An event published from memory is already rendered: only the rest is (a dict read
         # from this thread is safe; the loop only adds and removes whole entries).
-        known = {row.id: self._published(row) for row in rows}
-        fresh = [row for row in rows if known[row.id] is None]
+        known = [self._published(row) for row in rows]
+        fresh = [row for row, event in zip(rows, known, strict=True) if event is None]
         self.read_back += len(fresh)
         made = iter(self.render([(row, self._audiences(row)) for row in fresh]))
-        return [known[row.id] or Event(row, next(made)) for row in rows]
+        return [event or Event(row, next(made)) for row, event in zip(rows, known, strict=True)], more
 
     def _published(self, row):
-        """The Event published from memory for this row, if one is waiting (and is this very
-        row: an id whose transaction was undone can be taken by another event)."""
-        event = self.pending.get(row.id)
+        """The Event published from memory for this row, if one is waiting."""
+        event = self.pending.get(row.workspace_id, {}).get(row.seq)
         if event is not None and (event.kind, event.ref_id, event.conversation_id) == (
                 row.kind, row.ref_id, row.conversation_id):
             return event
@@ -309,8 +395,8 @@ class Hub:
 
     # -- publishing from memory ------------------------------------------------------------------
     def publish(self, written: list) -> None:
-        """From the thread that committed `written` (live.Written, ids ascending): render each
-        event once per audience watching, then hand them to the loop. No read back, no hop."""
+        """From the thread that committed `written` (live.Written, numbered): render each event
+        once per audience watching, then hand them to the loop. No read back, no hop."""
         events = self.prepare(written)
         if events:
             try:
@@ -324,49 +410,79 @@ class Hub:
         Called by the chat writer on the loop right after its batch's commit, and by publish()."""
         if self.loop is None or not written:
             return []
+        written = [row for row in written if row.workspace_id in self.watching]
+        if not written:
+            return []
         # Announced before rendering, so that the watcher, seeing the commit meanwhile, leaves
-        # these to this publish instead of reading them back (an int store is atomic).
-        self.announced = max(self.announced, max(row.id for row in written))
-        written = sorted(written, key=lambda row: row.id)
+        # these to this publish instead of reading them back.
+        for row in written:
+            if row.seq > self.announced.get(row.workspace_id, 0):
+                self.announced[row.workspace_id] = row.seq
         wanted = [(row, self._audiences(row)) for row in written]
         try:
             return [Event(row, sse) for row, sse in zip(written, self.render(wanted), strict=True)]
         except Exception:
             log.exception("chat event not rendered from memory; the dispatcher reads it")
-            self.wake_threadsafe()
+            self.wake_threadsafe(check=True)
             return []
 
     def accept(self, events: list) -> None:
+        """On the loop: events published from memory, delivered in each workspace's order."""
+        touched = set()
         for event in events:
-            if event.id > self.last_id:
-                self.pending[event.id] = event
-        if self._drain():
+            workspace_id = event.workspace_id
+            if workspace_id not in self.watching:
+                continue
+            if event.seq > self.cursor.get(workspace_id, -1):
+                self.pending[workspace_id][event.seq] = event
+                touched.add(workspace_id)
+        gaps = [workspace_id for workspace_id in touched if self._drain(workspace_id)]
+        if gaps:
+            self.dirty.update(gaps)
             self.wake.set()  # a gap: the dispatcher reads what fills it
 
-    def _drain(self) -> bool:
-        """Deliver pending events while they follow on from the last one delivered. A gap (an
-        event of another process, or another thread's publish not arrived yet) is left to the
-        dispatcher, which reads it and delivers everything in order: nothing skipped."""
-        while (event := self.pending.get(self.last_id + 1)) is not None:
+    def _drain(self, workspace_id) -> bool:
+        """Deliver a workspace's pending events while they follow on from the last one
+        delivered; True when some are left behind a gap (an event of another process, or
+        another thread's publish not arrived yet), which the dispatcher reads and fills:
+        nothing skipped. A workspace whose start is not known yet waits (see begin)."""
+        pending = self.pending.get(workspace_id)
+        if not pending:
+            self.pending.pop(workspace_id, None)
+            return False
+        cursor = self.cursor.get(workspace_id)
+        if cursor is None:
+            return False
+        while (event := pending.get(cursor + 1)) is not None:
             if any(a not in event.sse for a in self._audiences(event)):
                 break  # a stream subscribed since it was rendered: the dispatcher renders it
-            del self.pending[event.id]
+            del pending[event.seq]
             self._deliver([event])
-        return bool(self.pending)
+            cursor = event.seq
+        for seq in [seq for seq in pending if seq <= cursor]:
+            del pending[seq]
+        if not pending:
+            del self.pending[workspace_id]
+            return False
+        return True
 
     def _deliver(self, events: list) -> None:
         self.remember(events)
         for event in events:
-            self.last_id = event.id
+            self.cursor[event.workspace_id] = event.seq
             for sub in self.by_workspace.get(event.workspace_id, ()):
                 sub.put(event)
             for sub in self.by_conversation.get(event.conversation_id, ()):
                 sub.put(event)
 
     # -- subscribers ---------------------------------------------------------------------------
-    def subscribe(self, workspace_id=None, conversation_id=None, **timers) -> Subscriber:
-        """`timers`: allowed, heartbeat, beat_every, check_every (see Subscriber)."""
+    def subscribe(self, workspace_id, conversation_id=None, **timers) -> Subscriber:
+        """A stream of a workspace (an agent's) or of one of its conversations (a visitor's).
+        `timers`: allowed, heartbeat, beat_every, check_every (see Subscriber). Unless its
+        `known` is true, the stream must tell begin() where its replay starts."""
         sub = Subscriber(workspace_id, conversation_id, **timers)
+        sub.known = workspace_id in self.cursor
+        self.watching[workspace_id] += 1
         if conversation_id is not None:
             self.by_conversation[conversation_id].add(sub)
         else:
@@ -376,24 +492,50 @@ class Hub:
             self._due(sub.check_at, CHECK, sub)
         return sub
 
+    def begin(self, workspace_id: int, seq: int) -> int:
+        """A stream that subscribed while this hub did not follow `workspace_id` read the
+        workspace's counter (`seq`) before its replay: the hub follows on from there, unless
+        another stream started it already. Returns where the hub follows from; when that is
+        past `seq`, the stream replays again up to it (what lies between was committed before
+        the other stream's start, so its replay finds it)."""
+        if workspace_id not in self.watching:
+            return seq
+        if workspace_id not in self.cursor:
+            self.cursor[workspace_id] = seq
+            self._drain(workspace_id)
+            # Committed by another process while nobody followed the workspace here: the
+            # counters tell (asked, not read: what this process publishes is on its way).
+            if self.wake is not None:
+                self._wake(True)
+        return self.cursor[workspace_id]
+
     def _due(self, at: float, what: int, sub: Subscriber) -> None:
         # The ticker's agenda: (due time, order, what, subscriber). A stream that has gone is
         # dropped when its entry comes up (see tick), not searched for when it leaves.
         heapq.heappush(self.agenda, (at, next(self.order), what, sub))
 
+    def _group(self, sub: Subscriber):
+        return (self.by_conversation.get(sub.conversation_id) if sub.conversation_id is not None
+                else self.by_workspace.get(sub.workspace_id))
+
     def subscribed(self, sub: Subscriber) -> bool:
-        group = (self.by_conversation.get(sub.conversation_id) if sub.conversation_id is not None
-                 else self.by_workspace.get(sub.workspace_id))
+        group = self._group(sub)
         return group is not None and sub in group
 
     def unsubscribe(self, sub: Subscriber) -> None:
-        group = (self.by_conversation.get(sub.conversation_id) if sub.conversation_id is not None
-                 else self.by_workspace.get(sub.workspace_id))
+        group = self._group(sub)
         if group is not None and sub in group:
             group.discard(sub)
             if not group:
                 key = sub.conversation_id if sub.conversation_id is not None else sub.workspace_id
                 (self.by_conversation if sub.conversation_id is not None else self.by_workspace).pop(key, None)
+            self.watching[sub.workspace_id] -= 1
+            if self.watching[sub.workspace_id] <= 0:
+                # Nobody here follows it any more: forget it (a later stream starts it again).
+                del self.watching[sub.workspace_id]
+                for state in (self.cursor, self.pending, self.announced):
+                    state.pop(sub.workspace_id, None)
+                self.dirty.discard(sub.workspace_id)
             # Its agenda entries stay until due (minutes for a check); when they are most of the
             # agenda (many streams came and went), it is rebuilt without them, so streams that
             # have gone are not kept in memory.
@@ -402,7 +544,6 @@ class Hub:
                 self.agenda = [entry for entry in self.agenda if self.subscribed(entry[3])]
                 heapq.heapify(self.agenda)
                 self.stale = 0
-
     def subscribers(self):
         for group in (self.by_workspace, self.by_conversation):
             for subs in group.values():
@@ -544,22 +685,46 @@ class Hub:
                 answers.append(None)
         return answers
 
+
     # -- the loop ------------------------------------------------------------------------------
-    def wake_threadsafe(self) -> None:
+    def wake_threadsafe(self, check: bool = False) -> None:
+        """From any thread: wake the dispatcher; `check`: it first asks which watched
+        workspaces have moved on (a commit of this process it was not handed)."""
         if self.loop is not None and self.wake is not None:
             try:
-                self.loop.call_soon_threadsafe(self.wake.set)
+                self.loop.call_soon_threadsafe(self._wake, check)
             except RuntimeError:
                 pass  # the loop is closing
+
+    def _wake(self, check: bool) -> None:
+        self.check = self.check or check
+        self.wake.set()
+
+    def _woken(self, pairs) -> None:
+        """On the loop: a Redis wake-up (workspace, seq) from some process's commit. Only the
+        workspaces followed here, and only numbers not delivered or on their way, are read."""
+        for workspace_id, seq in pairs:
+            if workspace_id in self.cursor and seq > max(
+                    self.cursor[workspace_id], self.announced.get(workspace_id, 0)):
+                self.dirty.add(workspace_id)
+        if self.dirty:
+            self.wake.set()
+
+    def _pushed(self, connected: bool) -> None:
+        """The Redis subscription was made (True) or lost: either way, what may have been
+        missed meanwhile is asked for."""
+        self.pushed = connected
+        self._wake(True)
 
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
         self.wake = asyncio.Event()
         self.presence_due = asyncio.Event()
-        self.last_id = await anyio.to_thread.run_sync(self.max_id)
         self.task = asyncio.create_task(self.run(), name="chat-dispatcher")
         self.tasks = [asyncio.create_task(self.keep_presence(), name="chat-presence"),
                       asyncio.create_task(self.tick(), name="chat-ticker")]
+        if self.listener is not None:
+            self.tasks.append(asyncio.create_task(self.listener.run(), name="chat-wakeups"))
 
     async def stop(self) -> None:
         for task in self.tasks:
@@ -567,6 +732,8 @@ class Hub:
         for task in self.tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self.listener is not None:
+            await self.listener.close()
         if self.presence is not None:
             self.left.update(self.present)
             self.arrived.clear()
@@ -582,6 +749,11 @@ class Hub:
             except asyncio.CancelledError:
                 pass
 
+    def announce(self, events: list) -> None:
+        """On the loop, after the chat writer's commit: tell the other processes (Redis)."""
+        if self.listener is not None and events and self.loop is not None:
+            self.listener.publish(self.loop, [(e.workspace_id, e.seq) for e in events])
+
     async def run(self) -> None:
         watch = watcher(self.database_path)
         try:
@@ -590,31 +762,47 @@ class Hub:
             while True:
                 idle = time.monotonic() - last_change > IDLE_AFTER
                 try:
-                    await asyncio.wait_for(self.wake.wait(), watch.every[idle])
-                    woken = True
+                    await asyncio.wait_for(self.wake.wait(), watch.every(idle, self.pushed))
                 except TimeoutError:
-                    woken = False
+                    pass
                 self.wake.clear()
                 current = watch.version()
-                if not woken and current == version:
-                    continue
+                if current != version or current is None:
+                    self.check = True  # another process committed (or, unknown: ask)
                 version = current
-                if not woken and not self.pending:
-                    # Most commits seen here are this process's own chat writes, already
-                    # published from memory: read back only when an event is newer.
-                    if (watch.newest() or 0) <= max(self.last_id, self.announced):
-                        continue
+                if self.check:
+                    self.check = False
+                    if self.cursor:
+                        await self._ask_counters(watch)
+                if not self.dirty:
+                    continue
                 last_change = time.monotonic()
                 await self.dispatch()
         finally:
             watch.close()
 
+    async def _ask_counters(self, watch) -> None:
+        """Mark the watched workspaces whose counter is past what was delivered and what this
+        process's own publishes bring (most commits seen are this process's own chat writes,
+        already published from memory: nothing is read back for them)."""
+        counters = await anyio.to_thread.run_sync(watch.counters, list(self.cursor))
+        for workspace_id, seq in counters.items():
+            cursor = self.cursor.get(workspace_id)
+            if cursor is not None and seq > max(cursor, self.announced.get(workspace_id, 0)):
+                self.dirty.add(workspace_id)
+            elif cursor is not None and self.pending.get(workspace_id):
+                self.dirty.add(workspace_id)  # waiting on an event not read yet
+
     async def dispatch(self) -> None:
-        """Read what is new and render what was not published from memory once per audience
-        watching, in one thread hop; then hand every subscriber the same Event (the streams
-        write its bytes as they are)."""
-        while True:
-            events = await anyio.to_thread.run_sync(self._fetch_rendered, self.last_id)
+        """Read what is new in the dirty workspaces and render what was not published from
+        memory, once per audience watching, in one thread hop; then hand every subscriber the
+        same Event (the streams write its bytes as they are)."""
+        while self.dirty:
+            wanted = {w: self.cursor[w] for w in self.dirty if w in self.cursor}
+            self.dirty.clear()
+            if not wanted:
+                return
+            events, more = await anyio.to_thread.run_sync(self._fetch_rendered, wanted)
             late = [(event, audiences) for event in events
                     if (audiences := tuple(a for a in self._audiences(event) if a not in event.sse))]
             if late and self.render_events is not None:
@@ -622,15 +810,16 @@ class Hub:
                 made = await anyio.to_thread.run_sync(self.render, late)
                 for (event, _), sse in zip(late, made, strict=True):
                     event.sse.update(sse)
-            fetched = len(events)
-            self._deliver([event for event in events if event.id > self.last_id])
-            for event_id in [i for i in self.pending if i <= self.last_id]:
-                del self.pending[event_id]
-            self._drain()
-            # Anything still pending was committed after this read began: the watcher's next
-            # round (every WATCH_INTERVAL while something is pending) reads it.
-            if fetched < 500:
-                return
+            # Events of one workspace come in order; its cursor may have moved on meanwhile
+            # (publishes from memory), and a workspace nobody follows any more is skipped.
+            self._deliver([event for event in events
+                           if event.seq > self.cursor.get(event.workspace_id, float("inf"))])
+            for workspace_id in wanted:
+                if self._drain(workspace_id):
+                    # Still behind a gap after reading (its event committed after this read
+                    # began): asked again shortly.
+                    self.loop.call_later(WATCH_INTERVAL, self._wake, True)
+            self.dirty.update(w for w in more if w in self.cursor)
 
 
 def install(hub: Hub) -> None:

@@ -1,5 +1,6 @@
-"""Chat records. Every change a stream must show is also a ChatEvent row: the event id is the
-SSE id, so a reconnecting browser asks for exactly what it missed."""
+"""Chat records. Every change a stream must show is also a ChatEvent row: the event's number in
+its workspace (`seq`, see app/chat/events.py) is the SSE id, so a reconnecting browser asks for
+exactly what it missed."""
 
 
 from peewee import (
@@ -118,6 +119,9 @@ class ChatEvent(BaseModel):
 
     Rows point at messages by id and hold no text of their own, so deleting a conversation
     deletes its words everywhere; only a bare "deleted" marker stays for the live views.
+
+    `seq` numbers a workspace's events in the order they were committed (app/chat/events.py):
+    the SSE id and every stream's cursor. The row id only identifies the row.
     """
 
     id = IdNeverReused()
@@ -126,6 +130,7 @@ class ChatEvent(BaseModel):
 
     workspace_id = IntegerField()
     conversation_id = IntegerField()
+    seq = IntegerField()
     kind = CharField(max_length=16)
     ref_id = IntegerField(default=0)
     actor = CharField(max_length=16, default="")
@@ -133,7 +138,17 @@ class ChatEvent(BaseModel):
 
     class Meta:
         table_name = "chat_event"
-        indexes = ((("workspace_id", "id"), False), (("conversation_id", "id"), False))
+        indexes = ((("workspace_id", "seq"), True), (("conversation_id", "seq"), False))
+
+
+class EventCounter(BaseModel):
+    """The last event number given in each workspace (app/chat/events.py)."""
+
+    workspace_id = IntegerField(primary_key=True)
+    seq = IntegerField()
+
+    class Meta:
+        table_name = "event_counter"
 
 
 class Presence(BaseModel):
@@ -151,7 +166,8 @@ class Presence(BaseModel):
         indexes = ((("kind", "workspace_id", "seen_at"), False),)
 
 
-CHAT_MODELS = [Site, Visitor, Conversation, Message, Attachment, SavedReply, ChatEvent, Presence]
+CHAT_MODELS = [Site, Visitor, Conversation, Message, Attachment, SavedReply, ChatEvent, Presence,
+               EventCounter]
 
 # What migration 11 put in place of FTS_SQL's triggers: messages are indexed in steps after
 # they are written (app.chat.service.index_new_messages), so a deleted or edited message

@@ -210,7 +210,7 @@ class Renderer:
         out = {}
         for audience in audiences:
             make = self.agent_html if audience == AGENT else self.visitor_html
-            out[audience] = encode(make(row, conversation, message), row.id)
+            out[audience] = encode(make(row, conversation, message), row.seq)
         return out
 
     def agent_html(self, row, conversation, message) -> str | None:

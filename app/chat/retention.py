@@ -5,7 +5,7 @@ from datetime import timedelta
 
 from peewee import fn
 
-from app.chat import live
+from app.chat import events, live
 from app.chat.models import ChatEvent, Conversation, Presence
 from app.db import database, utcnow
 from app.widget.models import Site, Visitor
@@ -29,9 +29,8 @@ def purge_expired(now=None) -> int:
                 ChatEvent.delete().where(ChatEvent.conversation_id.in_(ids)).execute()
                 Conversation.delete().where(Conversation.id.in_(ids)).execute()
                 # Open inboxes and widgets drop them live, as for any other deletion.
-                ChatEvent.insert_many([
-                    {"workspace_id": c.workspace_id, "conversation_id": c.id,
-                     "kind": ChatEvent.DELETED, "actor": "retention"} for c in rows]).execute()
+                events.record([live.Written(None, c.workspace_id, c.id, ChatEvent.DELETED,
+                                            actor="retention") for c in rows])
             deleted += len(ids)
         # Visitors with nothing left and not seen within the window go as well.
         idle = Visitor.select(Visitor.id).where(

@@ -11,8 +11,16 @@ from peewee import JOIN, SQL, IntegrityError, fn
 from app import background
 from app.accounts.models import Membership, User
 from app.automations import service as automations
-from app.chat import files, live, notices
-from app.chat.models import Attachment, ChatEvent, Conversation, Message, Presence, SavedReply
+from app.chat import events, files, live, notices
+from app.chat.models import (
+    Attachment,
+    ChatEvent,
+    Conversation,
+    EventCounter,
+    Message,
+    Presence,
+    SavedReply,
+)
 from app.chat.text import MAX_CHARS, preview
 from app.db import Prepared, database, dialect, sql, utcnow
 from app.errors import RuleError
@@ -79,13 +87,13 @@ def update_visitor(visitor: Visitor, name: str, email: str) -> None:
     new_email = email.strip().lower()[:254]
     left_email = bool(new_email) and new_email != visitor.email
     visitor.name, visitor.email = name.strip()[:120], new_email
-    visitor.save(only=[Visitor.name, Visitor.email])
+    with database.atomic():
+        visitor.save(only=[Visitor.name, Visitor.email])
+        written = [events.new(conv.workspace_id, conv.id, ChatEvent.VISITOR)
+                   for conv in Conversation.select(Conversation.id, Conversation.workspace).where(
+                       Conversation.visitor == visitor)]
     widget.forget_visitor(visitor.id)  # a copy loaded before this save is not kept
-    for conv in Conversation.select(Conversation.id, Conversation.workspace).where(
-            Conversation.visitor == visitor):
-        ChatEvent.create(workspace_id=conv.workspace_id, conversation_id=conv.id,
-                         kind=ChatEvent.VISITOR)
-    live.after_commit(live.notify)
+    _publish(written)
     if left_email:
         site = Site.get_by_id(visitor.site_id)
         publish(site.workspace_id, "visitor_left_email", visitor, site,
@@ -159,8 +167,6 @@ def _count_visitor_message(site: Site) -> bool:
 INSERT_MESSAGE = ('INSERT INTO "message" ("conversation_id", "workspace_id", "sender", '
                   '"author_id", "body", "created_at", "over_limit", "client_id") '
                   'VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING "id"')
-INSERT_EVENT = ('INSERT INTO "chat_event" ("workspace_id", "conversation_id", "kind", "ref_id", '
-                '"actor", "created_at") VALUES (?, ?, ?, ?, ?, ?) RETURNING "id"')
 TOUCH_CONVERSATION = ('UPDATE "conversation" SET "last_activity_at" = ?, "last_preview" = ? '
                       'WHERE "id" = ? '
                       'RETURNING "unread_count", "status", "over_limit", "assignee_id"')
@@ -192,21 +198,20 @@ def _add_message(conversation, sender, body, upload, author=None, over_limit=Fal
     # The stream renders this very object (live.publish): its attachments are known here,
     # so the fragment does not ask the database for them again.
     message.__dict__["attachments"] = attachments
-    cursor = database.execute_sql(sql(INSERT_EVENT), (conversation.workspace_id, conversation.id,
-                                                 ChatEvent.MESSAGE, message.id, sender, str(now)))
-    message.event = live.Written(cursor.fetchone()[0], conversation.workspace_id, conversation.id,
-                                 ChatEvent.MESSAGE, message.id, sender, message)
+    message.event = events.new(conversation.workspace_id, conversation.id, ChatEvent.MESSAGE,
+                               message.id, sender, message)
     return message
 
 
 def _publish(written: list) -> None:
-    """Hand this write's events to the streams from memory, once committed. In the chat
-    writer's batch they are published after its commit; inside another caller's transaction
-    nothing is committed yet, so the dispatcher reads them after that commit instead."""
+    """Hand this write's events (events.new) to the streams from memory, once committed. In
+    the chat writer's batch they are numbered, stored and published by the batch around its
+    commit; inside another caller's transaction nothing is committed yet, so the dispatcher
+    reads them after that commit instead."""
     if live.deferred(written):
         return
     if database.in_transaction():
-        live.notify()
+        live.wake()
     else:
         live.publish(written)
 
@@ -255,11 +260,8 @@ def post_visitor_message(site: Site, visitor: Visitor, body: str, upload=None,
             conversation.assignee_id, conversation.status = assignee_id, Conversation.OPEN
             message.event.conversation = conversation
             if not was_open:
-                reopened = ChatEvent.create(workspace_id=conversation.workspace_id,
-                                            conversation_id=conversation.id, kind=ChatEvent.STATUS)
-                written.append(live.Written(reopened.id, conversation.workspace_id,
-                                            conversation.id, ChatEvent.STATUS,
-                                            conversation=conversation))
+                written.append(events.new(conversation.workspace_id, conversation.id,
+                                          ChatEvent.STATUS, conversation=conversation))
     except IntegrityError:
         # The same post, stored by a request that committed while this one waited for the
         # writer lock (the unique client id index): nothing of this attempt is kept.
@@ -354,9 +356,8 @@ def post_agent_reply(conversation: Conversation, user: User, body: str, upload=N
 
 
 def typing(conversation: Conversation, actor: str) -> None:
-    ChatEvent.create(workspace_id=conversation.workspace_id, conversation_id=conversation.id,
-                     kind=ChatEvent.TYPING, actor=actor)
-    live.notify()
+    _publish([events.new(conversation.workspace_id, conversation.id, ChatEvent.TYPING,
+                         actor=actor)])
 
 
 def mark_read(conversation: Conversation) -> None:
@@ -368,10 +369,10 @@ def mark_read(conversation: Conversation) -> None:
     with database.atomic():
         Conversation.update(unread_count=0, agent_read_message_id=last_id).where(
             Conversation.id == conversation.id).execute()
-        ChatEvent.create(workspace_id=conversation.workspace_id, conversation_id=conversation.id,
-                         kind=ChatEvent.READ, ref_id=last_id, actor=Message.AGENT)
+        event = events.new(conversation.workspace_id, conversation.id, ChatEvent.READ,
+                           ref_id=last_id, actor=Message.AGENT)
     conversation.unread_count, conversation.agent_read_message_id = 0, last_id
-    live.notify()
+    _publish([event])
 
 
 def set_status(conversation: Conversation, status: str) -> None:
@@ -379,10 +380,9 @@ def set_status(conversation: Conversation, status: str) -> None:
         raise ChatError("Unknown status.", status=400)
     with database.atomic():
         Conversation.update(status=status).where(Conversation.id == conversation.id).execute()
-        ChatEvent.create(workspace_id=conversation.workspace_id, conversation_id=conversation.id,
-                         kind=ChatEvent.STATUS)
+        event = events.new(conversation.workspace_id, conversation.id, ChatEvent.STATUS)
     was, conversation.status = conversation.status, status
-    live.notify()
+    _publish([event])
     if status == Conversation.RESOLVED and was != status:
         publish(conversation.workspace_id, "conversation_resolved", conversation.visitor,
                 conversation.site, conversation)
@@ -395,9 +395,8 @@ def assign(conversation: Conversation, assignee_id: int | None) -> None:
         raise ChatError("Choose a member of this workspace.", field="assignee")
     with database.atomic():
         Conversation.update(assignee=assignee_id).where(Conversation.id == conversation.id).execute()
-        ChatEvent.create(workspace_id=conversation.workspace_id, conversation_id=conversation.id,
-                         kind=ChatEvent.STATUS)
-    live.notify()
+        event = events.new(conversation.workspace_id, conversation.id, ChatEvent.STATUS)
+    _publish([event])
 
 
 def delete_conversation(conversation: Conversation, actor: str) -> None:
@@ -409,14 +408,14 @@ def delete_conversation(conversation: Conversation, actor: str) -> None:
     with database.atomic():
         ChatEvent.delete().where(ChatEvent.conversation_id == conversation.id).execute()
         conversation.delete_instance()  # messages and attachments cascade
-        ChatEvent.create(workspace_id=conversation.workspace_id, conversation_id=conversation.id,
-                         kind=ChatEvent.DELETED, actor=actor)
         if actor == Message.VISITOR and not Conversation.select().where(
                 Conversation.visitor == conversation.visitor_id).exists():
             Visitor.update(name="", email="", first_page_url="").where(
                 Visitor.id == conversation.visitor_id).execute()
+        event = events.new(conversation.workspace_id, conversation.id, ChatEvent.DELETED,
+                           actor=actor)  # last: the counter's row is held until the commit
     widget.forget_visitor(conversation.visitor_id)
-    live.notify()
+    _publish([event])
 
 
 # --- who is here -----------------------------------------------------------------------------------
@@ -510,13 +509,13 @@ def inbox(workspace_id: int, user: User, filter_: str = "open", page: int = 1):
     return rows[:INBOX_PAGE], len(rows) > INBOX_PAGE
 
 
-LAST_EVENT = Prepared(lambda ws_id: ChatEvent.select(ChatEvent.id).where(
-    ChatEvent.workspace_id == ws_id).order_by(ChatEvent.id.desc()).limit(1))
+LAST_EVENT = Prepared(lambda ws_id: EventCounter.select(EventCounter.seq).where(
+    EventCounter.workspace_id == ws_id).limit(1))
 
 
 def last_event_id(ws_id: int) -> int:
-    """The workspace's newest event id: a page rendered now shows everything up to it, and its
-    stream follows on from there."""
+    """The workspace's last event number: a page rendered now shows everything up to it, and
+    its stream follows on from there."""
     return LAST_EVENT.scalar(ws_id) or 0
 
 

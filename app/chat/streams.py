@@ -1,7 +1,7 @@
 """The two chat streams (an agent's workspace, a visitor's conversation) as async generators of
 SSE bytes.
 
-Each event's SSE id is the ChatEvent id. A browser that reconnects sends Last-Event-ID (or the
+Each event's SSE id is its number in its workspace (ChatEvent.seq, see app/chat/events.py). A browser that reconnects sends Last-Event-ID (or the
 page passes `after`, the last event it rendered), and the stream first replays what came
 after it from the database, then follows the hub, skipping anything already sent:
 nothing lost, nothing twice.
@@ -20,7 +20,7 @@ from starlette.responses import PlainTextResponse
 
 from app.accounts import sessions
 from app.chat import live, render
-from app.chat.models import ChatEvent, Presence
+from app.chat.models import ChatEvent, EventCounter, Presence
 from app.db import database, dialect, thread_connection, utcnow
 from app.paging import whole_number
 from app.widget import service as widget_service
@@ -33,24 +33,24 @@ VISITOR_HEARTBEAT_SECONDS = 30
 # A visitor's stream ends when its ticket expires (hours) or its conversation goes; checking that
 # every two minutes is plenty, and a thousand open widgets then cost ~8 checks a second.
 VISITOR_RECHECK_SECONDS = 120
-REPLAY_LIMIT = 1000
+REPLAY_LIMIT = live.READ_LIMIT
 
 
-def fetch_after(last_id: int):
+def fetch_after(workspace_id: int, after: int) -> list:
+    """The dispatcher's read (live.Hub.fetch_after): a workspace's events after `after`."""
+    return replay(after, workspace_id=workspace_id)
+
+
+def workspace_seq(workspace_id: int) -> int:
+    """The workspace's last event number: a stream that starts the hub's following of its
+    workspace reads it before its replay (live.Hub.begin)."""
     with thread_connection():
-        return list(ChatEvent.select(ChatEvent.id, ChatEvent.workspace_id, ChatEvent.conversation_id,
-                                     ChatEvent.kind, ChatEvent.ref_id, ChatEvent.actor)
-                    .where(ChatEvent.id > last_id).order_by(ChatEvent.id).limit(500).namedtuples())
-
-
-def max_event_id() -> int:
-    with thread_connection():
-        row = ChatEvent.select(ChatEvent.id).order_by(ChatEvent.id.desc()).first()
-        return row.id if row else 0
+        row = EventCounter.get_or_none(EventCounter.workspace_id == workspace_id)
+        return row.seq if row else 0
 
 
 class ReplayRow(NamedTuple):
-    id: int
+    seq: int
     workspace_id: int
     conversation_id: int
     kind: str
@@ -62,7 +62,7 @@ def _replay_statement(scope_field) -> str:
     """The replay query's SQL, built once by peewee (its public Query.sql()): every open runs
     it, and building it anew each time was a quarter of an open's CPU."""
     sql, params = (ChatEvent.select(*[getattr(ChatEvent, name) for name in ReplayRow._fields])
-                   .where((scope_field == -1) & (ChatEvent.id > -2)).order_by(ChatEvent.id)
+                   .where((scope_field == -1) & (ChatEvent.seq > -2)).order_by(ChatEvent.seq)
                    .limit(REPLAY_LIMIT).sql())
     if params[:2] != [-1, -2]:  # the two values replay() binds, in this order
         raise RuntimeError(f"unexpected replay parameters {params}")
@@ -195,7 +195,8 @@ class Opened:
 async def admit(hub, after: int, presence: tuple, check=None, heartbeat=None, allowed=None,
                 workspace_id=None, conversation_id=None, recheck_seconds=HEARTBEAT_SECONDS,
                 beat_every=HEARTBEAT_SECONDS):
-    """Open a stream: subscribe, then in one worker thread hop (shared with the other streams
+    """Open a stream of a workspace (an agent's) or of one of its conversations (a
+    visitor's): subscribe, then in one worker thread hop (shared with the other streams
     opening at that moment, see Batch) ask `check()` (false: refused, None is returned), render
     the first status line (`heartbeat`) and replay what came after `after`. Returns an Opened.
 
@@ -203,33 +204,43 @@ async def admit(hub, after: int, presence: tuple, check=None, heartbeat=None, al
     asked after check()).
 
     Subscribed before the replay query, so nothing falls between the two; replayed in pages
-    until caught up with what the subscription has queued. The hub's ticker then puts a
-    heartbeat in the queue every `beat_every` seconds and asks `allowed()` about every
-    `recheck_seconds`, putting END in the queue when it says no."""
-    sub = hub.subscribe(workspace_id=workspace_id, conversation_id=conversation_id,
+    until caught up with what the subscription has queued. When the hub did not follow the
+    workspace yet, the hop first reads the workspace's counter, and the hub follows on from
+    there (live.Hub.begin). The hub's ticker then puts a heartbeat in the queue every
+    `beat_every` seconds and asks `allowed()` about every `recheck_seconds`, putting END in
+    the queue when it says no."""
+    sub = hub.subscribe(workspace_id, conversation_id=conversation_id,
                         allowed=allowed, heartbeat=heartbeat, beat_every=beat_every,
                         check_every=recheck_seconds)
     audience = sub.audience
+
+    def replayed(last, first):
+        while True:
+            rows = replay(last, workspace_id, conversation_id)
+            for row, data in zip(rows, hub.replay_rendered(rows, audience), strict=True):
+                last = row.seq
+                if data is not None:
+                    first.append(data)
+            if len(rows) < REPLAY_LIMIT:
+                return last
 
     def opening():
         if check is not None and not check():
             return None
         first = [heartbeat()] if heartbeat is not None else []
-        last = after
-        while True:
-            rows = replay(last, workspace_id, conversation_id)
-            for row, data in zip(rows, hub.replay_rendered(rows, audience), strict=True):
-                last = row.id
-                if data is not None:
-                    first.append(data)
-            if len(rows) < REPLAY_LIMIT:
-                return first, last
+        start = None if sub.known else workspace_seq(workspace_id)  # before the replay
+        return first, replayed(after, first), start
 
     batch = _openings.get(hub)
     if batch is None:
         batch = _openings[hub] = Batch()
     try:
         done = await batch.run(opening)
+        if done is not None and done[2] is not None and hub.begin(workspace_id, done[2]) > done[2]:
+            # Another stream started the hub's following of this workspace past where this
+            # one's replay was sure to reach: replay again, up to now.
+            first, last, _ = done
+            done = first, await batch.run(lambda: replayed(last, first)), None
     except BaseException:
         hub.unsubscribe(sub)
         raise
@@ -239,7 +250,7 @@ async def admit(hub, after: int, presence: tuple, check=None, heartbeat=None, al
     if callable(presence):
         presence = presence()  # a key that check() has just learned
     hub.arrive(presence)
-    return Opened(hub, sub, presence, *done)
+    return Opened(hub, sub, presence, done[0], done[1])
 
 
 async def follow_opened(opened: Opened):
@@ -261,9 +272,9 @@ async def follow_opened(opened: Opened):
             if isinstance(item, live.Beat):
                 yield KEEP_ALIVE if item.data is None else item.data
                 continue
-            if item.id <= after:
+            if item.seq <= after:
                 continue  # already sent by the replay
-            after = item.id
+            after = item.seq
             if (data := item.sse.get(audience)) is not None:
                 yield data
     finally:
@@ -390,11 +401,16 @@ def routes(flask_app, hub) -> dict:
             fresh = None
             return scope is not None and scope[1] == conversation_id
 
-        opened = None
+        opened = workspace_id = None
         if isinstance(conversation_id, int):
+            workspace_id = claim.get("w")
+            if not isinstance(workspace_id, int):
+                # A ticket from before tickets named the workspace: checked first to learn it.
+                workspace_id = scope[0] if await anyio.to_thread.run_sync(check) else None
+        if isinstance(conversation_id, int) and workspace_id is not None:
             opened = await admit(
                 hub, parse_after(request), lambda: ("visitor", scope[0], conversation_id), check=check,
-                allowed=check, conversation_id=conversation_id,
+                allowed=check, workspace_id=workspace_id, conversation_id=conversation_id,
                 recheck_seconds=VISITOR_RECHECK_SECONDS,
                 beat_every=VISITOR_HEARTBEAT_SECONDS)
         if opened is None:

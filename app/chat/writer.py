@@ -31,7 +31,7 @@ import logging
 import anyio
 from peewee import OperationalError
 
-from app.chat import live
+from app.chat import events, live
 from app.db import PRAGMAS, database, dialect, one_writer, thread_connection
 
 log = logging.getLogger(__name__)
@@ -91,7 +91,7 @@ class Writer:
                         break
                     self.waits += 1
                     await asyncio.sleep(RETRY_SECONDS)
-                events, actions = outcome
+                ready, actions = outcome
                 if actions:
                     # After the commit, before the answers: when a sender hears "stored", what
                     # the write queued (an e-mail, an automation's run) is queued too.
@@ -102,9 +102,9 @@ class Writer:
                     raise
                 log.exception("chat writer: batch failed")
                 _fail(batch, exc)
-                events = []
-            if events and self.hub is not None:
-                self.hub.accept(events)  # in its stream before its sender's answer
+                ready = []
+            if ready and self.hub is not None:
+                self.hub.accept(ready)  # in its stream before its sender's answer
             _settle(batch)
 
     def _batch(self, batch: list):
@@ -131,6 +131,8 @@ class Writer:
                     try:
                         with live.collecting(collected):
                             self._jobs(batch, collected, connection)
+                        # Last, so the workspaces' counter rows are held for the least time.
+                        events.record(collected.written, tell=False)
                     except BaseException as exc:
                         transaction.__exit__(type(exc), exc, exc.__traceback__)
                         raise
@@ -145,9 +147,11 @@ class Writer:
                         connection.execute(patient)
                 self.batches += 1
                 self.written += len(batch)
-                events = self.hub.prepare(collected.written) if (
-                    self.hub is not None and collected.written) else []
-                return events, collected.after
+                if self.hub is None or not collected.written:
+                    return [], collected.after
+                ready = self.hub.prepare(collected.written)
+                self.hub.announce(collected.written)  # other processes: over Redis, if any
+                return ready, collected.after
         finally:
             writer.release()
 

@@ -19,13 +19,13 @@ def chat_context(site, visitor, **extra):
     messages = list(Message.select().where(Message.conversation == conv).order_by(Message.id)) if conv else []
     after = 0
     if conv is not None:
-        row = (ChatEvent.select(ChatEvent.id).where(ChatEvent.conversation_id == conv.id)
-               .order_by(ChatEvent.id.desc()).first())
-        after = row.id if row else 0
+        row = (ChatEvent.select(ChatEvent.seq).where(ChatEvent.conversation_id == conv.id)
+               .order_by(ChatEvent.seq.desc()).first())
+        after = row.seq if row else 0
     last_visitor = max((m.id for m in messages if m.sender == Message.VISITOR), default=0)
     context = dict(
         site=site, visitor=visitor, conversation=conv, messages=messages, after=after,
-        ticket=widget_service.stream_ticket(conv.id, visitor) if conv else None,
+        ticket=widget_service.stream_ticket(conv, visitor) if conv else None,
         away=not service.agents_online(site.workspace_id),
         seen=bool(conv and last_visitor and conv.agent_read_message_id >= last_visitor),
         form=WidgetMessageForm(formdata=None), profile_form=WidgetProfileForm(

@@ -118,9 +118,12 @@ def _opened_visitor_token(token: str) -> dict | None:
         return None
 
 
-def stream_ticket(conversation_id: int, visitor: Visitor) -> str:
-    """What goes in the visitor's stream URL instead of the token (URLs end up in logs)."""
-    return _signer("visitor-stream").dumps({"c": conversation_id, "v": visitor.public_id})
+def stream_ticket(conversation, visitor: Visitor) -> str:
+    """What goes in the visitor's stream URL instead of the token (URLs end up in logs): the
+    conversation, its workspace (the stream follows the workspace's events from the start,
+    before the ticket is checked against the database) and the visitor."""
+    return _signer("visitor-stream").dumps(
+        {"c": conversation.id, "w": conversation.workspace_id, "v": visitor.public_id})
 
 
 def read_stream_ticket(ticket: str) -> dict | None:

@@ -31,8 +31,8 @@ def pytest_configure(config):
 
 
 # The test modules proven on PostgreSQL + Redis so far: `pytest --engine=postgres` runs these
-# (the others are deselected, not skipped, and run on SQLite only). The chat's live delivery
-# tests are not there yet; the list grows as each area moves over.
+# (the others are deselected, not skipped, and run on SQLite only); the list grows as each area
+# moves over.
 POSTGRES_READY = {
     "test_accounts.py", "test_sessions.py", "test_team.py", "test_shared_mode.py",
     "test_postgres.py", "test_mail.py", "test_staff.py", "test_automation_runs.py",
@@ -46,6 +46,10 @@ POSTGRES_READY = {
     "test_chat_widget.py", "test_chat_dashboard.py", "test_chat_retention.py",
     # Search: accents folded, the last word as a prefix, highlights, one workspace's messages.
     "test_chat_search.py",
+    # Live delivery: the hub, the chat writer, the streams' replay and what opening one costs;
+    # events in commit order, wake-ups over Redis.
+    "test_chat_streams.py", "test_chat_publish.py", "test_chat_render_once.py",
+    "test_chat_writer.py", "test_chat_stream_open_idle.py", "test_chat_event_order.py",
     # An older database upgrades with its rows intact; two releases at once migrate once.
     "test_migrations_upgrade.py",
 }

@@ -38,8 +38,8 @@ def url() -> str | None:
     return _url
 
 
-def encode(pairs) -> bytes:
-    return " ".join([PROCESS_TAG, *(f"{workspace}:{seq}" for workspace, seq in pairs)]).encode()
+def encode(pairs, tag: str = PROCESS_TAG) -> bytes:
+    return " ".join([tag, *(f"{workspace}:{seq}" for workspace, seq in pairs)]).encode()
 
 
 def decode(payload) -> list[tuple[int, int]]:

@@ -88,8 +88,8 @@ def seed(data_dir: Path, visitors: int, extra_streams: int):
     first message would leave them), and stream tickets for `extra_streams` filled conversations.
     Tokens and tickets are signed by the app's own functions with the server's key."""
     from app import create_app
-    from app.chat import service
-    from app.chat.models import ChatEvent, Conversation, Message
+    from app.chat import events, live, service
+    from app.chat.models import Conversation, Message
     from app.db import connection, database
     from app.widget import service as widget_service
     from app.widget.models import Site, Visitor
@@ -108,17 +108,20 @@ def seed(data_dir: Path, visitors: int, extra_streams: int):
                                         unread_count=1)
                 m = Message.create(conversation=c, workspace_id=site.workspace_id, sender="visitor",
                                    body="Hello, a question about my parcel")
-                e = ChatEvent.create(workspace_id=site.workspace_id, conversation_id=c.id,
-                                     kind="message", ref_id=m.id, actor="visitor")
+                e = live.Written(None, site.workspace_id, c.id, "message", m.id, "visitor")
+                events.record([e], tell=False)
                 loaders.append(dict(token=widget_service.visitor_token(v), conversation=c.id,
-                                    path=f"/sse/visitor?ticket={widget_service.stream_ticket(c.id, v)}&after={e.id}"))
-        rows = list(Conversation.select(Conversation.id, Visitor.public_id).join(Visitor)
-                    .where(Conversation.id <= extra_streams).order_by(Conversation.id).tuples())
+                                    path=f"/sse/visitor?ticket={widget_service.stream_ticket(c, v)}&after={e.seq}"))
+        rows = list(Conversation.select(Conversation.id, Conversation.workspace, Visitor.public_id)
+                    .join(Visitor).where(Conversation.id <= extra_streams)
+                    .order_by(Conversation.id).tuples())
         last = dict(database.execute_sql(
-            "SELECT conversation_id, MAX(id) FROM chat_event WHERE conversation_id <= ? "
+            "SELECT conversation_id, MAX(seq) FROM chat_event WHERE conversation_id <= ? "
             "GROUP BY conversation_id", (extra_streams,)).fetchall())
-        for cid, public_id in rows:
-            ticket = widget_service.stream_ticket(cid, type("V", (), {"public_id": public_id})())
+        for cid, workspace_id, public_id in rows:
+            ticket = widget_service.stream_ticket(
+                type("C", (), {"id": cid, "workspace_id": workspace_id})(),
+                type("V", (), {"public_id": public_id})())
             extra.append(f"/sse/visitor?ticket={ticket}&after={last.get(cid, 0)}")
         # Indexed for search as the worker would have done within its minute: the searches
         # below measure a steady state, not the first catch-up after these inserts.

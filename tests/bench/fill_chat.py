@@ -189,8 +189,9 @@ def fill(path: Path, conversations: int, messages: int, seed: int = 7) -> None:
         db.executemany("INSERT INTO message (id, conversation_id, workspace_id, sender, author_id, "
                        f"body, created_at, over_limit{extra_message}) VALUES (?, ?, ?, ?, ?, ?, ?, 0"
                        f"{extra_values})", msgs)
-        db.executemany("INSERT INTO chat_event (id, workspace_id, conversation_id, kind, ref_id, "
-                       "actor, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)", events)
+        # One workspace: its events' numbers are their ids (app/chat/events.py).
+        db.executemany("INSERT INTO chat_event (id, seq, workspace_id, conversation_id, kind, "
+                       "ref_id, actor, created_at) VALUES (?1, ?1, ?2, ?3, ?4, ?5, ?6, ?7)", events)
         visitors.clear(), convs.clear(), msgs.clear(), events.clear()
 
     t0 = time.monotonic()
@@ -233,6 +234,8 @@ def fill(path: Path, conversations: int, messages: int, seed: int = 7) -> None:
             if message_id % 200_000 < batch + 20:
                 _log(f"{cid:,} conversations, {message_id:,} messages, {time.monotonic() - t0:.0f} s")
     flush()
+    db.execute("INSERT INTO event_counter (workspace_id, seq) VALUES (?, ?) ON CONFLICT "
+               "(workspace_id) DO UPDATE SET seq = excluded.seq", (WORKSPACE_ID, event_id))
     _log(f"rows written in {time.monotonic() - t0:.0f} s; indexing for search")
     db.execute("INSERT INTO message_fts(message_fts) VALUES ('rebuild')")
     # Everything is indexed now: the app's indexing steps start after the last message.

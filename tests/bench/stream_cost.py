@@ -30,7 +30,8 @@ IDLE_SECONDS = 20
 def seed(data: Path, n: int) -> list[str]:
     """The site and n conversations with one message each; each stream's path (ticket, after)."""
     from app import create_app
-    from app.chat.models import ChatEvent, Conversation, Message
+    from app.chat import events, live
+    from app.chat.models import Conversation, Message
     from app.db import connection, database
     from app.widget import service as widget_service
     from app.widget.models import Site, Visitor
@@ -47,9 +48,9 @@ def seed(data: Path, n: int) -> list[str]:
                                     last_preview=f"question {i}", unread_count=1)
             m = Message.create(conversation=c, workspace_id=site.workspace_id, sender="visitor",
                                body=f"question {i}")
-            e = ChatEvent.create(workspace_id=site.workspace_id, conversation_id=c.id,
-                                 kind="message", ref_id=m.id, actor="visitor")
-            paths.append(f"/sse/visitor?ticket={widget_service.stream_ticket(c.id, v)}&after={e.id}")
+            e = live.Written(None, site.workspace_id, c.id, "message", m.id, "visitor")
+            events.record([e], tell=False)
+            paths.append(f"/sse/visitor?ticket={widget_service.stream_ticket(c, v)}&after={e.seq}")
     database.close()
     return paths
 

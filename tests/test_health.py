@@ -135,17 +135,3 @@ def test_demo_command_runs_once(app):
     with connection():
         assert User.select().count() == 1
 
-
-def test_a_database_from_before_the_automations_step_upgrades_with_its_rows_intact(app, user):
-    """Step 6 adds columns to `workspace`, which memberships, sites and credentials point at."""
-    with connection():
-        for column in ("timezone", "run_log_days", "automations_paused"):
-            database.execute_sql(f'ALTER TABLE "workspace" DROP COLUMN "{column}"')
-        migrations.SchemaVersion.delete().where(migrations.SchemaVersion.version == 6).execute()
-        assert [name for _, name, _ in migrations.pending()] == ["automations"]
-        assert migrations.run() == ["0006_automations"]
-        row = database.execute_sql('SELECT "name", "timezone", "run_log_days", "automations_paused" '
-                                   'FROM "workspace"').fetchone()
-        memberships = database.execute_sql('SELECT COUNT(*) FROM "membership"').fetchone()[0]
-    assert row[1:] == ("UTC", 14, 0) and row[0]
-    assert memberships == 1

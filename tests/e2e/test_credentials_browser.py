@@ -28,3 +28,41 @@ def test_an_owner_adds_a_credential_and_sees_it_only_masked(page, verified_user)
     add.get_by_role("button", name="Encrypt and save").click()
     expect(page.get_by_text("Name the platform, e.g. HubSpot.")).to_be_visible()
     assert SECRET not in page.content()
+
+
+def test_the_credential_form_shows_only_the_fields_of_the_chosen_kind(page, verified_user):
+    log_in(page, verified_user("kinds"))
+    page.goto("/dashboard/credentials")
+    form = page.locator("#credential-form")
+    username, secret = form.get_by_label("Username (for a username and password)"), \
+        form.get_by_label("Secret: token, password or webhook URL")
+    refresh, others = form.get_by_label("Refresh token (for an OAuth pair)"), \
+        form.get_by_label("Other secrets, one “name = value” a line")
+
+    form.get_by_label("Kind").select_option(label="API token")  # the first kind
+    expect(secret).to_be_visible()
+    for hidden in (username, refresh, others):
+        expect(hidden).to_be_hidden()
+
+    form.get_by_label("Kind").select_option(label="Username and password")
+    expect(username).to_be_visible()
+    expect(secret).to_be_visible()
+    expect(refresh).to_be_hidden()
+
+    form.get_by_label("Kind").select_option(label="OAuth token pair")
+    expect(refresh).to_be_visible()
+    expect(username).to_be_hidden()
+
+    form.get_by_label("Kind").select_option(label="Other secrets (name = value lines)")
+    expect(others).to_be_visible()
+    for hidden in (username, secret, refresh):
+        expect(hidden).to_be_hidden()
+    assert_accessible(page)
+
+    # A refused save comes back as a new form (htmx): still only the chosen kind's fields.
+    form.get_by_label("Platform").fill("Shop")
+    form.get_by_label("Label").fill("keys")
+    form.get_by_role("button", name="Encrypt and save").click()
+    expect(page.get_by_text("Add at least one name = value line.")).to_be_visible()
+    expect(page.locator("#credential-form").get_by_label("Other secrets, one “name = value” a line")).to_be_visible()
+    expect(page.locator("#credential-form").get_by_label("Username (for a username and password)")).to_be_hidden()

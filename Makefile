@@ -57,9 +57,9 @@ run: demo
 	@echo "  Dashboard:       $(LUMNAR_BASE_URL)/dashboard"
 	@echo "  Demo shop:       $(LUMNAR_BASE_URL)/demo/shop   (the chat widget as visitors see it)"
 	@echo "  Outbox (e-mail): $(LUMNAR_BASE_URL)/dev/outbox"
-	@echo "  The demo login is printed above (on the first run only). Ctrl+C stops everything."
+	@echo "  Log in with the demo login printed above. Ctrl+C stops everything."
 	@echo
-	HOST=$(HOST) PORT=$(PORT) honcho start -f Procfile web worker
+	HOST=$(HOST) PORT=$(PORT) LUMNAR_WORKER_FLAGS=--quiet honcho start -f Procfile web worker
 
 # The whole suite on SQLite, then what is proven on PostgreSQL + Redis so far (tests/conftest.py
 # POSTGRES_READY) against real throwaway servers.

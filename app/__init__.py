@@ -154,13 +154,24 @@ def register_cli(app: Flask) -> None:
 
     @app.cli.command("demo")
     def demo_command():
-        """Create the demo account when the database has no users yet, and print its login."""
+        """Create the demo account when the database has no users yet, and print its login
+        (in development, on every start: it is a demo, kept in data/demo-login)."""
+        from app.accounts.models import User
         from app.widget import demo
 
+        kept = app.config["DATA_DIR"] / "demo-login"
+        development = app.config["ENV_NAME"] == "development"
         with db.connection():
             created = demo.create_demo()
+            if created is None and development and kept.exists():
+                email, _, password = kept.read_text().strip().partition(" ")
+                if User.by_email(email) is not None:
+                    created = email, password
         if created:
             email, password = created
+            if development and not kept.exists():
+                kept.touch(mode=0o600)
+                kept.write_text(f"{email} {password}\n")
             click.echo(f"demo login: {email} / {password}")
         else:
             click.echo("demo: the database already has users; log in with your own account")

@@ -128,10 +128,19 @@ def test_demo_command_creates_nothing_when_users_exist(app, user):
         assert User.by_email(service.DEMO_EMAIL) is None
 
 
-def test_demo_command_runs_once(app):
-    cli(app, "demo")
+def test_demo_command_creates_once_and_prints_the_demo_login_on_every_start(app):
+    first = cli(app, "demo")
     again = cli(app, "demo")
-    assert "already has users" in again.output
+    assert again.output == first.output  # `make run` shows the login each time: it is a demo
     with connection():
         assert User.select().count() == 1
+    kept = app.config["DATA_DIR"] / "demo-login"
+    assert kept.stat().st_mode & 0o077 == 0  # readable by its owner only
+
+
+def test_outside_development_the_demo_login_is_printed_once_and_not_kept(app, monkeypatch):
+    monkeypatch.setitem(app.config, "ENV_NAME", "production")
+    assert "demo login:" in cli(app, "demo").output
+    assert "already has users" in cli(app, "demo").output
+    assert not (app.config["DATA_DIR"] / "demo-login").exists()
 

@@ -233,12 +233,16 @@ def test_typing_is_recorded_only_inside_a_conversation(site, online, visitor):
 # --- away mode --------------------------------------------------------------------------------
 
 
-def test_while_the_team_is_away_a_message_without_email_is_refused(site, visitor):
-    before = chat_state()
+def test_while_the_team_is_away_a_message_without_email_is_kept_and_an_email_asked_for(
+        site, visitor, smtp):
+    # Refused until issue 13: the visitor's first words were lost. Kept now; the whole chat
+    # comes back asking where to answer (tests/test_widget_away.py has the rest).
     response = visitor.send("Anyone?")
-    assert response.status_code == 422
-    assert "The team is away: leave your e-mail so that we can answer you there." in text(response)
-    assert chat_state() == before
+    assert response.status_code == 200
+    assert get(Message).body == "Anyone?"
+    assert "We'll answer by e-mail." in text(response)
+    assert 'id="ask-email-input"' in text(response)
+    assert "Anyone?" in text_of(smtp.wait_for(OWNER, "New chat message on Shop"))
 
 
 def test_away_message_with_email_is_stored_and_the_team_is_emailed(site, agent, visitor, smtp):

@@ -38,6 +38,7 @@ EXEMPT = {
     "widget.message_create": VISITOR_HEADER,
     "widget.typing": VISITOR_HEADER,
     "widget.profile_update": VISITOR_HEADER,
+    "widget.email_update": VISITOR_HEADER,
     "widget.transcript": VISITOR_HEADER,
     "widget.conversation_delete": VISITOR_HEADER,
 }

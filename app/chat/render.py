@@ -153,17 +153,19 @@ class Renderer:
     # (rendering it each time was a tenth of a message's cost). A form shown again with what
     # was wrong is rendered in full.
     def compose(self, site, visitor, away: bool, errors=(), email="", body="",
-                client_id="") -> str:
-        """The widget's message form (the page's own partial)."""
+                client_id="", ask_email=False) -> str:
+        """The widget's message form (the page's own partial); `ask_email`: with the chat's
+        question for an e-mail address out of band (the team is away)."""
         if errors or email or body:
             return self.html("widget/_compose.html", site=site, visitor=visitor, away=away,
+                             ask_email_oob=ask_email,
                              form=Filled(errors, email=email, body=body, client_id=client_id))
-        key = ("compose", site.site_key, bool(visitor.email), away)
+        key = ("compose", site.site_key, bool(visitor.email), away, ask_email)
         text = self.forms.get(key)
         if text is None:
             text = self.keep(key, self.html(
                 "widget/_compose.html", site=site, visitor=visitor, away=away,
-                form=Filled((), email="", body="", client_id=ID_MARK)))
+                ask_email_oob=ask_email, form=Filled((), email="", body="", client_id=ID_MARK)))
         return text.replace(ID_MARK, client_id or secrets.token_urlsafe(16))
 
     def reply_form(self, conversation, saved: list, token: str) -> str:

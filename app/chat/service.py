@@ -283,7 +283,6 @@ def post_visitor_message(site: Site, visitor: Visitor, body: str, upload=None,
 
 TOO_FAST = "Too many attempts in a short time. Wait a minute, then send your message again."
 TOO_MANY_FILES = "Too many attempts in a short time. Wait a few minutes, then send the file again."
-AWAY_NEEDS_EMAIL = "The team is away: leave your e-mail so that we can answer you there."
 
 
 def send_visitor_message(site: Site, visitor: Visitor, body: str, filename: str = "",
@@ -291,8 +290,10 @@ def send_visitor_message(site: Site, visitor: Visitor, body: str, filename: str 
                          page_url: str = "", conversation: Conversation | None = None,
                          client_id: str = "") -> Message:
     """The one set of rules for a visitor's message, in the order they are told (text or file,
-    limits, details, away mode), whatever form it came in. Name and e-mail arrive checked by
-    WidgetMessageForm; a refusal is a ChatError and changes nothing.
+    limits, details), whatever form it came in. Name and e-mail arrive checked by
+    WidgetMessageForm; a refusal is a ChatError and changes nothing. Away mode refuses nothing:
+    with nobody online the message is kept (and the team e-mailed), and the chat then asks the
+    visitor where to answer (the widget's "We'll answer by e-mail").
 
     `client_id` (see client_id_from): a retry of a post already stored returns that message
     (`replayed`) before any rule, so that it is answered as the first was, whatever the limits
@@ -310,8 +311,6 @@ def send_visitor_message(site: Site, visitor: Visitor, body: str, filename: str 
         raise ChatError(TOO_FAST, status=429)
     if email or name:
         update_visitor(visitor, name or visitor.name, email or visitor.email)
-    elif not visitor.email and not agents_online(site.workspace_id):
-        raise ChatError(AWAY_NEEDS_EMAIL, field="email")
     return post_visitor_message(site, visitor, body, upload, page_url=page_url,
                                 conversation=conversation, client_id=client_id)
 

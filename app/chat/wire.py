@@ -291,10 +291,14 @@ class ChatWrites:
         """The message form, fresh, or as sent with what was wrong (then its client id kept:
         nothing was stored under it)."""
         fields = fields or {}
+        away = not service.agents_online(site.workspace_id)
         html = self.renderer.compose(
-            site, visitor, away=not service.agents_online(site.workspace_id), errors=errors,
+            site, visitor, away=away, errors=errors,
             email=(fields.get("email") or "").strip().lower(), body=fields.get("body") or "",
-            client_id=service.client_id_from(fields.get("client_id")) or fresh_id())
+            client_id=service.client_id_from(fields.get("client_id")) or fresh_id(),
+            # A message kept while nobody is online: the chat asks where to answer it (the
+            # team may have left after the conversation started, so the question comes along).
+            ask_email=status == 200 and away and not visitor.email)
         return Answer(status, [HTML], html.encode())
 
     def unavailable(self, scope) -> ThroughFlask:

@@ -75,3 +75,15 @@ class WidgetProfileForm(FlaskForm):
         DataRequired("Enter your e-mail address."),
         Email("Enter a valid e-mail address, like name@example.com.", check_deliverability=False),
         Length(max=254)], filters=lower)
+
+
+class WidgetEmailForm(FlaskForm):
+    """The e-mail the chat asks for while the team is away, to answer there."""
+
+    class Meta:
+        csrf = False
+
+    email = EmailField("Your e-mail address", validators=[
+        DataRequired("Enter your e-mail address, so that we can answer you."),
+        Email("Enter a valid e-mail address, like name@example.com.", check_deliverability=False),
+        Length(max=254)], filters=lower)

@@ -4,7 +4,7 @@ same for the Flask views and for the chat's own message route (app/chat/wire.py)
 from app.chat import service
 from app.chat.models import ChatEvent, Message
 from app.widget import service as widget_service
-from app.widget.forms import WidgetMessageForm, WidgetProfileForm
+from app.widget.forms import WidgetEmailForm, WidgetMessageForm, WidgetProfileForm
 
 
 def frame_csp(site) -> str:
@@ -23,10 +23,13 @@ def chat_context(site, visitor, **extra):
                .order_by(ChatEvent.seq.desc()).first())
         after = row.seq if row else 0
     last_visitor = max((m.id for m in messages if m.sender == Message.VISITOR), default=0)
+    away = not service.agents_online(site.workspace_id)
     context = dict(
         site=site, visitor=visitor, conversation=conv, messages=messages, after=after,
-        ticket=widget_service.stream_ticket(conv, visitor) if conv else None,
-        away=not service.agents_online(site.workspace_id),
+        ticket=widget_service.stream_ticket(conv, visitor) if conv else None, away=away,
+        # Their words are kept while nobody is online; then the chat asks where to answer.
+        ask_email=bool(away and conv and not visitor.email),
+        email_form=WidgetEmailForm(formdata=None),
         seen=bool(conv and last_visitor and conv.agent_read_message_id >= last_visitor),
         form=WidgetMessageForm(formdata=None), profile_form=WidgetProfileForm(
             formdata=None, name=visitor.name, email=visitor.email),

@@ -16,7 +16,7 @@ from app.mail import service as mail
 from app.rendering import go, render, render_form_errors
 from app.widget import service as widget_service
 from app.widget.demo import demo_site
-from app.widget.forms import SiteForm, WidgetProfileForm
+from app.widget.forms import SiteForm, WidgetEmailForm, WidgetProfileForm
 from app.widget.models import Site
 from app.widget.pages import chat_context, frame_csp
 
@@ -155,6 +155,20 @@ def profile_update(site, visitor):
         return render_form_errors("widget/_profile.html", None, form, site=site, profile_form=form)
     service.update_visitor(visitor, form.name.data or "", form.email.data)
     return render("widget/_profile.html", saved=True, site=site, profile_form=form)
+
+
+@bp.post("/widget/<site_key>/email")
+@limiter.limit("20 per hour", key_func=visitor_key)
+@widget_view(visitor=True)
+def email_update(site, visitor):
+    """The e-mail address the chat asked for while the team was away: their answers go there
+    (and the conversation's page shows it to the team at once)."""
+    form = WidgetEmailForm()
+    if not form.validate():
+        return render_form_errors("widget/_ask_email.html", None, form, site=site,
+                                  email_form=form, ask_email=True)
+    service.update_visitor(visitor, visitor.name, form.email.data)
+    return render("widget/_ask_email.html", site=site, saved_email=form.email.data)
 
 
 @bp.post("/widget/<site_key>/transcript")

@@ -6,6 +6,7 @@ from peewee import BooleanField, CharField, DateTimeField, ForeignKeyField, Inte
 
 from app.accounts.models import Workspace
 from app.db import BaseModel, utcnow
+from app.widget.names import friendly_name
 
 
 def new_site_key() -> str:
@@ -59,4 +60,6 @@ class Visitor(BaseModel):
 
     @property
     def label(self) -> str:
-        return self.name or self.email or f"Visitor {self.public_id[:6]}"
+        """What every screen calls the visitor: their name, else their e-mail, else their
+        friendly name ("Calm Otter", from the public id: the same everywhere, every time)."""
+        return self.name or self.email or friendly_name(self.public_id)

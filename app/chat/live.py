@@ -724,7 +724,7 @@ class Hub:
         self.tasks = [asyncio.create_task(self.keep_presence(), name="chat-presence"),
                       asyncio.create_task(self.tick(), name="chat-ticker")]
         if self.listener is not None:
-            self.tasks.append(asyncio.create_task(self.listener.run(), name="chat-wakeups"))
+            self.listener.start(self.loop)
 
     async def stop(self) -> None:
         for task in self.tasks:
@@ -733,7 +733,7 @@ class Hub:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         if self.listener is not None:
-            await self.listener.close()
+            self.listener.stop()
         if self.presence is not None:
             self.left.update(self.present)
             self.arrived.clear()
@@ -751,8 +751,8 @@ class Hub:
 
     def announce(self, events: list) -> None:
         """On the loop, after the chat writer's commit: tell the other processes (Redis)."""
-        if self.listener is not None and events and self.loop is not None:
-            self.listener.publish(self.loop, [(e.workspace_id, e.seq) for e in events])
+        if self.listener is not None and events:
+            self.listener.publish([(e.workspace_id, e.seq) for e in events])
 
     async def run(self) -> None:
         watch = watcher(self.database_path)

@@ -9,8 +9,8 @@ Redis is away, every few seconds as a safety net while it is there). On SQLite e
 shares one file, and `PRAGMA data_version` already tells a process about the others' commits.
 """
 
-import asyncio
 import logging
+import queue
 import secrets
 import threading
 import time
@@ -61,9 +61,12 @@ def decode(payload) -> list[tuple[int, int]]:
 def announce(pairs) -> None:
     """Publish `pairs` (workspace, seq) from a thread that has just committed them. Never
     raises: without Redis the other processes find the events at their next poll."""
+    if _url is not None and pairs:
+        _publish(encode(pairs))
+
+
+def _publish(payload: bytes) -> None:
     global _client, _quiet_until
-    if _url is None or not pairs:
-        return
     try:
         client = _client
         if client is None:
@@ -72,7 +75,7 @@ def announce(pairs) -> None:
             with _lock:
                 client = _client = _client or redis.Redis.from_url(
                     _url, socket_timeout=0.5, socket_connect_timeout=0.5)
-        client.publish(CHANNEL, encode(pairs))
+        client.publish(CHANNEL, payload)
     except Exception as exc:
         if time.monotonic() > _quiet_until:
             _quiet_until = time.monotonic() + 60
@@ -80,71 +83,74 @@ def announce(pairs) -> None:
 
 
 class Listener:
-    """The hub's side: an asyncio task that subscribes to the channel and calls
-    `on_wake(pairs)` on the loop for each message, `on_state(connected)` when the
-    subscription is made or lost. Reconnects after a second (then up to RETRY_MAX)."""
+    """The hub's side, in two daemon threads of its own with redis-py's blocking client (its
+    asyncio pub/sub can hang when cancelled mid-read, and a server that stops must never wait
+    on Redis): one subscribes to the channel and hands each message to the loop
+    (`on_wake(pairs)`), and `on_state(connected)` when the subscription is made or lost,
+    reconnecting after a second (then up to RETRY_MAX); the other publishes what the loop
+    queues (publish()), so the loop never waits on the network."""
 
     RETRY_MAX = 5.0
+    READ_SECONDS = 1.0  # a stopping listener notices within this long
 
     def __init__(self, redis_url: str, on_wake, on_state):
         self.url, self.on_wake, self.on_state = redis_url, on_wake, on_state
-        self.publisher = None
-        self.pending = set()  # publish tasks, kept referenced until done
+        self.loop = None
+        self.stopping = threading.Event()
+        self.outbox = queue.SimpleQueue()
 
-    async def run(self) -> None:
-        import redis.asyncio as aioredis
+    def start(self, loop) -> None:
+        self.loop = loop
+        threading.Thread(target=self._listen, name="chat-wakeups-in", daemon=True).start()
+        threading.Thread(target=self._send, name="chat-wakeups-out", daemon=True).start()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.outbox.put(None)
+
+    def publish(self, pairs) -> None:
+        """From the loop (the chat writer after its commit): published by the sending thread."""
+        if pairs and _url is not None:
+            self.outbox.put(encode(pairs))
+
+    def _send(self) -> None:
+        while (payload := self.outbox.get()) is not None:
+            _publish(payload)
+
+    def _tell(self, fn, arg) -> None:
+        try:
+            self.loop.call_soon_threadsafe(fn, arg)
+        except RuntimeError:  # the loop has closed
+            self.stopping.set()
+
+    def _listen(self) -> None:
+        import redis
 
         delay = 1.0
-        while True:
-            client = aioredis.Redis.from_url(self.url, socket_connect_timeout=2)
+        while not self.stopping.is_set():
+            client = redis.Redis.from_url(self.url, socket_connect_timeout=2)
+            connected = False
             try:
                 pubsub = client.pubsub(ignore_subscribe_messages=True)
-                await pubsub.subscribe(CHANNEL)
-                self.on_state(True)
+                pubsub.subscribe(CHANNEL)
+                connected = True
+                self._tell(self.on_state, True)
                 delay = 1.0
-                async for message in pubsub.listen():
-                    if message.get("type") == "message":
-                        self.on_wake(decode(message.get("data", b"")))
+                while not self.stopping.is_set():
+                    message = pubsub.get_message(timeout=self.READ_SECONDS)
+                    if message and message.get("type") == "message":
+                        pairs = decode(message.get("data", b""))
+                        if pairs:
+                            self._tell(self.on_wake, pairs)
             except Exception as exc:  # Redis away or restarting: poll meanwhile, then again
-                log.warning("chat wake-ups from Redis lost (polling meanwhile): %s", exc)
+                if not self.stopping.is_set():
+                    log.warning("chat wake-ups from Redis lost (polling meanwhile): %s", exc)
             finally:
-                self.on_state(False)
+                if connected:
+                    self._tell(self.on_state, False)
                 try:
-                    await client.aclose()
+                    client.close()
                 except Exception:
                     pass
-            await asyncio.sleep(delay)
+            self.stopping.wait(delay)
             delay = min(self.RETRY_MAX, delay * 2)
-
-    def publish(self, loop, pairs) -> None:
-        """From the loop (the chat writer after its commit): publish without waiting."""
-        if not pairs:
-            return
-        task = loop.create_task(self._publish(encode(pairs)))
-        self.pending.add(task)
-        task.add_done_callback(self.pending.discard)
-
-    async def _publish(self, payload: bytes) -> None:
-        global _quiet_until
-        try:
-            if self.publisher is None:
-                import redis.asyncio as aioredis
-
-                self.publisher = aioredis.Redis.from_url(
-                    self.url, socket_timeout=0.5, socket_connect_timeout=0.5)
-            await self.publisher.publish(CHANNEL, payload)
-        except Exception as exc:
-            self.publisher = None
-            if time.monotonic() > _quiet_until:
-                _quiet_until = time.monotonic() + 60
-                log.warning("chat wake-up not published (other processes poll instead): %s", exc)
-
-    async def close(self) -> None:
-        for task in list(self.pending):
-            task.cancel()
-        if self.publisher is not None:
-            try:
-                await self.publisher.aclose()
-            except Exception:
-                pass
-

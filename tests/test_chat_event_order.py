@@ -177,3 +177,37 @@ def test_without_redis_another_process_commit_is_found_by_the_poll(app, ws, site
             assert not hub.pushed
 
     run_async(scenario())
+
+
+def test_the_dispatcher_reconnects_when_its_database_connection_is_cut(app, ws, site, online,
+                                                                     slow_poll):
+    """PostgreSQL restarting, a proxy dropping idle connections: the watcher's connection is
+    cut under it; the hub connects again and delivers what was committed meanwhile."""
+    if dialect() != "postgres":
+        pytest.skip("a SQLite file has no connection to cut")
+    import psycopg
+
+    conv = new_conversation(app, site)
+
+    def cut_the_watcher() -> int:
+        with psycopg.connect(app.config["DATABASE_URL"], autocommit=True) as admin:
+            return len(admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                     "WHERE application_name = %s", (live.WATCH_NAME,)).fetchall())
+
+    async def scenario():
+        async with running_hub(app) as hub:
+            sub = follow(hub, ws)
+            with anyio.fail_after(WAIT):
+                while not hub.pushed:
+                    await asyncio.sleep(0.01)
+            assert await anyio.to_thread.run_sync(cut_the_watcher) == 1
+            seq = await anyio.to_thread.run_sync(commit_elsewhere, app, ws, conv.id)
+            client = redis.Redis.from_url(app.config["REDIS_URL"])
+            try:  # the wake-up arrives; the cut connection fails the read; the hub reconnects
+                client.publish(wakeups.CHANNEL, wakeups.encode([(ws, seq)], tag="elsewhere"))
+            finally:
+                client.close()
+            [row] = await take(sub, 1)
+            assert row.seq == seq
+
+    run_async(scenario())

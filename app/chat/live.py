@@ -49,6 +49,7 @@ TICK = 1.0  # seconds between the hub's heartbeat and permission-check rounds
 CHECK_BATCH = 200  # permission checks run together in one thread hop
 READ_LIMIT = 1000  # events read for one workspace in one go (the dispatcher, a replay)
 COUNTERS_PER_QUERY = 500  # workspaces whose counters one statement asks
+WATCH_NAME = "lumnar-chat-watch"  # PostgreSQL's application_name of the watcher's connection
 
 _hub = None
 _hub_lock = threading.Lock()
@@ -270,7 +271,8 @@ class PollWatch(FileWatch):
     def __init__(self, url: str):
         import psycopg
 
-        self.conn = psycopg.connect(url, autocommit=True)
+        # Named, so that an operator (or a test) can tell it apart in pg_stat_activity.
+        self.conn = psycopg.connect(url, autocommit=True, application_name=WATCH_NAME)
         self.lock = threading.Lock()
 
     def every(self, idle: bool, pushed: bool) -> float:
@@ -755,31 +757,45 @@ class Hub:
             self.listener.publish([(e.workspace_id, e.seq) for e in events])
 
     async def run(self) -> None:
-        watch = watcher(self.database_path)
+        watch = None
+        last_change = time.monotonic()
         try:
-            version = watch.version()
-            last_change = time.monotonic()
             while True:
-                idle = time.monotonic() - last_change > IDLE_AFTER
                 try:
-                    await asyncio.wait_for(self.wake.wait(), watch.every(idle, self.pushed))
-                except TimeoutError:
-                    pass
-                self.wake.clear()
-                current = watch.version()
-                if current != version or current is None:
-                    self.check = True  # another process committed (or, unknown: ask)
-                version = current
-                if self.check:
-                    self.check = False
-                    if self.cursor:
-                        await self._ask_counters(watch)
-                if not self.dirty:
-                    continue
-                last_change = time.monotonic()
-                await self.dispatch()
+                    if watch is None:
+                        # (Again after a failure: the database restarted, a connection broke.)
+                        watch = await anyio.to_thread.run_sync(watcher, self.database_path)
+                        version = watch.version()
+                        self.check = True  # whatever was missed meanwhile is asked for ...
+                        self.wake.set()  # ... at once
+                    idle = time.monotonic() - last_change > IDLE_AFTER
+                    try:
+                        await asyncio.wait_for(self.wake.wait(), watch.every(idle, self.pushed))
+                    except TimeoutError:
+                        pass
+                    self.wake.clear()
+                    current = watch.version()
+                    if current != version or current is None:
+                        self.check = True  # another process committed (or, unknown: ask)
+                    version = current
+                    if self.check:
+                        self.check = False
+                        if self.cursor:
+                            await self._ask_counters(watch)
+                    if not self.dirty:
+                        continue
+                    last_change = time.monotonic()
+                    await self.dispatch()
+                except Exception:
+                    # Streams wait meanwhile; nothing is lost: the cursors stay where they were.
+                    log.exception("chat dispatcher: reading events failed; trying again")
+                    if watch is not None:
+                        watch.close()
+                        watch = None
+                    await asyncio.sleep(1)
         finally:
-            watch.close()
+            if watch is not None:
+                watch.close()
 
     async def _ask_counters(self, watch) -> None:
         """Mark the watched workspaces whose counter is past what was delivered and what this

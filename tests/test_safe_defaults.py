@@ -208,5 +208,5 @@ def test_make_run_says_development_and_binds_to_loopback(clean_env):
     clean_env.setenv("HOST", "0.0.0.0")  # an exported HOST does not open the demo to the network
     printed = subprocess.run(["make", "-n", "-p", "run"], cwd=ROOT, capture_output=True,
                              text=True, check=True).stdout
-    assert "HOST=127.0.0.1 PORT=5000 honcho start -f Procfile web worker" in printed
+    assert "HOST=127.0.0.1 PORT=5000 LUMNAR_WORKER_FLAGS=--quiet honcho start -f Procfile web worker" in printed
     assert re.search(r"^run: LUMNAR_ENV = development$", printed, re.MULTILINE)

@@ -9,7 +9,8 @@ which also measures the load client's own ceiling.
 
 `python tests/bench/bench_chat.py [--quick] [--clients N] [--asgi module:app]`: progress on
 stderr, tables on stdout. --quick: small data set and short runs (under 3 minutes), for
-development; its figures are not the goals' conditions.
+development; its figures are not the goals' conditions. Given --workers N, --database-url or
+--redis-url, it hands over to bench_chat_cluster.py (several web processes on PostgreSQL + Redis).
 """
 
 import argparse
@@ -543,6 +544,11 @@ def ceiling_phase(p, loaders, clients) -> tuple[list, dict]:
 
 
 def main():
+    if any(arg.split("=", 1)[0] in ("--workers", "--database-url", "--redis-url") for arg in sys.argv[1:]):
+        # Several web processes on PostgreSQL + Redis (issue 12): the cluster benchmark.
+        from tests.bench import bench_chat_cluster
+
+        sys.exit(bench_chat_cluster.main())
     parser = argparse.ArgumentParser(description="Live chat benchmark.")
     parser.add_argument("--quick", action="store_true", help="small data set and short runs (< 3 min)")
     parser.add_argument("--clients", type=int, default=2, help="load client processes (default 2)")

@@ -18,7 +18,6 @@ def conversation_context(conv, **extra):
         reply_form=ReplyForm(formdata=None),
         visitor_form=VisitorForm(formdata=None, name=conv.visitor.name, email=conv.visitor.email),
         assign_form=assign_form,
-        saved=list(service.saved_replies(conv.workspace_id)),
         after=service.last_event_id(conv.workspace_id),
         unread=service.unread_total(conv.workspace_id),
     )

@@ -6,7 +6,7 @@ import weakref
 from datetime import timedelta
 
 from flask import current_app
-from peewee import JOIN, SQL, IntegrityError, fn
+from peewee import JOIN, SQL, Case, IntegrityError, fn
 
 from app import background
 from app.accounts.models import Membership, User
@@ -24,7 +24,6 @@ from app.chat.models import (
 from app.chat.text import MAX_CHARS, preview
 from app.db import Prepared, database, dialect, sql, utcnow
 from app.errors import RuleError
-from app.shortcache import cache_for
 from app.widget import limits
 from app.widget import service as widget
 from app.widget.models import Site, Visitor
@@ -71,12 +70,6 @@ AGENT_PRESENT = Prepared(lambda workspace_id, since: Presence.select(SQL("1")).w
 VISITOR_PRESENT = Prepared(lambda conversation_id, since: Presence.select(SQL("1")).where(
     (Presence.kind == Presence.VISITOR) & (Presence.subject_id == conversation_id)
     & (Presence.seen_at > since)).limit(1), arity=2)
-SAVED_REPLIES = Prepared(lambda workspace_id: SavedReply.select().where(
-    SavedReply.workspace == workspace_id).order_by(SavedReply.shortcut))
-
-
-def _cache():
-    return cache_for(current_app, "chat")
 
 
 def current_conversation(visitor: Visitor) -> Conversation | None:
@@ -359,12 +352,14 @@ def typing(conversation: Conversation, actor: str) -> None:
                          actor=actor)])
 
 
-def mark_read(conversation: Conversation) -> None:
+def mark_read(conversation: Conversation) -> bool:
+    """Everything the visitor wrote in it is read by the team; whether that changed anything
+    (False: it was read already, and no event is sent)."""
     last = (Message.select(Message.id).where(Message.conversation == conversation)
             .order_by(Message.id.desc()).first())
     last_id = last.id if last else 0
     if conversation.unread_count == 0 and conversation.agent_read_message_id >= last_id:
-        return
+        return False
     with database.atomic():
         Conversation.update(unread_count=0, agent_read_message_id=last_id).where(
             Conversation.id == conversation.id).execute()
@@ -372,6 +367,7 @@ def mark_read(conversation: Conversation) -> None:
                            ref_id=last_id, actor=Message.AGENT)
     conversation.unread_count, conversation.agent_read_message_id = 0, last_id
     _publish([event])
+    return True
 
 
 def set_status(conversation: Conversation, status: str) -> None:
@@ -680,26 +676,69 @@ def search(workspace_id: int, q: str, limit: int = 50):
 
 # --- saved replies ---------------------------------------------------------------------------------
 
+# A workspace may keep thousands of saved replies: nothing shows them all at once. The saved
+# replies page shows them a page at a time (searchable), the reply form none at all (agents
+# search them as they type: find_saved_replies), and saving one writes one row and reads none
+# of the others (the unique index on (workspace, shortcut) says whether its shortcut is taken).
+SAVED_REPLY_PAGE = 50
+SAVED_REPLY_MATCHES = 8
+SHORTCUT_TAKEN = "A saved reply with this shortcut exists already."
 
-def saved_replies(workspace_id: int):
-    return SAVED_REPLIES.rows(workspace_id)
+
+def saved_replies(workspace_id: int, q: str = "", page: int = 1, per_page: int = SAVED_REPLY_PAGE):
+    """One page of the workspace's saved replies, by shortcut, those matching `q` (in their
+    shortcut or text) only: (replies, whether more follow)."""
+    query = SavedReply.select().where(SavedReply.workspace == workspace_id)
+    q = q.strip().lstrip("/")
+    if q:
+        query = query.where(SavedReply.shortcut.contains(q) | SavedReply.body.contains(q))
+    page = max(1, page)
+    rows = list(query.order_by(SavedReply.shortcut).limit(per_page + 1)
+                .offset((page - 1) * per_page))
+    return rows[:per_page], len(rows) > per_page
 
 
-def saved_replies_cached(workspace_id: int) -> list:
-    """The workspace's saved replies for the reply form after each reply, from the short
-    cache: changed here, they are dropped from it at once (add_saved_reply, ...)."""
-    return _cache().get(("saved", workspace_id), lambda: list(saved_replies(workspace_id)),
-                        tag_of=lambda _: ("saved", workspace_id))
+def find_saved_replies(workspace_id: int, q: str, limit: int = SAVED_REPLY_MATCHES) -> list:
+    """What the reply form's picker offers for what the agent typed: shortcuts starting with
+    it first, then shortcuts or texts containing it; at most `limit`, whatever the list's
+    size (one query, ordered and cut by the database)."""
+    q = q.strip().lstrip("/")[:100]
+    query = SavedReply.select().where(SavedReply.workspace == workspace_id)
+    if not q:
+        return list(query.order_by(SavedReply.shortcut).limit(limit))
+    starts = SavedReply.shortcut.startswith(q)
+    return list(query.where(starts | SavedReply.shortcut.contains(q) | SavedReply.body.contains(q))
+                .order_by(Case(None, ((starts, 0),), 1), SavedReply.shortcut).limit(limit))
+
+
+def saved_reply_by_shortcut(workspace_id: int, shortcut: str) -> SavedReply | None:
+    """The saved reply that `/shortcut` typed in a reply stands for, if any."""
+    return SavedReply.get_or_none((SavedReply.workspace == workspace_id)
+                                  & (SavedReply.shortcut == shortcut.strip().lower()[:40]))
+
+
+NO_SAVED_REPLIES = ()
+
+
+def saved_replies_cached(workspace_id: int) -> tuple:
+    """What the chat's reply route (app/chat/wire.py) hands the fresh reply form after each
+    reply. The form no longer lists the saved replies (its picker asks for them as the agent
+    types), so there is nothing to read: always the same empty tuple, which also lets the
+    renderer keep one rendered form per conversation and token (render.Renderer.reply_form)."""
+    return NO_SAVED_REPLIES
 
 
 def add_saved_reply(workspace_id: int, shortcut: str, body: str) -> SavedReply:
-    reply = SavedReply.create(workspace=workspace_id, shortcut=shortcut, body=body)
-    _cache().drop(("saved", workspace_id))
-    return reply
+    """A new saved reply; a ChatError beside the shortcut when the workspace has one by that
+    name already (said by the unique index, inside a savepoint, without reading the list)."""
+    try:
+        with database.atomic():
+            return SavedReply.create(workspace=workspace_id, shortcut=shortcut, body=body)
+    except IntegrityError:
+        raise ChatError(SHORTCUT_TAKEN, status=422, field="shortcut") from None
 
 
 def delete_saved_reply(workspace_id: int, reply_id: int) -> bool:
     deleted = SavedReply.delete().where((SavedReply.id == reply_id)
                                         & (SavedReply.workspace == workspace_id)).execute()
-    _cache().drop(("saved", workspace_id))
     return bool(deleted)

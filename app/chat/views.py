@@ -1,7 +1,17 @@
 """Dashboard chat: inbox, search, a conversation and saved replies."""
 
 
-from flask import Blueprint, Response, abort, g, has_request_context, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    g,
+    has_request_context,
+    jsonify,
+    redirect,
+    request,
+    url_for,
+)
 from markupsafe import Markup, escape
 
 from app.accounts.models import User
@@ -150,23 +160,34 @@ def attachment_download(attachment_id):
 @bp.get("/saved-replies")
 @login_required
 def saved_replies():
-    return render("chat/saved_replies.html", replies=list(service.saved_replies(workspace_id())),
-                  form=SavedReplyForm(formdata=None))
+    q = request.args.get("q", "").strip()[:100]
+    page = page_arg()
+    replies, more = service.saved_replies(workspace_id(), q, page)
+    return render("chat/saved_replies.html", "chat/_saved_reply_list.html", replies=replies,
+                  more=more, q=q, page=page, form=SavedReplyForm(formdata=None))
 
 
 @bp.post("/saved-replies")
 @login_required
 def saved_reply_create():
     form = SavedReplyForm()
-    replies = list(service.saved_replies(workspace_id()))
-    page, fragment = "chat/saved_replies.html", "chat/_saved_reply_form.html"
-    if not form.validate_on_submit():
-        return render_form_errors(page, fragment, form, replies=replies, form=form)
-    if any(r.shortcut == form.shortcut.data for r in replies):
-        taken = ChatError("A saved reply with this shortcut exists already.", field="shortcut")
-        return render_form_errors(page, fragment, form, error=taken, replies=replies, form=form)
-    service.add_saved_reply(workspace_id(), form.shortcut.data, form.body.data)
-    return go(url_for("chat.saved_replies"))
+    error = None
+    if form.validate_on_submit():
+        try:
+            reply = service.add_saved_reply(workspace_id(), form.shortcut.data, form.body.data)
+        except ChatError as err:
+            error = err
+        else:
+            if not request.htmx:
+                return go(url_for("chat.saved_replies"))
+            # A fresh form, and the new reply put at the top of the list on the page: nothing
+            # else of the list is read or rendered again, however long it is.
+            return render("chat/_saved_reply_form.html", form=SavedReplyForm(formdata=None),
+                          added=reply)
+    # A refusal beside its field; the whole page (first page of the list) without htmx.
+    replies, more = ([], False) if request.htmx else service.saved_replies(workspace_id())
+    return render_form_errors("chat/saved_replies.html", "chat/_saved_reply_form.html", form,
+                              error=error, replies=replies, more=more, q="", page=1, form=form)
 
 
 @bp.post("/saved-replies/<int:reply_id>/delete")
@@ -174,7 +195,32 @@ def saved_reply_create():
 def saved_reply_delete(reply_id):
     if not service.delete_saved_reply(workspace_id(), reply_id):
         abort(404)
+    if request.htmx:
+        return Response("", 200)  # its row is swapped for nothing
     return go(url_for("chat.saved_replies"))
+
+
+@bp.get("/saved-replies/find")
+@login_required
+def saved_reply_find():
+    """The reply form's picker: the few saved replies matching what the agent typed, asked
+    for as they type (htmx). Without JavaScript, the saved replies page finds them."""
+    q = request.args.get("q", "")[:100]
+    if not request.htmx:
+        return redirect(url_for("chat.saved_replies", q=q.strip() or None))
+    return render("chat/_saved_reply_results.html", q=q.strip(),
+                  replies=service.find_saved_replies(workspace_id(), q),
+                  limit=service.SAVED_REPLY_MATCHES)
+
+
+@bp.get("/saved-replies/shortcut")
+@login_required
+def saved_reply_shortcut():
+    """The text that `/shortcut` typed in a reply stands for (static/js/dashboard.js)."""
+    reply = service.saved_reply_by_shortcut(workspace_id(), request.args.get("name", ""))
+    if reply is None:
+        abort(404)
+    return jsonify(shortcut=reply.shortcut, body=reply.body)
 
 
 @bp.app_template_filter("assignee_name")

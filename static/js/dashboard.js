@@ -2,7 +2,8 @@
    Enter to send, saved replies, "typing…" notices and marking an open conversation read. */
 (function () {
   "use strict";
-  var baseTitle = document.title.replace(/^\(\d+\)\s*/, "");
+  var PREFIX = /^\(\d+\)\s*/;
+  var baseTitle = document.title.replace(PREFIX, "");
 
   function updateTitle() {
     var badge = document.getElementById("unread-count");
@@ -11,6 +12,11 @@
   }
 
   document.addEventListener("htmx:sseMessage", updateTitle);
+  // A pane swapped in by htmx brings its own title (the conversation's visitor).
+  document.addEventListener("htmx:afterSettle", function () {
+    baseTitle = document.title.replace(PREFIX, "");
+    updateTitle();
+  });
 
   // Enter sends, Shift+Enter makes a new line.
   document.addEventListener("keydown", function (e) {
@@ -21,25 +27,80 @@
     }
   });
 
-  // Saved replies: pick from the list, or type /shortcut followed by a space.
-  document.addEventListener("change", function (e) {
-    var select = e.target;
-    if (!select.matches("select[data-saved-replies]") || !select.value) { return; }
+  // --- saved replies -------------------------------------------------------------------------
+  // The picker (templates/chat/_saved_reply_picker.html) asks for matches as the agent types;
+  // each match is a button. Here: put a match's text into the reply, and let the arrow keys
+  // go from the search field through the matches and back.
+
+  function insertReply(text) {
     var box = document.getElementById("reply-body");
-    box.value = box.value ? box.value + "\n" + select.value : select.value;
-    select.value = "";
+    if (!box) { return; }
+    box.value = box.value ? box.value.replace(/\s*$/, "") + "\n" + text : text;
     box.focus();
+    box.setSelectionRange(box.value.length, box.value.length);
+  }
+
+  function options() {
+    return Array.prototype.slice.call(document.querySelectorAll("#saved-results .saved-option"));
+  }
+
+  document.addEventListener("click", function (e) {
+    var option = e.target.closest && e.target.closest("#saved-results .saved-option");
+    if (!option) { return; }
+    insertReply(option.getAttribute("data-insert"));
+    var find = document.querySelector("[data-saved-find]");
+    if (find) { find.value = ""; }
+    document.getElementById("saved-results").replaceChildren();
   });
+
+  document.addEventListener("keydown", function (e) {
+    var t = e.target;
+    if (e.ctrlKey || e.metaKey || e.altKey || e.isComposing) { return; }
+    var list = options();
+    if (t.matches && t.matches("[data-saved-find]")) {
+      if (e.key === "ArrowDown" && list.length) { e.preventDefault(); list[0].focus(); }
+      // Enter with matches shown takes the first one.
+      if (e.key === "Enter" && list.length) { e.preventDefault(); list[0].click(); }
+      return;
+    }
+    var at = list.indexOf(t);
+    if (at === -1) { return; }
+    if (e.key === "ArrowDown" || e.key === "ArrowUp") {
+      e.preventDefault();
+      var next = at + (e.key === "ArrowDown" ? 1 : -1);
+      if (next < 0) {
+        document.querySelector("[data-saved-find]").focus();
+      } else if (next < list.length) {
+        list[next].focus();
+      }
+    } else if (e.key === "Escape") {
+      e.preventDefault();
+      document.querySelector("[data-saved-find]").focus();
+    }
+  });
+
+  // In the reply, "/shortcut" and a space puts that saved reply's text in its place.
+  var SHORTCUT = /(^|\s)\/([a-z0-9_-]+) $/i;
+
+  function expandShortcut(box) {
+    var m = box.value.match(SHORTCUT);
+    if (!m) { return; }
+    var typed = m[0].slice(m[1].length);
+    var url = "/dashboard/saved-replies/shortcut?name=" + encodeURIComponent(m[2].toLowerCase());
+    fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (answer) { return answer.ok ? answer.json() : null; })
+      .then(function (reply) {
+        // Only if the reply still ends with what was typed (the agent may have gone on).
+        if (!reply || !box.value.endsWith(typed)) { return; }
+        box.value = box.value.slice(0, box.value.length - typed.length) + reply.body;
+      }, function () {});
+  }
 
   var lastTyping = 0;
   document.addEventListener("input", function (e) {
     var box = e.target;
     if (box.id !== "reply-body") { return; }
-    var m = box.value.match(/(^|\s)\/([a-z0-9_-]+) $/i);
-    if (m) {
-      var option = document.querySelector('select[data-saved-replies] option[data-shortcut="' + m[2].toLowerCase() + '"]');
-      if (option) { box.value = box.value.slice(0, box.value.length - m[2].length - 2) + option.value; }
-    }
+    expandShortcut(box);
     var now = Date.now();
     var form = box.form;
     if (form && now - lastTyping > 3000) {

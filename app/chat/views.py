@@ -19,7 +19,7 @@ from app.accounts.sessions import login_required, workspace_id
 from app.chat import files, service
 from app.chat.forms import SavedReplyForm, VisitorForm
 from app.chat.models import Attachment, Conversation, Message
-from app.chat.pages import conversation_context
+from app.chat.pages import conversation_context, inbox_context, list_args, list_url
 from app.chat.service import ChatError
 from app.chat.text import render_text
 from app.csrf import hidden_input, token
@@ -45,23 +45,30 @@ def scoped_conversation(conversation_id: int) -> Conversation:
 @login_required
 def inbox():
     ws = workspace_id()
-    filter_ = request.args.get("filter", "open")
-    if filter_ not in service.FILTERS:
-        filter_ = "open"
-    page = page_arg()
-    q = request.args.get("q", "").strip()[:200]
-    if q:
-        # The results page shows no conversation list: do not read one.
-        results, conversations, more = service.search(ws, q), [], False
-    else:
-        results = None
-        conversations, more = service.inbox(ws, g.user, filter_, page)
-        # The rows carry their assignee's name: the assignee_name filter needs no query.
-        names = g.setdefault("assignee_names", {})
-        names.update((c.assignee_id, c.assignee_name) for c in conversations if c.assignee_id)
-    return render("chat/inbox.html", "chat/_inbox.html", conversations=conversations, more=more,
-                  filter=filter_, page=page, q=q, results=results, after=service.last_event_id(ws),
-                  unread=service.unread_total(ws), hl=(service.HL_START, service.HL_END))
+    after = service.last_event_id(ws)  # before the list is read: see pages.conversation_context
+    context = inbox_context(*list_args())
+    unread = service.unread_total(ws)
+    if not pane_request("inbox"):
+        return render("chat/inbox.html", after=after, unread=unread, **context)
+    response = render("chat/_inbox.html", after=after, unread=unread, **context)
+    # The list changed beside an open conversation (htmx sends the open one's id, see
+    # chat/_conversation.html): the address names that conversation with the new list, so
+    # that a reload shows both panes as they are.
+    open_id = whole_number(request.args.get("open", ""))
+    conv = service.WORKSPACE_CONVERSATION.first(open_id, ws) if open_id else None
+    state = context["filter"], context["page"], context["q"]
+    response.headers["HX-Push-Url"] = (
+        list_url("chat.conversation_show", *state, conversation_id=conv.id) if conv
+        else list_url("chat.inbox", *state))
+    return response
+
+
+def pane_request(pane: str) -> bool:
+    """Whether htmx asks for one pane of the inbox page (its id is the request's target): a
+    row or link in the list is boosted (a real link, so opening it in a new tab still works),
+    and a boosted request otherwise gets the whole page (app.rendering.wants_fragment)."""
+    htmx = request.htmx
+    return bool(htmx) and htmx.target == pane and not htmx.history_restore_request
 
 
 # --- one conversation ------------------------------------------------------------------------
@@ -74,7 +81,16 @@ def inbox():
 def conversation_show(conversation_id):
     conv = scoped_conversation(conversation_id)
     service.mark_read(conv)
-    return render("chat/conversation.html", **conversation_context(conv))
+    if pane_request("conversation-pane"):
+        # Only the right-hand pane: the list beside it is already on the page. The address is
+        # said by the answer: the link that asked may be gone by now (a live event replaces
+        # its row), and htmx forgets that a link it no longer holds was boosted.
+        response = render("chat/_conversation.html", pane_swap=True,
+                          **conversation_context(conv, with_list=False))
+        response.headers["HX-Push-Url"] = list_url("chat.conversation_show", *list_args(),
+                                                   conversation_id=conv.id)
+        return response
+    return render("chat/conversation.html", **conversation_context(conv, with_list=True))
 
 
 # An agent's reply is served by app/chat/wire.py at the ASGI root (one route, one set of
@@ -105,7 +121,7 @@ def conversation_status(conversation_id):
         service.set_status(conv, request.form.get("status", ""))
     except ChatError as err:
         return error_page(err.status, "Check the form", err.message)
-    return go(url_for("chat.conversation_show", conversation_id=conv.id))
+    return status_answer(conv)
 
 
 @bp.post("/conversations/<int:conversation_id>/assign")
@@ -120,6 +136,15 @@ def conversation_assign(conversation_id):
         service.assign(conv, (whole_number(raw) or 0) if raw.isdigit() else None)
     except ChatError as err:
         return error_page(err.status, "Check the form", err.message)
+    return status_answer(conv)
+
+
+def status_answer(conv):
+    """After a change of status or assignee: with htmx, the conversation's status line as it
+    now stands (the page stays as it is: no reload of both panes); a plain form post goes
+    back to the conversation's page."""
+    if request.htmx:
+        return render("chat/_status.html", conversation=scoped_conversation(conv.id))
     return go(url_for("chat.conversation_show", conversation_id=conv.id))
 
 

@@ -1,6 +1,7 @@
 """The inbox in two panes: one page holds the conversation list and the open conversation;
 htmx asks for one pane at a time (the same template files) and is told the address to show;
-the stream's pieces find their places in both panes; an empty list says what to do next."""
+the stream's pieces find their places in both panes; an empty list says what to do next; the
+page showing a conversation can mark it read and learns whether that changed anything."""
 
 import re
 from html.parser import HTMLParser
@@ -161,3 +162,14 @@ def test_an_empty_inbox_says_what_to_do_next(app, auth, ws):
         assert words in text(auth.get(f"/dashboard/inbox?filter={filter_}")), filter_
     auth.post_form(f"/dashboard/conversations/{conv.id}/status", {"status": "resolved"})
     assert "All caught up: no open conversations." in text(auth.get("/dashboard/inbox"))
+
+
+def test_the_page_learns_whether_marking_read_changed_anything(app, auth, site, online):
+    [first] = start(app, site, ["Where is my parcel?"])
+    url = f"/dashboard/conversations/{first}/read"
+    response = auth.post_form(url, htmx=True)
+    assert response.status_code == 204 and response.headers["Lumnar-Read"] == "changed"
+    assert get(Conversation, Conversation.id == first).unread_count == 0
+    response = auth.post_form(url, htmx=True)
+    assert response.headers["Lumnar-Read"] == "unchanged"
+    assert auth.raw.post(url, headers={"HX-Request": "true"}).status_code == 400  # no CSRF token

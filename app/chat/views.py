@@ -109,8 +109,11 @@ def conversation_typing(conversation_id):
 @bp.post("/conversations/<int:conversation_id>/read")
 @login_required
 def conversation_read(conversation_id):
-    service.mark_read(scoped_conversation(conversation_id))
-    return Response(status=204)
+    """Asked by the page showing the conversation when a visitor's message arrives in it
+    (static/js/inbox.js): "unchanged" says it was read already, so that no "read" event is
+    coming for the page to wait for."""
+    changed = service.mark_read(scoped_conversation(conversation_id))
+    return Response(status=204, headers={"Lumnar-Read": "changed" if changed else "unchanged"})
 
 
 @bp.post("/conversations/<int:conversation_id>/status")

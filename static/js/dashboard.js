@@ -1,5 +1,6 @@
 /* Dashboard behaviour that plain HTML cannot express: the unread count in the tab title,
-   Enter to send, saved replies, "typing…" notices and marking an open conversation read. */
+   Enter to send, saved replies and "typing…" notices. The inbox's panes, shortcuts and
+   read state are static/js/inbox.js. */
 (function () {
   "use strict";
   var PREFIX = /^\(\d+\)\s*/;
@@ -106,17 +107,6 @@
     if (form && now - lastTyping > 3000) {
       lastTyping = now;
       htmx.ajax("POST", form.getAttribute("data-typing-url"), { swap: "none", source: form });
-    }
-  });
-
-  // A visitor message arriving in the conversation on screen is read at once.
-  document.addEventListener("htmx:sseMessage", function () {
-    var section = document.querySelector("[data-conversation-id]");
-    if (!section || document.visibilityState !== "visible") { return; }
-    var last = section.querySelector(".messages > li:last-child");
-    if (last && last.classList.contains("msg-visitor") && !last.hasAttribute("data-read")) {
-      last.setAttribute("data-read", "");
-      htmx.ajax("POST", "/dashboard/conversations/" + section.getAttribute("data-conversation-id") + "/read", { swap: "none", source: section });
     }
   });
 })();

@@ -146,6 +146,16 @@ def _0012_events_numbered_per_workspace(db):
                    'ON "chat_event" ("conversation_id", "seq")')
 
 
+def _0013_widget_launcher_and_origins(db):
+    # The launcher's own label and "load only after consent" per site, and the origins each
+    # site's widget was loaded from or refused on (shown on the site's page).
+    from app.widget.models import OriginSeen
+
+    add_columns("site", launcher_label="VARCHAR(40) NOT NULL DEFAULT 'Chat with us'",
+                consent_required="BOOLEAN NOT NULL DEFAULT FALSE")
+    db.create_tables([OriginSeen], safe=True)
+
+
 STEPS = [
     (1, "initial", _0001_initial),
     (2, "live_chat", _0002_live_chat),
@@ -159,6 +169,7 @@ STEPS = [
     (10, "message_client_id", _0010_message_client_id),
     (11, "search_indexed_in_steps", _0011_search_indexed_in_steps),
     (12, "events_numbered_per_workspace", _0012_events_numbered_per_workspace),
+    (13, "widget_launcher_and_origins", _0013_widget_launcher_and_origins),
 ]
 
 

@@ -1,8 +1,14 @@
 """The widget's forms: a site's settings (dashboard), a visitor's message and details (widget)."""
 
-import re
-
-from wtforms import BooleanField, EmailField, FileField, IntegerField, StringField, TextAreaField
+from wtforms import (
+    BooleanField,
+    ColorField,
+    EmailField,
+    FileField,
+    IntegerField,
+    StringField,
+    TextAreaField,
+)
 from wtforms.validators import (
     DataRequired,
     Email,
@@ -16,24 +22,22 @@ from wtforms.validators import (
 from app.chat.forms import client_id_field, lower, strip
 from app.chat.text import MAX_CHARS
 from app.csrf import TokenForm as FlaskForm  # the same form base as every other form
-
-
-def contrast_with_white(hex_colour: str) -> float:
-    """WCAG contrast ratio of white text on this colour."""
-    def channel(c):
-        c = c / 255
-        return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
-
-    r, g, b = (int(hex_colour[i:i + 2], 16) for i in (1, 3, 5))
-    luminance = 0.2126 * channel(r) + 0.7152 * channel(g) + 0.0722 * channel(b)
-    return 1.05 / (luminance + 0.05)
+from app.widget.colours import HEX, contrast_with_white, readable_on_white, shown
+from app.widget.models import DEFAULT_LAUNCHER_LABEL
 
 
 def readable_accent(form, field):
-    # The widget puts white text on the accent colour (header, Send, the visitor's bubbles).
-    if re.fullmatch(r"#[0-9a-fA-F]{6}", field.data or "") and contrast_with_white(field.data) < 4.5:
+    # The widget puts white text on the accent colour (the launcher, header, Send, the
+    # visitor's bubbles).
+    if HEX.fullmatch(field.data or "") and not readable_on_white(field.data):
         raise ValidationError("White text is hard to read on this colour; choose a darker one "
-                              f"(contrast {contrast_with_white(field.data):.1f}:1, 4.5:1 needed).")
+                              f"(contrast {shown(contrast_with_white(field.data))}:1, 4.5:1 needed).")
+
+
+# A multi-line text as the visitor will read it: line ends as one kind, no blank edges.
+lines = [lambda v: v.replace("\r\n", "\n").replace("\r", "\n").strip() if isinstance(v, str) else v]
+# An empty label (or none sent, as by a form from before the field) is the default one.
+label_or_default = [lambda v: (v.strip() if isinstance(v, str) else "") or DEFAULT_LAUNCHER_LABEL]
 
 
 class SiteForm(FlaskForm):
@@ -42,13 +46,20 @@ class SiteForm(FlaskForm):
         "Allowed origins (one a line, like https://shop.example.com)",
         validators=[DataRequired("Add at least one origin where the widget may appear."), Length(max=4000)])
     greeting = StringField("Greeting", validators=[DataRequired("Write a greeting."), Length(max=300)], filters=strip)
-    away_message = StringField("Away message", validators=[DataRequired("Write an away message."), Length(max=300)], filters=strip)
-    accent_color = StringField("Accent colour", validators=[
+    away_message = TextAreaField("Away message", validators=[
+        DataRequired("Write an away message."),
+        Length(max=300, message="Keep the away message to 300 characters or fewer.")], filters=lines,
+        render_kw={"rows": 3})
+    accent_color = ColorField("Accent colour", validators=[
         Regexp(r"^#[0-9a-fA-F]{6}$", message="Use a colour like #4338ca."), readable_accent],
         filters=strip)
+    launcher_label = StringField("Chat button label", default=DEFAULT_LAUNCHER_LABEL, validators=[
+        Length(max=40, message="Keep the button's label to 40 characters or fewer.")],
+        filters=label_or_default)
     retention_days = IntegerField("Keep chats for (days)", validators=[
         NumberRange(1, 3650, "Choose between 1 and 3,650 days.")])
     enabled = BooleanField("Widget switched on", default=True)
+    consent_required = BooleanField("Load only after consent (the widget waits for Lumnar.start())")
 
 
 # The widget's forms carry no CSRF token: the visitor's credential is a header that another

@@ -1,4 +1,5 @@
-"""The widget's records: the sites it is installed on, their monthly usage, and their visitors."""
+"""The widget's records: the sites it is installed on, their monthly usage, the origins their
+widget was loaded from, and their visitors."""
 
 import secrets
 
@@ -7,6 +8,8 @@ from peewee import BooleanField, CharField, DateTimeField, ForeignKeyField, Inte
 from app.accounts.models import Workspace
 from app.db import BaseModel, utcnow
 from app.widget.names import friendly_name
+
+DEFAULT_LAUNCHER_LABEL = "Chat with us"
 
 
 def new_site_key() -> str:
@@ -26,6 +29,10 @@ class Site(BaseModel):
     monthly_message_limit = IntegerField(default=10_000)
     enabled = BooleanField(default=True)
     created_at = DateTimeField(default=utcnow)
+    launcher_label = CharField(max_length=40, default=DEFAULT_LAUNCHER_LABEL)  # migration 13
+    # The loader then waits for the page's Lumnar.start() (the visitor's consent) before it
+    # shows anything or touches storage (migration 13).
+    consent_required = BooleanField(default=False)
 
     @property
     def origins(self) -> list[str]:
@@ -47,6 +54,24 @@ class SiteUsage(BaseModel):
     class Meta:
         table_name = "site_usage"
         indexes = ((("site", "month"), True),)
+
+
+class OriginSeen(BaseModel):
+    """A page origin a site's widget was asked to load on, allowed or refused: one row per site
+    and origin, with the last time and a count since the answer last changed (so the site's
+    page can say when the widget last loaded from each allowed origin, and which origins tried
+    and were refused lately). Written at most once a minute per origin and process
+    (app/widget/service.py); refused origins go after 7 days, at most 50 a site are kept."""
+
+    site = ForeignKeyField(Site, backref="origins_seen", on_delete="CASCADE")
+    origin = CharField(max_length=300)
+    allowed = BooleanField()
+    loads = IntegerField(default=0)
+    last_seen_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "widget_origin_seen"
+        indexes = ((("site", "origin"), True),)
 
 
 class Visitor(BaseModel):

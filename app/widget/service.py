@@ -1,17 +1,23 @@
-"""The widget's side of the chat: a site found by its key, its visitors and their signed tokens,
-the stream tickets and file links a visitor's browser carries."""
+"""The widget's side of the chat: a site found by its key, what the loader is told before it
+shows anything (the page's origin allowed or not, the launcher's label and colours), where the
+widget was loaded from, its visitors and their signed tokens, the stream tickets and file links
+a visitor's browser carries."""
 
+import threading
+import time
 from datetime import timedelta
 from urllib.parse import urlsplit
 
 from flask import current_app
 from itsdangerous import BadSignature, URLSafeTimedSerializer
+from peewee import EXCLUDED, Case
 
 from app.chat.models import Attachment, Conversation
-from app.db import Prepared, thread_connection
+from app.db import Prepared, database, thread_connection, utcnow
 from app.errors import RuleError
 from app.shortcache import cache_for
-from app.widget.models import Site, Visitor
+from app.widget.colours import launcher_theme
+from app.widget.models import OriginSeen, Site, Visitor
 
 VISITOR_TOKEN_AGE = timedelta(days=365)
 STREAM_TICKET_AGE = timedelta(hours=12)
@@ -56,7 +62,12 @@ def save_site(site: Site, **fields) -> Site:
     fields["allowed_origins"] = clean_origins(fields.get("allowed_origins", ""))
     for name, value in fields.items():
         setattr(site, name, value)
-    site.save()
+    with database.atomic():
+        site.save()
+        # An origin no longer allowed keeps no "last loaded" line; if it tries again it shows
+        # among the refused ones.
+        OriginSeen.delete().where((OriginSeen.site == site.id) & OriginSeen.allowed
+                                  & OriginSeen.origin.not_in(site.origins)).execute()
     forget_site(site.id)  # the widget sees the new settings at once
     return site
 
@@ -81,6 +92,114 @@ def forget_site(site_id: int) -> None:
 def forget_visitor(visitor_id: int) -> None:
     """Drop the visitor's cached rows at once (their details or conversations deleted)."""
     _cache().drop(("visitor", visitor_id))
+
+
+# --- what the loader learns before it shows anything ------------------------------------------------
+
+
+SIGHTING_WRITE_SECONDS = 60  # an origin's row is written at most this often per process
+REFUSED_KEPT = timedelta(days=7)  # refused origins are shown, and kept, this long
+REFUSED_PER_SITE = 50  # at most this many refused origins kept per site (anyone can send any)
+
+
+def widget_status(site_key: str, origin: str) -> dict:
+    """What the loader on a page of `origin` is told before it shows anything: whether the
+    site lets its widget load there, and if so the launcher's label, colours and whether it
+    waits for the page's consent; if not, the one console message that says what to fix.
+    Nothing here is secret (anyone can load the page): the allowed origins are not listed."""
+    site = site_by_key(site_key)
+    if site is None:
+        return {"allowed": False, "message": (
+            f"Lumnar chat: no site has the key “{site_key[:80]}”, or its widget is switched "
+            "off. Copy the snippet again from the site's page in the Lumnar dashboard (Sites).")}
+    try:
+        origin = normalize_origin(origin)
+    except RuleError:
+        return {"allowed": False, "message": (
+            "Lumnar chat is not shown on this page: the page has no web origin (a file, or a "
+            "sandboxed frame). The chat loads on pages served over http or https from one of "
+            "the site's allowed origins.")}
+    allowed = origin in site.origins
+    seen(site.id, origin, allowed)
+    if not allowed:
+        return {"allowed": False, "message": (
+            f"Lumnar chat is not shown on this page: {origin} is not an allowed origin of the "
+            f"site “{site.name}”. To show the chat here, add {origin} to the allowed origins "
+            f"on the site's page in the Lumnar dashboard (Sites → {site.name}).")}
+    return {"allowed": True, "label": site.launcher_label, "consent": site.consent_required,
+            "theme": launcher_theme(site.accent_color)}
+
+
+class Sightings:
+    """A process's memory of the origin rows it wrote lately: a page view writes its origin's
+    row only when this process has not written it for SIGHTING_WRITE_SECONDS (the loads seen
+    meanwhile are added then), so the status answer, asked on every page view of every
+    customer's site, costs a write at most once a minute per origin."""
+
+    KEPT = 10_000  # past that many, forget them all (rows are then written once more)
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.rows = {}  # (site id, origin, allowed) -> [monotonic time written, loads since]
+
+    def due(self, key) -> int:
+        """Count one load; the loads to write now (0: not yet)."""
+        now = time.monotonic()
+        with self.lock:
+            row = self.rows.get(key)
+            if row is None:
+                if len(self.rows) >= self.KEPT:
+                    self.rows.clear()
+                self.rows[key] = [now, 0]
+                return 1
+            row[1] += 1
+            if now - row[0] < SIGHTING_WRITE_SECONDS:
+                return 0
+            loads, row[0], row[1] = row[1], now, 0
+            return loads
+
+
+def _sightings() -> Sightings:
+    return current_app.extensions.setdefault("widget_sightings", Sightings())
+
+
+def seen(site_id: int, origin: str, allowed: bool) -> None:
+    """The site's widget was asked to load on a page of `origin` (see Sightings)."""
+    loads = _sightings().due((site_id, origin, allowed))
+    if not loads:
+        return
+    now = utcnow()
+    with database.atomic():
+        if not allowed:
+            # Refused origins are bounded: old ones go, and past REFUSED_PER_SITE a new one is
+            # not kept (those already kept are still counted).
+            OriginSeen.delete().where((OriginSeen.site == site_id) & ~OriginSeen.allowed
+                                      & (OriginSeen.last_seen_at < now - REFUSED_KEPT)).execute()
+            known = OriginSeen.select().where((OriginSeen.site == site_id)
+                                              & (OriginSeen.origin == origin)).exists()
+            if not known and OriginSeen.select().where(
+                    (OriginSeen.site == site_id) & ~OriginSeen.allowed).count() >= REFUSED_PER_SITE:
+                return
+        # One row per site and origin; its count starts again when the answer changes.
+        (OriginSeen.insert(site=site_id, origin=origin, allowed=allowed, loads=loads,
+                           last_seen_at=now)
+         .on_conflict(conflict_target=[OriginSeen.site, OriginSeen.origin], update={
+             OriginSeen.loads: Case(None, [(OriginSeen.allowed == EXCLUDED.allowed,
+                                            OriginSeen.loads + EXCLUDED.loads)], EXCLUDED.loads),
+             OriginSeen.allowed: EXCLUDED.allowed,
+             OriginSeen.last_seen_at: EXCLUDED.last_seen_at})
+         .execute())
+
+
+def origins_seen(site: Site) -> tuple[list, list]:
+    """For the site's page: (each allowed origin with its row or None, by the site's order),
+    (the origins refused in the last REFUSED_KEPT, newest first)."""
+    rows = list(OriginSeen.select().where(OriginSeen.site == site.id))
+    loaded = {row.origin: row for row in rows if row.allowed}
+    since = utcnow() - REFUSED_KEPT
+    refused = sorted((row for row in rows if not row.allowed and row.last_seen_at >= since),
+                     key=lambda row: row.last_seen_at, reverse=True)
+    return [(origin, loaded.get(origin)) for origin in site.origins], refused
 
 
 def _signer(purpose):

@@ -15,6 +15,7 @@ from app.extensions import csrf, limiter
 from app.mail import service as mail
 from app.rendering import go, render, render_form_errors
 from app.widget import service as widget_service
+from app.widget.colours import HEX, NEEDED, contrast_with_white, shown
 from app.widget.demo import demo_site
 from app.widget.forms import SiteForm, WidgetEmailForm, WidgetProfileForm
 from app.widget.models import Site
@@ -49,8 +50,6 @@ def loader():
     response.headers["Cache-Control"] = "public, max-age=3600"
     response.headers["Access-Control-Allow-Origin"] = "*"
     return response
-
-
 
 
 def identify() -> None:
@@ -98,6 +97,20 @@ def visitor_key() -> str:
     return f"visitor:{g.visitor.id}" if g.visitor else f"ip:{request.remote_addr}"
 
 
+@bp.get("/widget/<site_key>/status")
+def status(site_key):
+    """Asked by the loader before it shows anything (one per page view): may the widget load on
+    the asking page's origin, and with what label and colours? Readable by any origin (CORS),
+    sent without cookies; it holds nothing secret. The origin is the browser's own Origin
+    header; a same-origin fetch sends none, so then the loader's `origin` parameter (the page
+    is then on Lumnar's own origin, as the demo shop is)."""
+    origin = request.headers.get("Origin") or request.args.get("origin", "")
+    response = jsonify(widget_service.widget_status(site_key, origin))
+    response.headers["Access-Control-Allow-Origin"] = "*"
+    response.headers["Cache-Control"] = "no-store"  # each page view is counted (the site page)
+    return response
+
+
 @bp.get("/widget/<site_key>")
 @widget_view()
 def frame(site):
@@ -121,8 +134,6 @@ def visitor_create(site):
     return jsonify(token=token)
 
 
-
-
 @bp.get("/widget/<site_key>/chat")
 @widget_view(visitor=True)
 def chat(site, visitor):
@@ -133,8 +144,6 @@ def chat(site, visitor):
 # rules); Flask keeps a build-only rule (never matched, no view) so that url_for builds it.
 bp.add_url_rule("/widget/<site_key>/messages", "message_create", methods=["POST"],
                 build_only=True)
-
-
 
 
 @bp.post("/widget/<site_key>/typing")
@@ -252,7 +261,9 @@ def _save_site(site, form, page, fragment, /, **context):
         widget_service.save_site(site, name=form.name.data, allowed_origins=form.allowed_origins.data,
                           greeting=form.greeting.data, away_message=form.away_message.data,
                           accent_color=form.accent_color.data.lower(),
-                          retention_days=form.retention_days.data, enabled=form.enabled.data)
+                          launcher_label=form.launcher_label.data,
+                          retention_days=form.retention_days.data, enabled=form.enabled.data,
+                          consent_required=form.consent_required.data)
     except RuleError as err:
         return render_form_errors(page, fragment, form, error=err, form=form, **context)
     return go(url_for("sites.site_show", site_id=site.id))
@@ -266,18 +277,36 @@ def site_create():
                       sites=list(Site.for_workspace(workspace_id())), action=url_for("sites.site_create"))
 
 
+def site_context(site, **extra):
+    """The site's page: its snippet, where its widget loaded and was refused, its settings."""
+    loaded, refused = widget_service.origins_seen(site)
+    context = dict(site=site, loaded=loaded, refused=refused,
+                   refused_days=widget_service.REFUSED_KEPT.days,
+                   action=url_for("sites.site_update", site_id=site.id))
+    context.update(extra)
+    return context
+
+
 @sites_bp.get("/sites/<int:site_id>")
 @login_required
 def site_show(site_id):
     site = scoped_or_404(Site, site_id)
-    form = SiteForm(formdata=None, obj=site)
-    return render("widget/site.html", site=site, form=form,
-                  action=url_for("sites.site_update", site_id=site.id))
+    return render("widget/site.html", **site_context(site, form=SiteForm(formdata=None, obj=site)))
 
 
 @sites_bp.post("/sites/<int:site_id>")
 @owner_required
 def site_update(site_id):
     site = scoped_or_404(Site, site_id)
-    return _save_site(site, SiteForm(), "widget/site.html", "widget/_site_form.html", site=site,
-                      action=url_for("sites.site_update", site_id=site.id))
+    return _save_site(site, SiteForm(), "widget/site.html", "widget/_site_form.html",
+                      **site_context(site))
+
+
+@sites_bp.app_template_global("accent_check")
+def accent_check(colour):
+    """For the site form's contrast line: (white text's contrast on `colour` as shown, whether
+    it is enough), or None when it is not a colour."""
+    if not HEX.fullmatch(colour or ""):
+        return None
+    ratio = contrast_with_white(colour)
+    return shown(ratio), ratio >= NEEDED

@@ -1,5 +1,7 @@
 /* Inside the chat iframe: the visitor token (sent as a header), the conversation with the
-   loader page (origin-checked both ways), Enter to send, typing.
+   loader page (origin-checked both ways), Enter to send, typing, the keyboard (focus into the
+   message field on opening, Escape closes) and a polite live region that reads out the
+   team's new messages.
 
    The token lives in this frame's localStorage. Browsers that block third-party storage
    (Chrome with third-party cookies blocked, private windows) refuse that; then the loader
@@ -10,6 +12,14 @@
   var storageKey = "lumnar-visitor:" + body.getAttribute("data-site-key");
   var allowed = (body.getAttribute("data-allowed-origins") || "").split(" ").filter(Boolean);
   var parentOrigin = null;
+  // The page that framed us, if it is one of the site's: the browser's own word where it has
+  // one (location.ancestorOrigins), else what the loader put in our address.
+  var claimedParent = (function () {
+    var a = location.ancestorOrigins;
+    if (a && a.length && a[0] !== "null") { return a[0]; }
+    try { return new URL(location.href).searchParams.get("host") || ""; } catch (e) { return ""; }
+  })();
+  var wantFocus = false;
   var pageUrl = "";
   var visible = true;
   var unread = 0;
@@ -46,7 +56,52 @@
       begin();
     } else if (data.type === "lumnar:visible") {
       visible = !!data.visible;
+      wantFocus = visible && !!data.focus;
       if (visible) { unread = 0; tellParent({ type: "lumnar:unread", count: 0 }); }
+      focusMessage();
+    }
+  });
+
+  // Opening the chat puts the visitor in the message field, once it is there (the first time
+  // the chat is still loading when the loader asks).
+  function focusMessage() {
+    if (!wantFocus || !visible) { return; }
+    var field = document.getElementById("w-body");
+    if (field) { wantFocus = false; field.focus(); }
+  }
+
+  // Screen readers hear the team's new messages (#announce is a polite live region), not the
+  // whole chat each time it is loaded.
+  function markAnnounced() {
+    document.querySelectorAll("#messages > li").forEach(function (li) { li.setAttribute("data-announced", ""); });
+  }
+
+  function announceNew() {
+    var region = document.getElementById("announce");
+    var said = [];
+    document.querySelectorAll("#messages > li:not([data-announced])").forEach(function (li) {
+      li.setAttribute("data-announced", "");
+      if (li.classList.contains("w-msg-visitor")) { return; }
+      var who = li.querySelector(".w-who");
+      var body = li.querySelector(".w-body");
+      var files = Array.prototype.map.call(li.querySelectorAll(".w-file a, .w-file img"), function (f) {
+        return f.getAttribute("alt") || f.textContent;
+      }).filter(Boolean);
+      var text = body ? body.textContent.trim() : "sent " + files.join(", ");
+      said.push((who ? who.textContent.trim() + ": " : "") + text);
+    });
+    if (region && said.length) { region.textContent = said.join(" "); }
+  }
+
+  document.addEventListener("htmx:afterSettle", function (e) {
+    if (e.detail.target && e.detail.target.id === "chat") { markAnnounced(); }
+    focusMessage();
+  });
+
+  document.addEventListener("keydown", function (e) {
+    if (e.key === "Escape" && window.parent !== window && !e.defaultPrevented) {
+      e.preventDefault();
+      tellParent({ type: "lumnar:close" });
     }
   });
 
@@ -107,6 +162,7 @@
   });
 
   document.addEventListener("htmx:sseMessage", function () {
+    announceNew();
     var last = document.querySelector("#messages > li:last-child");
     if (!visible && last && !last.classList.contains("w-msg-visitor") && !last.hasAttribute("data-counted")) {
       last.setAttribute("data-counted", "");
@@ -115,8 +171,6 @@
     }
   });
 
-  // We do not know the embedding page's origin yet: say hello to each allowed origin;
-  // the browser delivers it only to the one that really framed us.
   function begin() {
     if (!started) { started = true; start(); }
   }
@@ -124,7 +178,11 @@
   if (window.parent === window) {
     begin();  // opened on its own, not framed
   } else {
-    allowed.forEach(function (o) { window.parent.postMessage({ type: "lumnar:ready" }, o); });
+    // Hello to the page that framed us, and only if it is one of the site's origins (a
+    // greeting to any other origin is dropped by the browser, with a warning on the page).
+    if (allowed.indexOf(claimedParent) !== -1) {
+      window.parent.postMessage({ type: "lumnar:ready" }, claimedParent);
+    }
     if (storageOk) { begin(); } else { setTimeout(begin, 3000); }  // the loader normally answers at once
   }
 })();

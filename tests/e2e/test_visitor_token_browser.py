@@ -11,12 +11,13 @@ from playwright.sync_api import expect
 
 from tests.chat_fixtures import png_bytes
 from tests.e2e.conftest import snippet_page, unique_email
-from tests.e2e.widget_browser import (
+from tests.e2e.widget_browser import (  # noqa: F401  (console_fixture: the `console` fixture)
     CHAT_FRAME,
     STORAGE_KEY,
     TOKEN_HEADER,
     chat_frame,
     chromium_with_third_party_storage,
+    console_fixture,
     frame_storage,
     host_token,
     make_widget_site,
@@ -90,10 +91,10 @@ def assert_token_in_no_cookie_and_no_url(requests, context, page, token: str) ->
 
 
 def test_the_visitor_token_is_in_no_cookie_and_no_url_when_the_chat_frame_keeps_it(
-        site, host_site, browser_type, browser_type_launch_args, tmp_path):
+        site, host_site, browser_type, browser_type_launch_args, tmp_path, console):
     url = host_site.add(f"/own-storage-{site.key}.html", snippet_page(site.snippet, "Tea shop"))
-    context = chromium_with_third_party_storage(
-        browser_type, browser_type_launch_args, tmp_path / "profile", allowed=True)
+    context = console.watch(chromium_with_third_party_storage(
+        browser_type, browser_type_launch_args, tmp_path / "profile", allowed=True))
     try:
         requests, page = chat_and_reload(context, site, url, tmp_path)
         frame = chat_frame(page)
@@ -107,10 +108,10 @@ def test_the_visitor_token_is_in_no_cookie_and_no_url_when_the_chat_frame_keeps_
 
 
 def test_with_third_party_storage_blocked_the_customer_page_keeps_the_token_and_the_chat_survives_a_reload(
-        site, host_site, browser_type, browser_type_launch_args, tmp_path):
+        site, host_site, browser_type, browser_type_launch_args, tmp_path, console):
     url = host_site.add(f"/host-storage-{site.key}.html", snippet_page(site.snippet, "Tea shop"))
-    context = chromium_with_third_party_storage(
-        browser_type, browser_type_launch_args, tmp_path / "profile", allowed=False)
+    context = console.watch(chromium_with_third_party_storage(
+        browser_type, browser_type_launch_args, tmp_path / "profile", allowed=False))
     try:
         requests, page = chat_and_reload(context, site, url, tmp_path)
         frame = chat_frame(page)

@@ -13,11 +13,12 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.e2e.conftest import snippet_page
-from tests.e2e.widget_browser import (
+from tests.e2e.widget_browser import (  # noqa: F401  (console_fixture: the `console` fixture)
     CHAT_FRAME,
     TOKEN_HEADER,
     chat_frame,
     chromium_with_third_party_storage,
+    console_fixture,
     frame_storage,
     host_token,
     make_widget_site,
@@ -108,9 +109,11 @@ def site(live_server, host_site):
 
 
 @pytest.fixture
-def context(browser_type, browser_type_launch_args, tmp_path):
-    ctx = chromium_with_third_party_storage(browser_type, browser_type_launch_args,
-                                            tmp_path / "profile", allowed=False)
+def context(browser_type, browser_type_launch_args, tmp_path, console):
+    """Third-party storage blocked; the console guard watches it (hostile windows included:
+    nothing they post may make our code complain)."""
+    ctx = console.watch(chromium_with_third_party_storage(browser_type, browser_type_launch_args,
+                                                          tmp_path / "profile", allowed=False))
     yield ctx
     ctx.close()
 

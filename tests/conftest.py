@@ -50,6 +50,8 @@ POSTGRES_READY = {
     # events in commit order, wake-ups over Redis.
     "test_chat_streams.py", "test_chat_publish.py", "test_chat_render_once.py",
     "test_chat_writer.py", "test_chat_stream_open_idle.py", "test_chat_event_order.py",
+    # The inbox in two panes, saved replies at a thousand.
+    "test_inbox_split.py", "test_inbox_saved_replies.py",
     # An older database upgrades with its rows intact; two releases at once migrate once.
     "test_migrations_upgrade.py",
 }

@@ -168,18 +168,18 @@ class Renderer:
                 ask_email_oob=ask_email, form=Filled((), email="", body="", client_id=ID_MARK)))
         return text.replace(ID_MARK, client_id or secrets.token_urlsafe(16))
 
-    def reply_form(self, conversation, saved: list, token: str) -> str:
+    def reply_form(self, conversation, token: str) -> str:
         """A fresh reply form for an agent: the CSRF field is the token their request carried
-        (the session's own, just checked), a new client id for the next reply. `saved`: the
-        workspace's saved replies as the short cache holds them (a new list when they change)."""
+        (the session's own, just checked), a new client id for the next reply. (Saved replies
+        are not in it: its picker asks for them as the agent types.)"""
         key = ("reply", conversation.id, token)
-        kept = self.forms.get(key)
-        if kept is None or kept[0] is not saved:
-            kept = self.keep(key, (saved, self.html(
-                "chat/_reply_form.html", conversation=conversation, saved=saved,
+        text = self.forms.get(key)
+        if text is None:
+            text = self.keep(key, self.html(
+                "chat/_reply_form.html", conversation=conversation,
                 csrf_input=hidden_input(token),
-                reply_form=Filled((), body="", file=None, client_id=ID_MARK))))
-        return kept[1].replace(ID_MARK, secrets.token_urlsafe(16))
+                reply_form=Filled((), body="", file=None, client_id=ID_MARK)))
+        return text.replace(ID_MARK, secrets.token_urlsafe(16))
 
     def keep(self, key, value):
         self.forms[key] = value

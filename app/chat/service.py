@@ -717,17 +717,6 @@ def saved_reply_by_shortcut(workspace_id: int, shortcut: str) -> SavedReply | No
                                   & (SavedReply.shortcut == shortcut.strip().lower()[:40]))
 
 
-NO_SAVED_REPLIES = ()
-
-
-def saved_replies_cached(workspace_id: int) -> tuple:
-    """What the chat's reply route (app/chat/wire.py) hands the fresh reply form after each
-    reply. The form no longer lists the saved replies (its picker asks for them as the agent
-    types), so there is nothing to read: always the same empty tuple, which also lets the
-    renderer keep one rendered form per conversation and token (render.Renderer.reply_form)."""
-    return NO_SAVED_REPLIES
-
-
 def add_saved_reply(workspace_id: int, shortcut: str, body: str) -> SavedReply:
     """A new saved reply; a ChatError beside the shortcut when the workspace has one by that
     name already (said by the unique index, inside a savepoint, without reading the list)."""

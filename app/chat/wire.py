@@ -366,9 +366,7 @@ class ChatWrites:
             else:
                 # The reply arrives through the stream like everyone else's; here only a
                 # fresh form, carrying the token this request proved it holds.
-                answer = Answer(200, [HTML], self.renderer.reply_form(
-                    conversation, service.saved_replies_cached(conversation.workspace_id),
-                    token).encode())
+                answer = Answer(200, [HTML], self.renderer.reply_form(conversation, token).encode())
         extra = [(b"cache-control", b"no-store")]  # signed in: never kept in a shared cache
         if sessions.seen_due(data):
             name, value, attributes = sessions.refreshed_cookie(app, data)

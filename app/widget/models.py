@@ -23,8 +23,10 @@ class Site(BaseModel):
     allowed_origins = TextField(default="")  # one origin a line: scheme://host[:port]
     greeting = CharField(max_length=300, default="Hi! How can we help?")
     accent_color = CharField(max_length=7, default="#4338ca")
-    away_message = CharField(max_length=300, default="We are away right now. Leave your e-mail "
-                             "and we will answer there.")
+    # Away mode keeps the visitor's message and then asks for an e-mail (issue 13): the
+    # default says so (a site's own text is its owner's).
+    away_message = CharField(max_length=300, default="Nobody from the team is here right now. "
+                             "Write anyway: we read every message and answer by e-mail.")
     retention_days = IntegerField(default=180)
     monthly_message_limit = IntegerField(default=10_000)
     enabled = BooleanField(default=True)

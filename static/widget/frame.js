@@ -93,8 +93,18 @@
     if (region && said.length) { region.textContent = said.join(" "); }
   }
 
+  // The chat stays at its newest line (the question for an e-mail included) while the
+  // visitor is there; one who scrolled up to read is left where they are.
+  var main = document.getElementById("chat");
+  var atEnd = true;
+  main.addEventListener("scroll", function () {
+    atEnd = main.scrollHeight - main.scrollTop - main.clientHeight < 48;
+  });
+  function keepAtEnd() { if (atEnd) { main.scrollTop = main.scrollHeight; } }
+
   document.addEventListener("htmx:afterSettle", function (e) {
-    if (e.detail.target && e.detail.target.id === "chat") { markAnnounced(); }
+    if (e.detail.target && e.detail.target.id === "chat") { markAnnounced(); atEnd = true; }
+    keepAtEnd();
     focusMessage();
   });
 
@@ -163,6 +173,7 @@
 
   document.addEventListener("htmx:sseMessage", function () {
     announceNew();
+    keepAtEnd();
     var last = document.querySelector("#messages > li:last-child");
     if (!visible && last && !last.classList.contains("w-msg-visitor") && !last.hasAttribute("data-counted")) {
       last.setAttribute("data-counted", "");

@@ -43,6 +43,9 @@ def test_the_first_words_are_kept_and_the_answer_goes_to_the_address_left_later(
     expect(chat.get_by_text("We'll answer by e-mail.")).to_be_visible()
     address = chat.get_by_label("Your e-mail address", exact=True)
     expect(address).to_be_visible()
+    # The chat scrolled to its newest line: the question is not under the message form.
+    button = chat.get_by_role("button", name="Save my e-mail").bounding_box()
+    assert button["y"] + button["height"] <= chat.locator("#compose").bounding_box()["y"]
     assert_accessible(chat_frame(page))
 
     # A mistyped address is refused beside the field (a 422, which Chromium's console notes

@@ -52,6 +52,10 @@ POSTGRES_READY = {
     "test_chat_writer.py", "test_chat_stream_open_idle.py", "test_chat_event_order.py",
     # The inbox in two panes, saved replies at a thousand.
     "test_inbox_split.py", "test_inbox_saved_replies.py",
+    # The widget on a customer's page: its status answer and where it loaded (an upsert), the
+    # site's page, away mode keeping the first words, friendly names.
+    "test_widget_status.py", "test_widget_site_page.py", "test_widget_away.py",
+    "test_widget_names.py",
     # An older database upgrades with its rows intact; two releases at once migrate once.
     "test_migrations_upgrade.py",
 }

@@ -42,6 +42,7 @@ the benchmark's wake-ups and task queue on its db.
 """
 
 import argparse
+import contextlib
 import http.client
 import json
 import math
@@ -66,6 +67,7 @@ from tests.bench import fill_chat  # noqa: E402
 from tests.bench.chat_client import DELIVERY_DEADLINE, KEY, Outcomes  # noqa: E402
 from tests.bench.cluster_client import Load  # noqa: E402
 from tests.bench.harness import BIN, ROOT, cpu_seconds, free_port, percentile, wait_http  # noqa: E402
+from tests.servers import ServerMissing  # noqa: E402
 
 # rate: the fixed rate of the latency and CPU figures, below what Lumnar sustains on PostgreSQL
 # on a 2-core box at N = 2 (measured: under 100 msg/s there), so that neither figure is a queue's.
@@ -132,13 +134,20 @@ class Backends:
         if self.given_db:
             self.lumnar_url = self.floor_url = self.given_db
         else:
-            self.pg = Postgres().start()
+            pg = Postgres()
+            try:
+                self.pg = pg.start()
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    pg.stop()
+                shutil.rmtree(pg.root, ignore_errors=True)  # (made before initdb ran)
+                raise
             self.lumnar_url = self.pg.create("lumnar_bench")
             self.floor_url = self.pg.create("bench_floor")
         if self.given_redis:
             self.redis_url = self.given_redis
         else:
-            self.redis = Redis().start()
+            self.redis = Redis().start()  # (removes its folder itself when it fails)
             self.redis_url = self.redis.url
         self.pg_root, self.version = self._postmaster()
         self.redis_pid = self._redis_pid()
@@ -804,7 +813,12 @@ def main(argv=None) -> int:
     r = {"workers": ns, "quick": args.quick, "clients": args.clients, "cores": os.cpu_count(),
          "lumnar": {}, "floor": {}}
     try:
-        backends.start()
+        try:
+            backends.start()
+        except ServerMissing as exc:
+            print(f"\nLive chat across web processes: NOT RUN: {exc}; `make servers` installs "
+                  "PostgreSQL and Redis (or give --database-url and --redis-url).")
+            return 1
         r["servers"] = (f"{backends.version} ({'given' if args.database_url else 'throwaway, fsync and synchronous_commit off'}"
                         f"{'' if backends.pg_root else '; not on this machine: its CPU is not read'}), Redis "
                         f"({'given' if args.redis_url else 'throwaway'}{'' if backends.redis_pid else '; CPU not read'})")

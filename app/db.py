@@ -32,6 +32,7 @@ from peewee import (
     fn,
 )
 from playhouse.postgres_ext import PooledPsycopg3Database
+from psycopg import pq as psycopg_pq
 
 # One writer at a time in this process. SQLite allows one writer per database anyway, and a
 # writer that finds the lock taken waits in the busy handler, which sleeps and polls: with
@@ -169,12 +170,30 @@ class LumnarPostgres(PooledPsycopg3Database):
     def atomic(self, lock_type=None):
         return super().atomic()
 
+    def _is_closed(self, conn):
+        # peewee asks the server (SELECT 1) at every checkout of an idle connection: a round
+        # trip per request, and per chat writer batch (measured by the cluster benchmark).
+        # A connection is handed out again only within STALE_SECONDS of its last use (older
+        # ones are closed by the pool, see from_url); what psycopg knows is enough for those.
+        if conn.closed or conn.broken:
+            return True
+        if conn.info.transaction_status != psycopg_pq.TransactionStatus.IDLE:
+            try:
+                conn.rollback()
+            except Exception:
+                return True
+        return False
+
+
+STALE_SECONDS = 60  # a pooled connection idle longer is closed, not reused (a proxy or a
+# server restart may have cut it meanwhile; see LumnarPostgres._is_closed)
+
 
 def from_url(url: str, pool_size: int) -> LumnarPostgres:
     """The PostgreSQL database a postgresql:// URL names (libpq's own URL form: host, port,
     user, password, database name and options such as ?host=/socket/dir&sslmode=require)."""
     # peewee hands a postgresql:// "name" to psycopg as its conninfo, as it is.
-    return LumnarPostgres(url, max_connections=pool_size, stale_timeout=300, timeout=10)
+    return LumnarPostgres(url, max_connections=pool_size, stale_timeout=STALE_SECONDS, timeout=10)
 
 
 def is_postgres() -> bool:

@@ -44,6 +44,13 @@ BUSY_TIMEOUT = PRAGMAS["busy_timeout"]  # what the connection goes back to after
 # different rows do not wait for each other.
 NO_WAITING = {"sqlite": ("PRAGMA busy_timeout = 0", f"PRAGMA busy_timeout = {BUSY_TIMEOUT}"),
               "postgres": (None, None)}
+# Where a batch runs. SQLite's statements are calls into this process, a few microseconds
+# each: on the loop, a thread hop would cost more than the batch. PostgreSQL's are network
+# round trips (a dozen per message): on the loop they kept it waiting most of the time
+# (measured by tests/bench/bench_chat_cluster.py: one process fell behind at 100-150 msg/s
+# with most of its loop's time inside psycopg), so there the batch runs in a worker thread
+# and the loop serves everyone else meanwhile; one hop per batch, not per message.
+OFF_THE_LOOP = {"sqlite": False, "postgres": True}
 
 
 class Job:
@@ -75,7 +82,8 @@ class Writer:
 
     def later(self, fn, *args) -> None:
         """fn(*args) in a coming batch, nobody waiting for it (a session's "seen" time).
-        Called from a job, on the loop."""
+        Called from a job (on the loop, or in the batch's thread: a list append is atomic,
+        and the queue is swapped only between batches)."""
         self.queue.append(Job(fn, args, None))
 
     async def _batches(self) -> None:
@@ -85,8 +93,10 @@ class Writer:
         while self.queue:
             batch, self.queue = self.queue[:BATCH_LIMIT], self.queue[BATCH_LIMIT:]
             try:
+                off_the_loop = OFF_THE_LOOP[dialect()]
                 while True:
-                    outcome = self._batch(batch)
+                    outcome = (await anyio.to_thread.run_sync(self._batch, batch) if off_the_loop
+                               else self._batch(batch))
                     if outcome is not None:
                         break
                     self.waits += 1

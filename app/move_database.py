@@ -27,9 +27,9 @@ def product_models() -> list:
     from app.chat.models import CHAT_MODELS
     from app.mail.models import OutboundEmail
     from app.staff.models import AuditEntry
-    from app.widget.models import SiteUsage
+    from app.widget.models import OriginSeen, SiteUsage
 
-    return sort_models([*ACCOUNT_MODELS, OutboundEmail, *CHAT_MODELS, SiteUsage,
+    return sort_models([*ACCOUNT_MODELS, OutboundEmail, *CHAT_MODELS, SiteUsage, OriginSeen,
                         *AUTOMATION_MODELS, AuditEntry])
 
 

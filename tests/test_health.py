@@ -116,7 +116,17 @@ def test_demo_command_creates_a_working_demo_account_on_an_empty_database(app):
         demo = User.by_email(service.DEMO_EMAIL)
         assert demo.is_verified
         assert [(m.workspace.name, m.role) for m in Membership.of(demo)] == [("Demo Shop", "owner")]
-    log_in(Client(app.test_client()), service.DEMO_EMAIL, match.group(2))
+    agent = Client(app.test_client())
+    log_in(agent, service.DEMO_EMAIL, match.group(2))
+    # The demo inbox starts with one example conversation, unread, with the team's answer.
+    inbox = agent.get("/dashboard/inbox").get_data(as_text=True)
+    assert "Perfect, thank you!" in inbox and 'class="badge">1<' in inbox
+    with connection():
+        from app.chat.models import Conversation, Message
+
+        [conversation] = Conversation.select()
+        assert [m.sender for m in Message.select().where(Message.conversation == conversation)
+                .order_by(Message.id)] == ["visitor", "agent", "visitor"]
 
 
 def test_demo_command_creates_nothing_when_users_exist(app, user):

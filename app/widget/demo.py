@@ -18,8 +18,27 @@ def create_demo() -> tuple[str, str] | None:
     created = accounts.create_demo_account()
     if created:
         membership = Membership.of(User.by_email(created[0])).first()
-        create_demo_site(membership.workspace)
+        site = create_demo_site(membership.workspace)
+        create_example_conversation(site, membership.user)
     return created
+
+
+def create_example_conversation(site: Site, agent: User):
+    """One conversation in the demo inbox, so that a first look shows what a chat looks like:
+    a visitor's question on the demo shop and the team's answer, written by the chat's own
+    rules (events, unread count, search)."""
+    from app.chat import service as chat
+
+    base = current_app.config["BASE_URL"].rstrip("/")
+    visitor, _ = widget_service.new_visitor(site, page_url=f"{base}/demo/shop")
+    message = chat.post_visitor_message(
+        site, visitor, "Hello! Does the ceramic mug come in blue?",
+        page_url=f"{base}/demo/shop")
+    chat.mark_read(message.conversation)  # the team read the question before answering
+    chat.post_agent_reply(message.conversation, agent,
+                          "It does: Harbour Blue, in stock and shipping tomorrow. "
+                          "Anything else I can help with?")
+    chat.post_visitor_message(site, visitor, "Perfect, thank you!")
 
 
 def create_demo_site(workspace) -> Site:

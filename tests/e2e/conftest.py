@@ -60,7 +60,7 @@ def wait_until(check, timeout: float, what: str, interval: float = 0.05):
 class LiveServer:
     """uvicorn serving app.asgi:app, plus `huey_consumer jobs.main.huey`, on one data dir."""
 
-    def __init__(self, data_dir: Path, smtp: MailCatcher):
+    def __init__(self, data_dir: Path, smtp: MailCatcher, shared: dict | None = None):
         self.data_dir = data_dir
         self.smtp = smtp
         self.port = free_port()
@@ -85,6 +85,9 @@ class LiveServer:
             LUMNAR_AUTOMATIONS_RETRY_BASE_SECONDS="1",
             PYTHONUNBUFFERED="1",
         )
+        # `pytest --engine=postgres`: the same server on PostgreSQL + Redis (DATABASE_URL,
+        # REDIS_URL and the keys a shared set-up must be given).
+        env.update(shared or {})
         self.env = env
 
     def _run(self, name: str, *args: str) -> subprocess.Popen:
@@ -231,11 +234,21 @@ class LiveServer:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _live_server_booting(tmp_path_factory):
+def _live_server_booting(tmp_path_factory, request):
     """Starts booting the server as the e2e session begins (autouse fixtures come first), so
-    migrations and the two processes' imports overlap Playwright's and Chromium's start-up."""
+    migrations and the two processes' imports overlap Playwright's and Chromium's start-up.
+    On the PostgreSQL pass it runs on a database of its own in the throwaway cluster, with
+    the throwaway Redis."""
+    shared = None
+    if request.config.getoption("--engine") == "postgres":
+        from tests.conftest import TEST_MASTER_KEY
+
+        postgres = request.getfixturevalue("postgres")
+        redis = request.getfixturevalue("redis_server")
+        shared = {"DATABASE_URL": postgres.create("lumnar_e2e"), "REDIS_URL": redis.url,
+                  "LUMNAR_MASTER_KEYS": TEST_MASTER_KEY}
     smtp = MailCatcher().start()
-    server = LiveServer(tmp_path_factory.mktemp("lumnar-e2e"), smtp)
+    server = LiveServer(tmp_path_factory.mktemp("lumnar-e2e"), smtp, shared)
     try:
         yield server.boot()
     finally:

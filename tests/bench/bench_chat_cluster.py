@@ -448,7 +448,7 @@ def phase(mode: str, n: int, p: dict, ctx: dict, kill: bool = False) -> dict:
                           [proc.pid for proc in load.procs])
             after = counter(b.lumnar_url) if mode == "lumnar" else 0
             loaders, agent_path = stream_paths(mode, ctx["loaders"], after)
-            opened = load.open("visitors", loaders, agent_path, deadline=p["open_deadline"])
+            opened = load.open("visitors", loaders, agent_path=agent_path, deadline=p["open_deadline"])
             log(f"streams: {opened['counts']} in {opened['seconds']:.1f} s")
             r = {"open": opened["open"], "streams": len(loaders) + ctx["clients"] * n}
             # First use costs (connections opened, templates compiled, caches filled) stay out.
@@ -476,7 +476,7 @@ def kill_run(c: Cluster, load: Load, meter: Meter, p: dict, ctx: dict) -> dict:
     n, url = len(c.ports), ctx["backends"].lumnar_url
     start = counter(url)
     loaders, agent_path = stream_paths("lumnar", ctx["loaders"], start)
-    opened = load.open("kill", loaders, agent_path, deadline=p["open_deadline"])
+    opened = load.open("kill", loaders, agent_path=agent_path, deadline=p["open_deadline"])
     meter.quiet(p["settle"])
     victim = n - 1
     on_victim = sum(1 for ld in loaders if ld["index"] % n == victim) + ctx["clients"]

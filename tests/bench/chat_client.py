@@ -296,16 +296,22 @@ def _worker(conn, port: int, worker: int, agent: dict | None):
 
 
 class Load:
-    """`processes` client processes on one server; calls go to all of them at once."""
+    """`processes` client processes on one server; calls go to all of them at once. (The
+    cluster benchmark's client, tests/bench/cluster_client.py, is this with its own worker.)"""
+
+    worker = staticmethod(_worker)  # what each client process runs (spawned: a module function)
 
     def __init__(self, port: int, processes: int, agent: dict | None):
+        self.spawn(processes, lambda w: (port, w, dict(agent) if agent else None))
+
+    def spawn(self, processes: int, args_of) -> None:
+        """Start the client processes: process w runs worker(pipe, *args_of(w))."""
         ctx = multiprocessing.get_context("spawn")
         self.n = processes
         self.pipes, self.procs = [], []
         for w in range(processes):
             parent, child = ctx.Pipe()
-            proc = ctx.Process(target=_worker, args=(child, port, w, dict(agent) if agent else None),
-                               daemon=True)
+            proc = ctx.Process(target=self.worker, args=(child, *args_of(w)), daemon=True)
             proc.start()
             self.pipes.append(parent)
             self.procs.append(proc)
@@ -322,9 +328,10 @@ class Load:
     def share(self, items: list) -> list[list]:
         return [items[w::self.n] for w in range(self.n)]
 
-    def open(self, group, loaders, agent_stream=False, keep=True, deadline=60) -> dict:
-        parts = self.call("open", [dict(group=group, loaders=part, agent_stream=agent_stream, keep=keep,
-                                        deadline=deadline) for part in self.share(loaders)])
+    def open(self, group, loaders, keep=True, deadline=60, **extra) -> dict:
+        """`extra`: what this client's open() also takes (agent_stream; the cluster's agent_path)."""
+        parts = self.call("open", [dict(group=group, loaders=part, keep=keep, deadline=deadline,
+                                        **extra) for part in self.share(loaders)])
         counts: dict = {}
         for p in parts:
             for k, v in p["counts"].items():

@@ -20,7 +20,6 @@ received, in order, for the exactly-once check after a kill.
 """
 
 import asyncio
-import multiprocessing
 import random
 import secrets
 import sys
@@ -29,6 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from tests.bench import chat_client  # noqa: E402
 from tests.bench import sse_client as hc  # noqa: E402
 from tests.bench.chat_client import (  # noqa: E402
     DELIVERY_DEADLINE,
@@ -343,69 +343,19 @@ def _worker(conn, ports, worker, mode, agent):
     run(main())
 
 
-class Load:
+class Load(chat_client.Load):
     """`processes` client processes on the web processes at `ports`; calls go to all at once."""
 
+    worker = staticmethod(_worker)
+
     def __init__(self, ports: list, processes: int, mode: str, agent: dict | None):
-        ctx = multiprocessing.get_context("spawn")
-        self.n = processes
-        self.pipes, self.procs = [], []
-        for w in range(processes):
-            parent, child = ctx.Pipe()
-            proc = ctx.Process(target=_worker, args=(child, list(ports), w, mode,
-                                                     dict(agent) if agent else None), daemon=True)
-            proc.start()
-            self.pipes.append(parent)
-            self.procs.append(proc)
-
-    def call(self, op: str, per_worker: list) -> list:
-        for pipe, kwargs in zip(self.pipes, per_worker, strict=True):
-            pipe.send((op, kwargs))
-        out = [pipe.recv() for pipe in self.pipes]
-        for r in out:
-            if isinstance(r, dict) and "error" in r:
-                raise RuntimeError(f"load client {op}: {r['error']}")
-        return out
-
-    def share(self, items: list) -> list:
-        return [items[w::self.n] for w in range(self.n)]
-
-    def open(self, group, loaders, agent_path=None, keep=True, deadline=60) -> dict:
-        parts = self.call("open", [dict(group=group, loaders=part, agent_path=agent_path, keep=keep,
-                                        deadline=deadline) for part in self.share(loaders)])
-        counts: dict = {}
-        for p in parts:
-            for k, v in p["counts"].items():
-                counts[k] = counts.get(k, 0) + v
-        return {"counts": counts, "open": sum(p["open"] for p in parts),
-                "seconds": max(p["seconds"] for p in parts)}
-
-    def close(self, group):
-        self.call("close", [dict(group=group)] * self.n)
-
-    def streams_state(self, group) -> dict:
-        parts = self.call("streams_state", [dict(group=group)] * self.n)
-        return {"open": sum(p["open"] for p in parts), "total": sum(p["total"] for p in parts),
-                "back_at": [t for p in parts for t in p["back_at"]],
-                "reconnects": sum(p["reconnects"] for p in parts)}
+        self.spawn(processes, lambda w: (list(ports), w, mode, dict(agent) if agent else None))
 
     def stream_ids(self, group) -> list:
         return [s for part in self.call("stream_ids", [dict(group=group)] * self.n) for s in part]
 
     def drive(self, rate, seconds, loaders, deadline=DELIVERY_DEADLINE) -> Outcomes:
-        start_at = time.time() + 0.3
-        parts = self.call("drive", [dict(rate=rate / self.n, seconds=seconds, start_at=start_at,
-                                         loaders=part, deadline=deadline)
-                                    for part in self.share(loaders)])
-        o = Outcomes(rate, seconds, parts)
-        o.retried = sum(p["retried"] for p in parts)
+        o = super().drive(rate, seconds, loaders, deadline)
+        o.retried = sum(p["retried"] for p in o.parts)  # POSTs sent again to a survivor
         return o
 
-    def shutdown(self):
-        try:
-            self.call("shutdown", [{}] * self.n)
-        finally:
-            for proc in self.procs:
-                proc.join(5)
-                if proc.is_alive():
-                    proc.kill()

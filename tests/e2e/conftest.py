@@ -11,6 +11,7 @@ import secrets
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -221,6 +222,21 @@ class LiveServer:
         return "\n".join(parts)
 
     # --- mail ------------------------------------------------------------------------------
+
+    def rows(self, query: str, params=()) -> list:
+        """What `query` (written with ? placeholders) finds in the live server's database,
+        on a connection of the test's own: for what no page shows (a stream's presence)."""
+        url = self.env.get("DATABASE_URL")
+        if url:
+            import psycopg
+
+            with psycopg.connect(url) as db:
+                return db.execute(query.replace("?", "%s"), params).fetchall()
+        db = sqlite3.connect(self.data_dir / "lumnar.db")
+        try:
+            return db.execute(query, params).fetchall()
+        finally:
+            db.close()
 
     def wait_for_mail(self, address: str, subject_part: str = "", timeout: float = 15.0):
         """The newest e-mail to `address` (subject containing `subject_part`) at the catcher."""

@@ -7,7 +7,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.e2e.axe import assert_accessible
-from tests.e2e.conftest import snippet_page, unique_email
+from tests.e2e.conftest import snippet_page, unique_email, wait_until
 from tests.e2e.widget_browser import (  # noqa: F401  (console_fixture: the `console` fixture)
     chat_frame,
     console_fixture,
@@ -65,6 +65,10 @@ def test_the_first_words_are_kept_and_the_answer_goes_to_the_address_left_later(
     # The visitor leaves; the team answers, and the answer arrives by e-mail.
     conversation_id = site.conversation_id(first)
     page.close()
+    # Gone once its stream's presence is: a reply while the widget is open is not e-mailed.
+    wait_until(lambda: not live_server.rows(
+        "SELECT 1 FROM presence WHERE kind = 'visitor' AND subject_id = ?", (conversation_id,)),
+        10, "the visitor's stream to end")
     conversation = site.owner.get(f"/dashboard/conversations/{conversation_id}").text
     assert email in conversation
     site.reply(conversation_id, "Sorry! A new parcel leaves today.")

@@ -20,18 +20,10 @@ from tests.chat_fixtures import (  # noqa: F401  (fixtures, used by name)
     text,
     ws_fixture,
 )
+from tests.test_chat_dashboard import start_conversations
 
 PANE = {"HX-Request": "true", "HX-Boosted": "true", "HX-Target": "conversation-pane"}
 LIST = {"HX-Request": "true", "HX-Boosted": "true", "HX-Target": "inbox"}
-
-
-def start(app, site, bodies) -> list[int]:
-    ids = []
-    for body in bodies:
-        guest = WidgetVisitor.arrive(app, site.site_key)
-        assert guest.send(body).status_code == 200
-        ids.append(guest.conversation().id)
-    return ids
 
 
 def rows(html: str) -> list[int]:
@@ -43,7 +35,7 @@ def ids_in(html: str) -> set[str]:
 
 
 def test_a_conversations_page_shows_the_list_beside_it(app, auth, site, online):
-    first, second = start(app, site, ["Where is my parcel?", "Do you sell gift cards?"])
+    first, second = start_conversations(app, site, ["Where is my parcel?", "Do you sell gift cards?"])
     html = text(auth.get(f"/dashboard/conversations/{first}"))
     assert "<!doctype html>" in html
     assert rows(html) == [second, first]  # the list pane
@@ -65,7 +57,7 @@ def test_a_conversations_page_shows_the_list_beside_it(app, auth, site, online):
 
 
 def test_htmx_gets_one_pane_and_the_address_to_show(app, auth, site, online):
-    first, second = start(app, site, ["Where is my parcel?", "Do you sell gift cards?"])
+    first, second = start_conversations(app, site, ["Where is my parcel?", "Do you sell gift cards?"])
     response = auth.get(f"/dashboard/conversations/{first}?filter=all", headers=PANE)
     html = text(response)
     assert response.status_code == 200
@@ -99,7 +91,7 @@ def test_another_workspaces_conversation_is_never_kept_open(auth, rival):
 
 
 def test_every_piece_of_a_live_event_finds_its_place_in_the_two_panes(app, auth, site, online):
-    first, _ = start(app, site, ["Where is my parcel?", "Do you sell gift cards?"])
+    first, _ = start_conversations(app, site, ["Where is my parcel?", "Do you sell gift cards?"])
     page = ids_in(text(auth.get(f"/dashboard/conversations/{first}")))
     auth.post_form(f"/dashboard/conversations/{first}/status", {"status": "resolved"})
     auth.post_form(f"/dashboard/conversations/{first}/visitor", {"name": "Ann", "email": ""})
@@ -165,7 +157,7 @@ def test_an_empty_inbox_says_what_to_do_next(app, auth, ws):
 
 
 def test_the_page_learns_whether_marking_read_changed_anything(app, auth, site, online):
-    [first] = start(app, site, ["Where is my parcel?"])
+    [first] = start_conversations(app, site, ["Where is my parcel?"])
     url = f"/dashboard/conversations/{first}/read"
     response = auth.post_form(url, htmx=True)
     assert response.status_code == 204 and response.headers["Lumnar-Read"] == "changed"

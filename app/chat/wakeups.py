@@ -34,10 +34,6 @@ def configure(url: str | None) -> None:
         _url, _client = url or None, None
 
 
-def url() -> str | None:
-    return _url
-
-
 def encode(pairs, tag: str = PROCESS_TAG) -> bytes:
     return " ".join([tag, *(f"{workspace}:{seq}" for workspace, seq in pairs)]).encode()
 

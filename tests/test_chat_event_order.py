@@ -191,8 +191,10 @@ def test_the_dispatcher_reconnects_when_its_database_connection_is_cut(app, ws, 
 
     def cut_the_watcher() -> int:
         with psycopg.connect(app.config["DATABASE_URL"], autocommit=True) as admin:
+            # This test's database only: the browser tests' server may watch another.
             return len(admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                                     "WHERE application_name = %s", (live.WATCH_NAME,)).fetchall())
+                                     "WHERE application_name = %s AND datname = current_database()",
+                                     (live.WATCH_NAME,)).fetchall())
 
     async def scenario():
         async with running_hub(app) as hub:

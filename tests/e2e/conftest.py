@@ -261,7 +261,9 @@ def _live_server_booting(tmp_path_factory, request):
 
         postgres = request.getfixturevalue("postgres")
         redis = request.getfixturevalue("redis_server")
-        shared = {"DATABASE_URL": postgres.create("lumnar_e2e"), "REDIS_URL": redis.url,
+        # A Redis database of its own too: its worker must not take the other tests' tasks.
+        shared = {"DATABASE_URL": postgres.create("lumnar_e2e"),
+                  "REDIS_URL": redis.url.rsplit("/", 1)[0] + "/1",
                   "LUMNAR_MASTER_KEYS": TEST_MASTER_KEY}
     smtp = MailCatcher().start()
     server = LiveServer(tmp_path_factory.mktemp("lumnar-e2e"), smtp, shared)

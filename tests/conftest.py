@@ -56,12 +56,10 @@ POSTGRES_READY = {
     "test_bad_input_answers.py", "test_csrf_everywhere.py", "test_headers_everywhere.py",
     "test_smoke.py", "test_chat_inbox_page_cost.py",
     # In Chromium against a live server (uvicorn + Huey consumer) on PostgreSQL + Redis: sign-up
-    # with its e-mail through the worker, the live chat across origins, the inbox in two panes;
-    # and two web processes passing chat events to each other over Redis. (The other browser
+    # with its e-mail through the worker, the live chat across origins; and two web processes passing chat events to each other over Redis. (The other browser
     # modules prove pages and scripts that read the database only through the same services:
     # they run once, on SQLite, so that make test stays under 15 minutes.)
-    "test_accounts_browser.py", "test_chat_browser.py", "test_inbox_split_browser.py",
-    "test_chat_cross_process.py",
+    "test_accounts_browser.py", "test_chat_browser.py", "test_chat_cross_process.py",
     # The widget on a customer's page: its status answer and where it loaded (an upsert), the
     # site's page, away mode keeping the first words, friendly names.
     "test_widget_status.py", "test_widget_site_page.py", "test_widget_away.py",

@@ -167,8 +167,20 @@ class LumnarPostgres(PooledPsycopg3Database):
     other, so there is no process-wide writer lock and no lock type for BEGIN (both are
     SQLite's answer to its one writer at a time)."""
 
+    retired = False
+
     def atomic(self, lock_type=None):
         return super().atomic()
+
+    def retire(self) -> None:
+        """Replaced by another app's database in this process (tests build one per test):
+        close the pool, and close rather than pool whatever a thread still running checks in
+        later, so no connection is left for the garbage collector to drop unclosed."""
+        self.retired = True
+        self.close_all()
+
+    def _can_reuse(self, conn):
+        return not self.retired and super()._can_reuse(conn)
 
     def _is_closed(self, conn):
         # peewee asks the server (SELECT 1) at every checkout of an idle connection: a round
@@ -328,7 +340,7 @@ def exclusive_use(database_path):
 def init_app(app):
     previous = database.obj
     if isinstance(previous, LumnarPostgres):
-        previous.close_all()  # an app built again in this process (tests) keeps no stale pool
+        previous.retire()  # an app built again in this process (tests) keeps no stale pool
     if app.config.get("DATABASE_URL"):
         database.initialize(from_url(app.config["DATABASE_URL"], app.config["DATABASE_POOL_SIZE"]))
     else:
@@ -600,14 +612,18 @@ def connection():
     Tasks run inside a request in Huey's immediate mode; closing that request's connection
     underneath it would break the rest of the request.
     """
-    opened = database.is_closed()
+    # The database object itself, not the proxy: a connection goes back to the pool it came
+    # from even if another app is initialised meanwhile (tests build one app per test while
+    # an earlier test's worker thread may still be finishing).
+    db = database.obj
+    opened = db.is_closed()
     if opened:
-        database.connect()
+        db.connect()
     try:
         yield database
     finally:
-        if opened and not database.is_closed():
-            database.close()
+        if opened and not db.is_closed():
+            db.close()
 
 
 def utcnow() -> datetime:

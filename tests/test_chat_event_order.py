@@ -23,6 +23,7 @@ from tests.chat_fixtures import (  # noqa: F401  (fixtures: `site_fixture` is `s
 from tests.test_chat_streams import (
     WAIT,
     commit_elsewhere,
+    database_of,
     follow,
     new_conversation,
     running_hub,
@@ -211,5 +212,33 @@ def test_the_dispatcher_reconnects_when_its_database_connection_is_cut(app, ws, 
                 client.close()
             [row] = await take(sub, 1)
             assert row.seq == seq
+
+    run_async(scenario())
+
+
+def test_a_hub_stopped_while_its_watcher_connects_leaves_no_connection_open(app, ws):
+    """A server stopping right after it started (a worker recycled, a test): the watcher is
+    opened in a worker thread the stopping hub abandons; that thread closes what it opened."""
+
+    def watchers_open() -> int:
+        if dialect() != "postgres":
+            return 0  # the count below is PostgreSQL's; on SQLite the hub's own record serves
+        import psycopg
+        with psycopg.connect(app.config["DATABASE_URL"], autocommit=True) as admin:
+            return admin.execute("SELECT count(*) FROM pg_stat_activity WHERE "
+                                 "application_name = %s AND datname = current_database()",
+                                 (live.WATCH_NAME,)).fetchone()[0]
+
+    async def scenario():
+        hubs = []
+        for _ in range(5):
+            hub = live.Hub(database_of(app), streams.fetch_after)
+            await hub.start()
+            await hub.stop()  # before (or while) the dispatcher's thread connects
+            hubs.append(hub)
+        with anyio.fail_after(WAIT):  # the abandoned threads finish connecting
+            while await anyio.to_thread.run_sync(watchers_open):
+                await asyncio.sleep(0.05)
+        assert all(hub.watch_open is None and hub.stopped for hub in hubs)
 
     run_async(scenario())

@@ -326,6 +326,12 @@ class Hub:
         self.listener = (wakeups.Listener(redis_url, self._woken, self._pushed)
                          if redis_url and database_path.startswith("postgresql://") else None)
         self.pushed = False  # Redis wake-ups are arriving
+        # The watcher is opened in a worker thread that a stopping hub may abandon (cancelled
+        # mid-open): the thread hands it over here under the lock, or closes it itself once the
+        # hub has stopped, so no connection is ever left to the garbage collector.
+        self.watch_lock = threading.Lock()
+        self.watch_open = None
+        self.stopped = False
 
     # -- rendering: once per (event, audience) ----------------------------------------------------
     def render(self, wanted) -> list[dict]:
@@ -722,6 +728,7 @@ class Hub:
         self.loop = asyncio.get_running_loop()
         self.wake = asyncio.Event()
         self.presence_due = asyncio.Event()
+        self.stopped = False
         self.task = asyncio.create_task(self.run(), name="chat-dispatcher")
         self.tasks = [asyncio.create_task(self.keep_presence(), name="chat-presence"),
                       asyncio.create_task(self.tick(), name="chat-ticker")]
@@ -764,7 +771,7 @@ class Hub:
                 try:
                     if watch is None:
                         # (Again after a failure: the database restarted, a connection broke.)
-                        watch = await anyio.to_thread.run_sync(watcher, self.database_path)
+                        watch = await anyio.to_thread.run_sync(self._open_watch)
                         version = watch.version()
                         self.check = True  # whatever was missed meanwhile is asked for ...
                         self.wake.set()  # ... at once
@@ -790,12 +797,28 @@ class Hub:
                     # Streams wait meanwhile; nothing is lost: the cursors stay where they were.
                     log.exception("chat dispatcher: reading events failed; trying again")
                     if watch is not None:
-                        watch.close()
+                        self._close_watch()
                         watch = None
                     await asyncio.sleep(1)
         finally:
-            if watch is not None:
-                watch.close()
+            with self.watch_lock:
+                self.stopped = True
+            self._close_watch()
+
+    def _open_watch(self):
+        watch = watcher(self.database_path)
+        with self.watch_lock:
+            if not self.stopped:
+                self.watch_open = watch
+                return watch
+        watch.close()  # the hub stopped while this thread was connecting
+        return None
+
+    def _close_watch(self) -> None:
+        with self.watch_lock:
+            watch, self.watch_open = self.watch_open, None
+        if watch is not None:
+            watch.close()
 
     async def _ask_counters(self, watch) -> None:
         """Mark the watched workspaces whose counter is past what was delivered and what this

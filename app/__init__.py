@@ -41,6 +41,10 @@ def create_app(config=None) -> Flask:
 
     jobs.init_app(app)
 
+    from app import billing
+
+    billing.init_app(app)
+
     from app.chat import wakeups
 
     # Processes that share a PostgreSQL database tell each other of chat events over Redis; on
@@ -67,6 +71,8 @@ def create_app(config=None) -> Flask:
     from app.accounts.views import bp as accounts_bp
     from app.automations.views import bp as automations_bp
     from app.automations.views_webhooks import bp as hooks_bp
+    from app.billing.views import bp as billing_bp
+    from app.billing.views import hooks as stripe_hooks_bp
     from app.chat.views import bp as chat_bp
     from app.dashboard.views import bp as dashboard_bp
     from app.mail.views import bp as mail_bp
@@ -87,6 +93,8 @@ def create_app(config=None) -> Flask:
     app.register_blueprint(widget_bp)
     app.register_blueprint(sites_bp)
     app.register_blueprint(staff_bp)
+    app.register_blueprint(billing_bp)
+    app.register_blueprint(stripe_hooks_bp)
     if app.config["DEV_OUTBOX"]:
         app.register_blueprint(mail_bp)
 
@@ -151,6 +159,29 @@ def register_cli(app: Flask) -> None:
         click.echo(f"re-encrypted {count} credentials of workspace {workspace_id}")
 
     app.cli.add_command(vault_cli)
+
+    billing_cli = AppGroup("billing", help="Plans and Stripe.")
+
+    @billing_cli.command("setup")
+    @click.option("--live", is_flag=True, help="Allow a live-mode key (real money).")
+    def billing_setup(live):
+        """Create the plans' products and prices in Stripe and print the settings to use."""
+        from app.billing import service as billing
+
+        key = app.config["STRIPE_SECRET_KEY"]
+        if not key:
+            raise click.ClickException("set STRIPE_SECRET_KEY first (a test-mode key, sk_test_…)")
+        if key.startswith(("sk_live_", "rk_live_")) and not live:
+            raise click.ClickException("this is a live-mode key: run with --live if you mean it")
+        try:
+            settings = billing.setup_stripe()
+        except billing.stripe.StripeError as exc:
+            raise click.ClickException(f"Stripe refused: {exc.user_message or exc}") from None
+        click.echo("Set these in the environment of every web process and worker:")
+        for name, value in settings.items():
+            click.echo(f"{name}={value}")
+
+    app.cli.add_command(billing_cli)
 
     @app.cli.command("demo")
     def demo_command():

@@ -7,6 +7,8 @@ from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from app.billing.plans import FOR_SALE, INTERVALS, price_setting
+
 ROOT = Path(__file__).resolve().parent.parent
 
 # Every environment variable Lumnar reads, with its default. The README documents each one
@@ -35,6 +37,15 @@ ENV_VARS = {
     "LUMNAR_MAX_BODY_BYTES": ("1048576", "Largest request body accepted (413 beyond), whether it states its length or comes in chunks (`Transfer-Encoding: chunked`)."),
     "PORT": ("5000", "Port the web process listens on (Procfile)."),
     "HOST": ("0.0.0.0 (127.0.0.1 under `make run`)", "Address the web process listens on (Procfile)."),
+    "STRIPE_SECRET_KEY": ("(empty: billing not configured, every workspace on the demo plan)", "Stripe secret key (`sk_test_…` or `sk_live_…`). With it, plans are enforced and owners pay through Stripe Checkout (see Billing)."),
+    "STRIPE_WEBHOOK_SECRET": ("(empty)", "The signing secret (`whsec_…`) of the Stripe webhook endpoint that points at `/billing/webhook`."),
+    "LUMNAR_STRIPE_PRICE_PRO_MONTHLY": ("(empty)", "Stripe Price id of the Pro plan, paid monthly; `flask billing setup` prints the four price settings."),
+    "LUMNAR_STRIPE_PRICE_PRO_YEARLY": ("(empty)", "Stripe Price id of the Pro plan, paid yearly."),
+    "LUMNAR_STRIPE_PRICE_BUSINESS_MONTHLY": ("(empty)", "Stripe Price id of the Business plan, paid monthly."),
+    "LUMNAR_STRIPE_PRICE_BUSINESS_YEARLY": ("(empty)", "Stripe Price id of the Business plan, paid yearly."),
+    "LUMNAR_STRIPE_AUTOMATIC_TAX": ("0", "`1` asks Stripe Checkout to compute tax (Stripe Tax must be set up in the Stripe account)."),
+    "LUMNAR_STRIPE_API_BASE": ("(empty: Stripe's own address)", "Where Stripe's API is reached; only for a Stripe test double or proxy."),
+    "LUMNAR_BILLING_RETENTION_YEARS": ("10", "How long invoices and billing records are kept after a workspace is deleted (the law's retention period)."),
     "LUMNAR_AUTOMATIONS_RETRY_BASE_SECONDS": ("30", "Wait before an automation's second try; each later try waits twice as long (with jitter)."),
 }
 
@@ -113,6 +124,14 @@ def load(overrides=None) -> dict:
         "WTF_CSRF_TIME_LIMIT": None,  # the token lives as long as the session that holds it
         "WTF_CSRF_SSL_STRICT": secure,
         "HUEY_IMMEDIATE": False,
+        # Billing (app/billing): off without a secret key (every workspace on the demo plan).
+        "STRIPE_SECRET_KEY": _env("STRIPE_SECRET_KEY", ""),
+        "STRIPE_WEBHOOK_SECRET": _env("STRIPE_WEBHOOK_SECRET", ""),
+        "STRIPE_API_BASE": _env("LUMNAR_STRIPE_API_BASE", ""),
+        "STRIPE_AUTOMATIC_TAX": _env("LUMNAR_STRIPE_AUTOMATIC_TAX", "0") == "1",
+        "STRIPE_PRICES": {(plan.key, interval): _env(price_setting(plan, interval), "")
+                          for plan in FOR_SALE for interval in INTERVALS},
+        "BILLING_RETENTION_YEARS": int(_env("LUMNAR_BILLING_RETENTION_YEARS", "10")),
         "AUTOMATIONS_RETRY_BASE_SECONDS": float(_env("LUMNAR_AUTOMATIONS_RETRY_BASE_SECONDS", "30")),
         # argon2id cost: the library's recommendation (RFC 9106 low-memory profile).
         "ARGON2_TIME_COST": 3,

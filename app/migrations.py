@@ -49,9 +49,9 @@ def _0002_live_chat(db):
 
 
 def _0003_site_usage(db):
-    from app.widget.models import SiteUsage
-
-    db.create_tables([SiteUsage], safe=True)
+    # Visitor messages a site sent each month, counted against a per-site limit: replaced by
+    # the plan's monthly conversations per workspace (step 14 drops the table).
+    pass
 
 
 def _0004_unread_index(db):
@@ -156,6 +156,24 @@ def _0013_widget_launcher_and_origins(db):
     db.create_tables([OriginSeen], safe=True)
 
 
+def _0014_billing(db):
+    # Plans and Stripe billing (app/billing): the workspace's plan, its status and this
+    # month's count of new conversations beside the plan's limit; the billing records; the
+    # automations a smaller plan paused. The per-site monthly message count goes.
+    from app.billing.models import BILLING_MODELS
+
+    add_columns("workspace", plan="VARCHAR(16) NOT NULL DEFAULT 'free'",
+                plan_status="VARCHAR(24) NOT NULL DEFAULT ''",
+                conversation_limit="INTEGER DEFAULT 300",
+                usage_month="VARCHAR(7) NOT NULL DEFAULT ''",
+                month_conversations="INTEGER NOT NULL DEFAULT 0")
+    add_columns("automation", paused_for_plan="BOOLEAN NOT NULL DEFAULT FALSE")
+    db.create_tables(BILLING_MODELS, safe=True)
+    db.execute_sql("DROP TABLE IF EXISTS site_usage")
+    if "monthly_message_limit" in {c.name for c in db.get_columns("site")}:
+        db.execute_sql('ALTER TABLE "site" DROP COLUMN "monthly_message_limit"')
+
+
 STEPS = [
     (1, "initial", _0001_initial),
     (2, "live_chat", _0002_live_chat),
@@ -170,6 +188,7 @@ STEPS = [
     (11, "search_indexed_in_steps", _0011_search_indexed_in_steps),
     (12, "events_numbered_per_workspace", _0012_events_numbered_per_workspace),
     (13, "widget_launcher_and_origins", _0013_widget_launcher_and_origins),
+    (14, "billing", _0014_billing),
 ]
 
 

@@ -24,13 +24,14 @@ def product_models() -> list:
     """Every table the product keeps, parents before children."""
     from app.accounts.models import ACCOUNT_MODELS
     from app.automations.models import AUTOMATION_MODELS
+    from app.billing.models import BILLING_MODELS
     from app.chat.models import CHAT_MODELS
     from app.mail.models import OutboundEmail
     from app.staff.models import AuditEntry
-    from app.widget.models import OriginSeen, SiteUsage
+    from app.widget.models import OriginSeen
 
-    return sort_models([*ACCOUNT_MODELS, OutboundEmail, *CHAT_MODELS, SiteUsage, OriginSeen,
-                        *AUTOMATION_MODELS, AuditEntry])
+    return sort_models([*ACCOUNT_MODELS, OutboundEmail, *CHAT_MODELS, OriginSeen,
+                        *AUTOMATION_MODELS, AuditEntry, *BILLING_MODELS])
 
 
 def copy_all(source, target: LumnarPostgres, echo=lambda line: None) -> dict:

@@ -2,6 +2,7 @@
 failed post's errors beside its fields, and where to go after a successful post."""
 
 from flask import make_response, redirect, render_template, request
+from markupsafe import Markup
 
 from app.errors import RuleError
 
@@ -33,7 +34,10 @@ def render_form_errors(page: str, fragment: str | None, /, *forms, error: RuleEr
     if error is not None:
         status = error.status
         unplaced = []
+        upgrade = getattr(error, "upgrade_url", None)
         for name, message in error.by_field().items():
+            if upgrade:  # a plan's limit: the way past it, beside the message
+                message = Markup('{} <a href="{}">See plans and upgrade</a>').format(message, upgrade)
             form = next((f for f in forms if name and name != "csrf_token" and name in f), None)
             if form is not None:
                 form[name].errors = [*form[name].errors, message]

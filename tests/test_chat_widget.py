@@ -449,20 +449,6 @@ def test_attachment_with_a_non_latin_name_downloads_through_the_asgi_server(app,
 # --- plan and rate limits ------------------------------------------------------------------------
 
 
-def test_visitor_over_the_plan_limit_is_still_heard_and_the_conversation_is_flagged(
-        app, auth, ws, online):
-    small = make_site(app, ws, name="Small plan", monthly_message_limit=2)
-    guest = WidgetVisitor.arrive(app, small.site_key)
-    for body in ("one", "two", "three"):
-        assert guest.send(body).status_code == 200
-    with connection():
-        flags = [m.over_limit for m in Message.select().order_by(Message.id)]
-    assert flags == [False, False, True]
-    assert guest.conversation().over_limit is True
-    assert "over plan limit" in text(auth.get("/dashboard/inbox"))
-    assert "three" in text(guest.chat())
-
-
 @pytest.mark.config(RATELIMIT_ENABLED=True)
 def test_twenty_first_message_in_a_minute_is_refused_with_429(app, site, online, visitor):
     for i in range(20):

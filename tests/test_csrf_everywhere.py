@@ -33,6 +33,7 @@ SHORT = {"body": "Forged words"}
 VISITOR_HEADER = "the visitor token in the X-Lumnar-Visitor header (kept in the frame's storage)"
 EXEMPT = {
     "hooks.inbound": "the secret in its URL; it reads no cookie",
+    "stripe_hooks.webhook": "the Stripe-Signature over the raw body, checked with the endpoint secret; it reads no cookie",
     "widget.visitor_create": "nothing to protect: it makes a new anonymous visitor for whoever "
                              "asks and reads no cookie",
     "widget.message_create": VISITOR_HEADER,

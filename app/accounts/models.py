@@ -1,7 +1,7 @@
 """Accounts and teams: people, their sessions and log-in throttles, workspaces, members and
 invitations."""
 
-from peewee import BooleanField, CharField, DateTimeField, ForeignKeyField, IntegerField
+from peewee import SQL, BooleanField, CharField, DateTimeField, ForeignKeyField, IntegerField
 
 from app.db import BaseModel, utcnow
 
@@ -78,6 +78,17 @@ class Workspace(BaseModel):
     timezone = CharField(max_length=64, default="UTC")
     run_log_days = IntegerField(default=14)
     automations_paused = BooleanField(default=False)
+    # Billing (migration 14): the plan (app/billing/plans.py), Stripe's word on its payment
+    # ("" with no subscription, else "active", "past_due", ...), and the plan's monthly limit
+    # of new conversations copied here when the plan changes, beside this month's count, so
+    # that the chat's message path checks it in the one statement that counts.
+    # (SQL defaults too, as migration 14 adds them: a fresh database and a migrated one agree.)
+    plan = CharField(max_length=16, default="free", constraints=[SQL("DEFAULT 'free'")])
+    plan_status = CharField(max_length=24, default="", constraints=[SQL("DEFAULT ''")])
+    conversation_limit = IntegerField(null=True, default=300, constraints=[SQL("DEFAULT 300")])
+    # "2026-11": the month counted below
+    usage_month = CharField(max_length=7, default="", constraints=[SQL("DEFAULT ''")])
+    month_conversations = IntegerField(default=0, constraints=[SQL("DEFAULT 0")])
 
     def members(self):
         return (

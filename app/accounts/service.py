@@ -10,6 +10,7 @@ from peewee import IntegrityError
 
 from app.accounts import passwords, sessions
 from app.accounts.models import Invitation, LoginThrottle, Membership, User, Workspace
+from app.billing import limits as billing
 from app.db import database, utcnow
 from app.errors import RuleError
 from app.mail import service as mail
@@ -301,6 +302,7 @@ def invite(workspace: Workspace, inviter: User, email: str, role: str) -> Invita
                .where((Membership.workspace == workspace) & (User.email == email)).exists())
     if already:
         raise AccountError("That person is already a member of this workspace.", field="email")
+    billing.check_new_member(workspace, field="email", replacing=email)
     with database.atomic():
         # A new invitation to the same address replaces any older one still pending.
         Invitation.update(revoked_at=utcnow()).where(

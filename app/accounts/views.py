@@ -20,6 +20,7 @@ from app.accounts.forms import (
 from app.accounts.models import Invitation, Membership, UserSession
 from app.accounts.service import AccountError
 from app.accounts.sessions import login_required, owner_required
+from app.errors import RuleError
 from app.extensions import limiter
 from app.paging import whole_number
 from app.rendering import go, render, render_form_errors, wants_fragment
@@ -289,7 +290,7 @@ def invitation_create():
         return render_form_errors(page, fragment, form, **team_context(invite_form=form))
     try:
         service.invite(g.membership.workspace, g.user, form.email.data, form.role.data)
-    except AccountError as err:
+    except RuleError as err:  # the account's rules, and the plan's team size
         return render_form_errors(page, fragment, form, error=err, **team_context(invite_form=form))
     return render(page, fragment, invited=form.email.data, **team_context())
 

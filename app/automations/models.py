@@ -2,6 +2,7 @@
 and their runs."""
 
 from peewee import (
+    SQL,
     BlobField,
     BooleanField,
     CharField,
@@ -89,6 +90,9 @@ class Automation(BaseModel):
     webhook_secret = CharField(max_length=64, default="")  # inbound webhook URL token
     max_attempts = IntegerField(default=3)
     paused = BooleanField(default=False)
+    # Paused because the workspace's plan allows fewer active automations (migration 14): a
+    # plan that allows more again resumes it; the customer's own pauses are never touched.
+    paused_for_plan = BooleanField(default=False, constraints=[SQL("DEFAULT FALSE")])
     # The next scheduled slot (UTC), kept so the minute ticker finds due rows by index.
     next_run_at = DateTimeField(null=True, index=True)
     last_failure_mail_at = DateTimeField(null=True)

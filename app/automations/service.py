@@ -17,6 +17,7 @@ from app.accounts.models import Membership, User, Workspace
 from app.automations import redact, schedules, vault
 from app.automations.flows import registry
 from app.automations.models import Automation, AutomationRun
+from app.billing import limits as billing
 from app.db import database, epoch_seconds, sql, utcnow
 from app.errors import RuleError
 from app.mail import service as mail
@@ -161,6 +162,7 @@ def _schedule_fields(automation: Automation, workspace: Workspace, now: datetime
 def create_automation(workspace_id: int, *, name, flow, config: dict, trigger, cron="",
                       chat_event="", max_attempts=None) -> Automation:
     values = _check(workspace_id, name, flow, config, trigger, cron, chat_event, max_attempts)
+    billing.check_activation(workspace_id)  # a new automation is active at once
     workspace = _workspace(workspace_id)
     now = utcnow()
     automation = Automation(workspace=workspace_id, created_at=now, updated_at=now,
@@ -234,8 +236,11 @@ def pause(automation: Automation) -> None:
 
 
 def resume(automation: Automation) -> None:
-    """Scheduling starts again from now: slots that passed while paused are not 'missed'."""
+    """Scheduling starts again from now: slots that passed while paused are not 'missed'.
+    The plan must allow one more active automation."""
+    billing.check_activation(automation.workspace_id)
     automation.paused = False
+    automation.paused_for_plan = False
     automation.updated_at = utcnow()
     _schedule_fields(automation, _workspace(automation.workspace_id), utcnow())
     automation.save()

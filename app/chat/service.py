@@ -11,6 +11,7 @@ from peewee import JOIN, SQL, Case, IntegrityError, fn
 from app import background
 from app.accounts.models import Membership, User
 from app.automations import service as automations
+from app.billing import plans
 from app.chat import events, files, live, notices
 from app.chat.models import (
     Attachment,
@@ -147,12 +148,14 @@ def check_body(body: str, has_file: bool) -> str:
     return body
 
 
-def _count_visitor_message(site: Site) -> bool:
-    """Count one more visitor message this month; True when it goes past the plan's limit.
-    Runs inside the message's transaction, so the count and the message agree."""
+def _count_new_conversation(workspace_id: int) -> bool:
+    """Count one more conversation this month for the workspace; True when it goes past its
+    plan's limit (copied onto the workspace row when the plan changes: one statement reads
+    and counts). Runs inside the first message's transaction, so the count and the
+    conversation agree; later messages of the conversation add nothing."""
     month = utcnow().strftime("%Y-%m")
-    (used,) = database.execute_sql(sql(COUNT_VISITOR_MESSAGE), (site.id, month)).fetchone()
-    return used > site.monthly_message_limit
+    used, limit = database.execute_sql(sql(COUNT_CONVERSATION), (month, month, workspace_id)).fetchone()
+    return plans.enforced() and limit is not None and used > limit
 
 
 # A message's own writes, the most repeated statements of all, as fixed SQL (see
@@ -167,10 +170,9 @@ VISITOR_WROTE = ('UPDATE "conversation" SET "last_activity_at" = ?, "last_previe
                  '"unread_count" = "unread_count" + 1, "status" = \'open\', '
                  '"over_limit" = ("over_limit" OR ?) WHERE "id" = ? '
                  'RETURNING "unread_count", "over_limit", "assignee_id"')
-COUNT_VISITOR_MESSAGE = ('INSERT INTO "site_usage" ("site_id", "month", "visitor_messages") '
-                         'VALUES (?, ?, 1) ON CONFLICT ("site_id", "month") DO UPDATE SET '
-                         '"visitor_messages" = "site_usage"."visitor_messages" + 1 '
-                         'RETURNING "visitor_messages"')
+COUNT_CONVERSATION = ('UPDATE "workspace" SET "month_conversations" = CASE WHEN "usage_month" = ? '
+                      'THEN "month_conversations" + 1 ELSE 1 END, "usage_month" = ? '
+                      'WHERE "id" = ? RETURNING "month_conversations", "conversation_limit"')
 
 
 def _add_message(conversation, sender, body, upload, author=None, over_limit=False,
@@ -224,16 +226,19 @@ def post_visitor_message(site: Site, visitor: Visitor, body: str, upload=None,
                          client_id: str = "") -> Message:
     """`conversation`: the visitor's current one when the caller has just loaded it."""
     body = check_body(body, upload is not None)
-    # A visitor's words are never refused for the plan: stored, and flagged for the owner.
+    # A visitor's words are never refused for the plan: a conversation past the plan's
+    # monthly limit is stored, and flagged for the owner with every message in it.
     try:
         with database.atomic():
-            over = _count_visitor_message(site)
             conversation = conversation or current_conversation(visitor)
             started = conversation is None
             if started:
+                over = _count_new_conversation(site.workspace_id)
                 conversation = Conversation.create(workspace=site.workspace_id, site=site,
-                                                   visitor=visitor,
+                                                   visitor=visitor, over_limit=over,
                                                    started_page_url=page_url[:2000])
+            else:
+                over = conversation.over_limit
             message = _add_message(conversation, Message.VISITOR, body, upload, over_limit=over,
                                    client_id=client_id)
             last_preview = preview(body or f"📎 {upload[0]}")

@@ -16,7 +16,7 @@ NAV = [
     ("automations.automation_list", None, "Automations"),
     ("automations.credentials", None, "Credentials"),
     ("automations.access_log", None, "Access log"),
-    ("dashboard.area", "billing", "Billing"),
+    ("billing.billing_page", None, "Billing"),
     ("dashboard.area", "privacy", "Privacy & data"),
     ("accounts.settings", None, "Settings"),
     ("accounts.team", None, "Team"),
@@ -25,8 +25,6 @@ NAV = [
 bp.record_once(lambda state: state.app.jinja_env.globals.update(dashboard_nav=NAV))
 
 COMING = {
-    "billing": ("Billing", "Plans, invoices and your payment method will be managed here. "
-                "Nothing is charged yet."),
     "privacy": ("Privacy & data", "Here you will download a copy of your data, correct it, "
                 "delete it or restrict how we use it. Until this page is ready, write to us from "
                 "the contact page and we will do it for you."),

@@ -3,6 +3,7 @@
 from flask import Blueprint, current_app, jsonify
 
 from app import background, db
+from app.billing import plans
 from app.chat import files
 from app.rendering import render
 
@@ -24,6 +25,11 @@ def contact_email() -> str:
 @bp.get("/")
 def home():
     return render("public/home.html")
+
+
+@bp.get("/pricing")
+def pricing():
+    return render("public/pricing.html", plans=plans, shown=[plans.FREE, *plans.FOR_SALE])
 
 
 @bp.get("/privacy")

@@ -1,4 +1,4 @@
-"""The widget's records: the sites it is installed on, their monthly usage, the origins their
+"""The widget's records: the sites it is installed on, the origins their
 widget was loaded from, and their visitors."""
 
 import secrets
@@ -28,7 +28,6 @@ class Site(BaseModel):
     away_message = CharField(max_length=300, default="Nobody from the team is here right now. "
                              "Write anyway: we read every message and answer by e-mail.")
     retention_days = IntegerField(default=180)
-    monthly_message_limit = IntegerField(default=10_000)
     enabled = BooleanField(default=True)
     created_at = DateTimeField(default=utcnow)
     launcher_label = CharField(max_length=40, default=DEFAULT_LAUNCHER_LABEL)  # migration 13
@@ -43,19 +42,6 @@ class Site(BaseModel):
     @classmethod
     def for_workspace(cls, workspace):
         return cls.select().where(cls.workspace == workspace).order_by(cls.name)
-
-
-class SiteUsage(BaseModel):
-    """Visitor messages per site and calendar month (UTC), counted as they arrive, so the plan
-    check reads one row instead of counting a month of messages."""
-
-    site = ForeignKeyField(Site, backref="usage", on_delete="CASCADE")
-    month = CharField(max_length=7)  # YYYY-MM
-    visitor_messages = IntegerField(default=0)
-
-    class Meta:
-        table_name = "site_usage"
-        indexes = ((("site", "month"), True),)
 
 
 class OriginSeen(BaseModel):

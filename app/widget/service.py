@@ -12,6 +12,7 @@ from flask import current_app
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from peewee import EXCLUDED, Case
 
+from app.billing import limits as billing
 from app.chat.models import Attachment, Conversation
 from app.db import Prepared, database, thread_connection, utcnow
 from app.errors import RuleError
@@ -59,6 +60,8 @@ def clean_origins(text: str) -> str:
 
 
 def save_site(site: Site, **fields) -> Site:
+    if site.id is None:
+        billing.check_new_site(site.workspace_id)
     fields["allowed_origins"] = clean_origins(fields.get("allowed_origins", ""))
     for name, value in fields.items():
         setattr(site, name, value)

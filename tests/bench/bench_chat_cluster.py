@@ -239,11 +239,10 @@ def seed(url: str, data_dir: Path, visitors: int) -> list:
         with database.atomic():
             user = User.create(name="Bea Bench", email=fill_chat.EMAIL, email_verified_at=now,
                                created_at=now, password_hash=passwords.hash_password(fill_chat.PASSWORD))
-            workspace = Workspace.create(name="Bench Shop", created_at=now)
+            workspace = Workspace.create(name="Bench Shop", created_at=now, conversation_limit=None)
             Membership.create(workspace=workspace, user=user, role=Membership.OWNER, created_at=now)
             site = Site.create(workspace=workspace, name="Bench shop", site_key=KEY,
-                               allowed_origins="http://127.0.0.1", created_at=now,
-                               monthly_message_limit=10**9)
+                               allowed_origins="http://127.0.0.1", created_at=now)
             for i in range(visitors):
                 v = Visitor.create(site=site, email=f"load{i}@visitor.example",
                                    first_page_url="http://127.0.0.1/shop")

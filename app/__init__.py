@@ -41,9 +41,10 @@ def create_app(config=None) -> Flask:
 
     jobs.init_app(app)
 
-    from app import billing
+    from app import billing, insight
 
     billing.init_app(app)
+    insight.init_app(app)
 
     from app.chat import wakeups
 
@@ -74,9 +75,12 @@ def create_app(config=None) -> Flask:
     from app.billing.views import bp as billing_bp
     from app.billing.views import hooks as stripe_hooks_bp
     from app.chat.views import bp as chat_bp
+    from app.contact.views import bp as contact_bp
     from app.dashboard.views import bp as dashboard_bp
+    from app.insight.views import bp as insight_bp
     from app.mail.views import bp as mail_bp
     from app.paging import RowIdConverter
+    from app.policies.views import bp as policies_bp
     from app.public.views import bp as public_bp
     from app.staff.views import bp as staff_bp
     from app.widget.views import bp as widget_bp
@@ -94,6 +98,9 @@ def create_app(config=None) -> Flask:
     app.register_blueprint(sites_bp)
     app.register_blueprint(staff_bp)
     app.register_blueprint(billing_bp)
+    app.register_blueprint(policies_bp)
+    app.register_blueprint(contact_bp)
+    app.register_blueprint(insight_bp)
     app.register_blueprint(stripe_hooks_bp)
     if app.config["DEV_OUTBOX"]:
         app.register_blueprint(mail_bp)

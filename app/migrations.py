@@ -174,6 +174,16 @@ def _0014_billing(db):
         db.execute_sql('ALTER TABLE "site" DROP COLUMN "monthly_message_limit"')
 
 
+def _0015_trust_surface(db):
+    # Policy versions and their acknowledgements, the contact channel's requests, usage
+    # insight's counters, and a workspace's suspension.
+    from app.contact.models import CONTACT_MODELS
+    from app.insight.models import INSIGHT_MODELS
+    from app.policies.models import POLICY_MODELS
+
+    db.create_tables([*POLICY_MODELS, *CONTACT_MODELS, *INSIGHT_MODELS], safe=True)
+
+
 STEPS = [
     (1, "initial", _0001_initial),
     (2, "live_chat", _0002_live_chat),
@@ -189,6 +199,7 @@ STEPS = [
     (12, "events_numbered_per_workspace", _0012_events_numbered_per_workspace),
     (13, "widget_launcher_and_origins", _0013_widget_launcher_and_origins),
     (14, "billing", _0014_billing),
+    (15, "trust_surface", _0015_trust_surface),
 ]
 
 

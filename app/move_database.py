@@ -26,12 +26,16 @@ def product_models() -> list:
     from app.automations.models import AUTOMATION_MODELS
     from app.billing.models import BILLING_MODELS
     from app.chat.models import CHAT_MODELS
+    from app.contact.models import CONTACT_MODELS
+    from app.insight.models import INSIGHT_MODELS
     from app.mail.models import OutboundEmail
+    from app.policies.models import POLICY_MODELS
     from app.staff.models import AuditEntry
     from app.widget.models import OriginSeen
 
     return sort_models([*ACCOUNT_MODELS, OutboundEmail, *CHAT_MODELS, OriginSeen,
-                        *AUTOMATION_MODELS, AuditEntry, *BILLING_MODELS])
+                        *AUTOMATION_MODELS, AuditEntry, *BILLING_MODELS, *POLICY_MODELS,
+                        *CONTACT_MODELS, *INSIGHT_MODELS])
 
 
 def copy_all(source, target: LumnarPostgres, echo=lambda line: None) -> dict:

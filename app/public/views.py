@@ -32,16 +32,6 @@ def pricing():
     return render("public/pricing.html", plans=plans, shown=[plans.FREE, *plans.FOR_SALE])
 
 
-@bp.get("/privacy")
-def privacy():
-    return render("public/privacy.html")
-
-
-@bp.get("/contact")
-def contact():
-    return render("public/contact.html")
-
-
 @bp.get("/healthz")
 def healthz():
     db_ok = db.answers()

@@ -1,0 +1,3 @@
+"""The contact channel's records."""
+
+CONTACT_MODELS = []

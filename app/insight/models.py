@@ -1,0 +1,3 @@
+"""Usage insight's records."""
+
+INSIGHT_MODELS = []

@@ -1,0 +1,5 @@
+"""Usage insight's pages."""
+
+from flask import Blueprint
+
+bp = Blueprint("insight", __name__)

@@ -1,0 +1,3 @@
+"""The policies' records."""
+
+POLICY_MODELS = []

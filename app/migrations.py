@@ -182,6 +182,8 @@ def _0015_trust_surface(db):
     from app.policies.models import POLICY_MODELS
 
     db.create_tables([*POLICY_MODELS, *CONTACT_MODELS, *INSIGHT_MODELS], safe=True)
+    add_columns("workspace", suspended_at={"sqlite": "DATETIME", "postgres": "TIMESTAMP"}[dialect()],
+                suspended_reason="VARCHAR(500) NOT NULL DEFAULT ''")
 
 
 STEPS = [

@@ -89,6 +89,10 @@ class Workspace(BaseModel):
     # "2026-11": the month counted below
     usage_month = CharField(max_length=7, default="", constraints=[SQL("DEFAULT ''")])
     month_conversations = IntegerField(default=0, constraints=[SQL("DEFAULT 0")])
+    # Suspended by Lumnar staff for fraud or abuse (migration 15): the widget is unavailable,
+    # automations do not run, members see the reason; every record is kept.
+    suspended_at = DateTimeField(null=True)
+    suspended_reason = CharField(max_length=500, default="", constraints=[SQL("DEFAULT ''")])
 
     def members(self):
         return (

@@ -265,7 +265,8 @@ def resume_all(workspace_id: int) -> None:
 
 
 def is_active(automation: Automation) -> bool:
-    return not automation.paused and not automation.workspace.automations_paused
+    workspace = automation.workspace
+    return not automation.paused and not workspace.automations_paused and workspace.suspended_at is None
 
 
 # --- triggers --------------------------------------------------------------------------------
@@ -283,6 +284,8 @@ def _new_runs(rows: list[dict]) -> list[int]:
 def run_now(automation: Automation, dry_run: bool = False, payload=None) -> AutomationRun:
     """A manual run (or, with dry_run, a test run that sends nothing). A paused automation
     only takes test runs."""
+    if not dry_run and automation.workspace.suspended_at is not None:
+        raise RuleError("This workspace is suspended: its automations do not run.")
     if not dry_run and not is_active(automation):
         raise RuleError("This automation is paused: resume it to run it.")
     run = AutomationRun.create(
@@ -321,7 +324,8 @@ def publish_chat_event(workspace_id: int, event: str, data: dict) -> int:
     ids = [a.id for a in Automation.select(Automation.id).join(Workspace).where(
         (Automation.workspace == workspace_id) & (Automation.trigger == Automation.CHAT)
         & (Automation.chat_event == event) & (Automation.paused == False)  # noqa: E712
-        & (Workspace.automations_paused == False))]  # noqa: E712
+        & (Workspace.automations_paused == False)  # noqa: E712
+        & Workspace.suspended_at.is_null())]
     if not ids:
         return 0
     payload = json.dumps({"event": event, **data}, default=str)
@@ -351,7 +355,8 @@ def tick(now: datetime | None = None) -> int:
                 .where((Automation.next_run_at <= now)
                        & (Automation.trigger == Automation.SCHEDULE)
                        & (Automation.paused == False)  # noqa: E712
-                       & (Workspace.automations_paused == False))  # noqa: E712
+                       & (Workspace.automations_paused == False)  # noqa: E712
+                       & Workspace.suspended_at.is_null())
                 .order_by(Automation.next_run_at).limit(TICK_BATCH).tuples())
             if not due:
                 break
@@ -452,7 +457,9 @@ CLAIM_SQL = (
     "WHERE id = ? AND status IN ('queued', 'retrying') "
     "RETURNING automation_id, workspace_id, trigger, payload, dry_run, attempts, log")
 AUTOMATION_SQL = (
-    "SELECT a.name, a.flow, a.config, a.max_attempts, a.paused, w.automations_paused, "
+    "SELECT a.name, a.flow, a.config, a.max_attempts, a.paused, "
+    # A suspended workspace's automations are held as if paused (nothing is deleted).
+    "(w.automations_paused OR w.suspended_at IS NOT NULL), "
     "EXISTS (SELECT 1 FROM credential c WHERE c.workspace_id = a.workspace_id) "
     "FROM automation a JOIN workspace w ON w.id = a.workspace_id WHERE a.id = ?")
 FINISH_SQL = (

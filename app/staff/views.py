@@ -11,7 +11,10 @@ from app.automations import screens, service
 from app.automations.flows import registry
 from app.automations.forms import AutomationForm, TestRunForm, config_form, config_values
 from app.automations.models import Automation, AutomationRun
+from app.errors import RuleError
 from app.rendering import go, render, render_form_errors
+from app.staff import service as staff_service
+from app.staff.forms import SuspendForm
 from app.staff.service import record
 
 bp = Blueprint("staff", __name__, url_prefix="/staff")
@@ -93,7 +96,29 @@ def workspace_show(workspace_id):
     ws = workspace_or_404(workspace_id)
     record(ws.id, "viewed the automations list")
     return render("staff/workspace.html", workspace=ws, staff_ws=ws,
-                  rows=screens.automation_rows(ws))
+                  rows=screens.automation_rows(ws), suspend_form=SuspendForm(formdata=None))
+
+
+@bp.post("/workspaces/<int:workspace_id>/suspend")
+def workspace_suspend(workspace_id):
+    ws = workspace_or_404(workspace_id)
+    form = SuspendForm()
+    try:
+        staff_service.suspend(ws, form.reason.data)
+    except RuleError as err:
+        return render_form_errors("staff/workspace.html", None, form, error=err, workspace=ws,
+                                  staff_ws=ws, rows=screens.automation_rows(ws), suspend_form=form)
+    return go(url_for("staff.workspace_show", workspace_id=ws.id))
+
+
+@bp.post("/workspaces/<int:workspace_id>/unsuspend")
+def workspace_unsuspend(workspace_id):
+    ws = workspace_or_404(workspace_id)
+    try:
+        staff_service.unsuspend(ws)
+    except RuleError:
+        pass  # not suspended (a second click): the page shows the state as it is
+    return go(url_for("staff.workspace_show", workspace_id=ws.id))
 
 
 # --- automations ---------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from flask import current_app
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from peewee import EXCLUDED, Case
 
+from app.accounts.models import Workspace
 from app.billing import limits as billing
 from app.chat.models import Attachment, Conversation
 from app.db import Prepared, database, thread_connection, utcnow
@@ -25,8 +26,11 @@ STREAM_TICKET_AGE = timedelta(hours=12)
 ATTACHMENT_LINK_AGE = timedelta(days=1)
 
 # The widget's hot path looks these up on every request: built once (see app.db.Prepared).
-SITE_BY_KEY = Prepared(lambda site_key: Site.select().where(
-    (Site.site_key == site_key) & (Site.enabled == True)).limit(1))  # noqa: E712
+# A suspended workspace's sites are not found, in the same one query: its widget answers the
+# "unavailable" page on every route (app/staff/service.py suspend()).
+SITE_BY_KEY = Prepared(lambda site_key: Site.select(Site).join(Workspace).where(
+    (Site.site_key == site_key) & (Site.enabled == True)  # noqa: E712
+    & Workspace.suspended_at.is_null()).limit(1))
 VISITOR_BY_PUBLIC_ID = Prepared(lambda public_id, site_id: Visitor.select().where(
     (Visitor.public_id == public_id) & (Visitor.site == site_id)).limit(1), arity=2)
 
@@ -90,6 +94,12 @@ def site_by_key(site_key: str) -> Site | None:
 def forget_site(site_id: int) -> None:
     """Drop the site's cached row at once (its settings were saved)."""
     _cache().drop(("site", site_id))
+
+
+def forget_sites_of(workspace_id: int) -> None:
+    """Drop every cached site of a workspace at once (it was suspended or reinstated)."""
+    for site in Site.select(Site.id).where(Site.workspace == workspace_id):
+        forget_site(site.id)
 
 
 def forget_visitor(visitor_id: int) -> None:

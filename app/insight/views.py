@@ -1,5 +1,47 @@
-"""Usage insight's pages."""
+"""Usage insight's pages: the objection switch in a person's settings, and the staff charts."""
 
-from flask import Blueprint
+from flask import Blueprint, abort, flash, g, render_template, url_for
+
+from app.accounts.sessions import login_required
+from app.automations.screens import chart
+from app.insight import service
+from app.rendering import go, wants_fragment
 
 bp = Blueprint("insight", __name__)
+
+DAYS = 30
+
+
+def settings_answer(done: str):
+    """After a change: the section itself for htmx, else back to the settings page."""
+    if wants_fragment():
+        return render_template("insight/_settings.html", insight_done=done)
+    flash(done, "success")
+    return go(url_for("accounts.settings"))
+
+
+@bp.post("/dashboard/settings/insight/objection")
+@login_required
+def objection_create():
+    service.object_to_counting(g.user.id)
+    return settings_answer("Your visits are no longer counted.")
+
+
+@bp.post("/dashboard/settings/insight/objection/withdraw")
+@login_required
+def objection_withdraw():
+    service.withdraw_objection(g.user.id)
+    return settings_answer("Your visits are counted again.")
+
+
+@bp.get("/staff/insight")
+def staff_charts():
+    # The staff area's own rule (app/staff/views.py): anyone else finds nothing here.
+    if g.get("user") is None or not g.user.is_staff:
+        abort(404)
+    pages = chart(service.per_day(service.PAGE, DAYS), DAYS)
+    events = chart(service.per_day(service.EVENT, DAYS), DAYS)
+    return render_template("insight/staff.html", days=DAYS, pages=pages, events=events,
+                           top_pages=service.top(service.PAGE, DAYS),
+                           top_events=service.top(service.EVENT, DAYS),
+                           event_names=service.EVENTS)

@@ -183,7 +183,12 @@ def _0015_trust_surface(db):
 
     db.create_tables([*POLICY_MODELS, *CONTACT_MODELS, *INSIGHT_MODELS], safe=True)
     add_columns("workspace", suspended_at={"sqlite": "DATETIME", "postgres": "TIMESTAMP"}[dialect()],
-                suspended_reason="VARCHAR(500) NOT NULL DEFAULT ''")
+                suspended_reason="VARCHAR(500) NOT NULL DEFAULT ''",
+                access_digest_after="INTEGER NOT NULL DEFAULT 0")
+    # Security alerts: the browsers each account has signed in from.
+    from app.accounts.models import KnownBrowser
+
+    db.create_tables([KnownBrowser], safe=True)
 
 
 STEPS = [

@@ -144,4 +144,4 @@ def init_app(app):
 
 # Every task module, so that every task the services may name is known in the web process as
 # in the consumer. Last: they import `huey` from here.
-from jobs import automations, billing, chat, contact, insight, mail, policies  # noqa: E402, F401
+from jobs import accounts, automations, billing, chat, contact, insight, mail, policies  # noqa: E402, F401

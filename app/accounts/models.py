@@ -23,6 +23,16 @@ class User(BaseModel):
         return cls.get_or_none(cls.email == email.strip().lower())
 
 
+def describe_browser(user_agent: str) -> str:
+    """A rough, human description of a browser ("Firefox on Windows"): enough to recognise
+    it, no more (no version, nothing that singles out one device)."""
+    ua = user_agent or ""
+    browser = next((b for b in ("Edg", "Firefox", "Chrome", "Safari") if b in ua), "Browser")
+    system = next((o for o in ("Android", "iPhone", "iPad", "Windows", "Mac OS", "Linux") if o in ua), "")
+    name = {"Edg": "Edge", "Mac OS": "macOS"}
+    return f"{name.get(browser, browser)} on {name.get(system, system)}" if system else name.get(browser, browser)
+
+
 class UserSession(BaseModel):
     """One row per logged-in browser. The signed cookie only names its row, so deleting the
     row (log out, log out everywhere, password change) ends that session even for someone
@@ -39,12 +49,20 @@ class UserSession(BaseModel):
 
     @property
     def device(self) -> str:
-        """A rough, human description of the browser: enough to recognise it, no more."""
-        ua = self.user_agent
-        browser = next((b for b in ("Edg", "Firefox", "Chrome", "Safari") if b in ua), "Browser")
-        system = next((o for o in ("Android", "iPhone", "iPad", "Windows", "Mac OS", "Linux") if o in ua), "")
-        name = {"Edg": "Edge", "Mac OS": "macOS"}
-        return f"{name.get(browser, browser)} on {name.get(system, system)}" if system else name.get(browser, browser)
+        return describe_browser(self.user_agent)
+
+
+class KnownBrowser(BaseModel):
+    """The browsers (kind and system, as UserSession.device words them) an account has signed
+    in from: a sign-in from one not seen before is told to the account holder by e-mail."""
+
+    user = ForeignKeyField(User, backref="known_browsers", on_delete="CASCADE")
+    device = CharField(max_length=80)
+    first_seen_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "known_browser"
+        indexes = ((("user", "device"), True),)
 
 
 class LoginThrottle(BaseModel):
@@ -93,6 +111,8 @@ class Workspace(BaseModel):
     # automations do not run, members see the reason; every record is kept.
     suspended_at = DateTimeField(null=True)
     suspended_reason = CharField(max_length=500, default="", constraints=[SQL("DEFAULT ''")])
+    # The newest access-log entry already told to the owners in the daily digest (migration 15).
+    access_digest_after = IntegerField(default=0, constraints=[SQL("DEFAULT 0")])
 
     def members(self):
         return (
@@ -150,4 +170,4 @@ class Invitation(BaseModel):
         )
 
 
-ACCOUNT_MODELS = [User, UserSession, LoginThrottle, Workspace, Membership, Invitation]
+ACCOUNT_MODELS = [User, UserSession, LoginThrottle, Workspace, Membership, Invitation, KnownBrowser]

@@ -4,7 +4,7 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, abort, flash, g, redirect, request, session, url_for
 
-from app.accounts import service, sessions
+from app.accounts import alerts, service, sessions
 from app.accounts.forms import (
     EmailChangeForm,
     EmptyForm,
@@ -98,6 +98,7 @@ def login():
         return render_form_errors("accounts/login.html", "accounts/_login_form.html", form,
                                   error=err, form=form)
     sessions.login_user(user)
+    alerts.signed_in(user, request.user_agent.string or "")
     return go(safe_next(form.next.data))
 
 

@@ -13,6 +13,7 @@ from flask import current_app
 from peewee import SQL, fn
 
 from app import background
+from app.accounts import alerts
 from app.accounts.models import Membership, User, Workspace
 from app.automations import redact, schedules, vault
 from app.automations.flows import registry
@@ -222,6 +223,20 @@ def update_settings(workspace_id: int, timezone_name: str, run_log_days) -> Work
             _schedule_fields(automation, workspace, now)
             automation.save(only=[Automation.next_run_at])
     return workspace
+
+
+def add_credential(workspace_id: int, platform: str, label: str, kind: str, secrets: dict, *,
+                   by: User, user_agent: str = "", replacing=None):
+    """Store a credential in the vault (or replace one), then tell the workspace's owners."""
+    credential = vault.store(workspace_id, platform, label, kind, secrets, credential=replacing)
+    alerts.credential_changed(workspace_id, "replaced" if replacing else "added", label, by,
+                              user_agent)
+    return credential
+
+
+def remove_credential(credential, *, by: User, user_agent: str = "") -> None:
+    credential.delete_instance()
+    alerts.credential_changed(credential.workspace_id, "removed", credential.label, by, user_agent)
 
 
 def delete_automation(automation: Automation) -> None:

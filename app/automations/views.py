@@ -8,7 +8,7 @@ from flask import Blueprint, current_app, g, request, url_for
 from wtforms.validators import ValidationError
 
 from app.accounts.sessions import login_required, owner_required, scoped_or_404, workspace_id
-from app.automations import screens, service, vault
+from app.automations import screens, service
 from app.automations.forms import AutomationSettingsForm, CredentialForm
 from app.automations.models import Automation, AutomationRun, Credential
 from app.errors import RuleError
@@ -58,7 +58,8 @@ def credential_create():
         secrets = form.secrets()
     except ValidationError:
         return credentials_page(form)
-    vault.store(workspace_id(), form.platform.data, form.label.data, form.kind.data, secrets)
+    service.add_credential(workspace_id(), form.platform.data, form.label.data, form.kind.data,
+                           secrets, by=g.user, user_agent=request.user_agent.string or "")
     return go(url_for("automations.credentials"))
 
 
@@ -73,15 +74,17 @@ def credential_replace(credential_id):
         secrets = form.secrets()
     except ValidationError:
         return credentials_page(form, failed_id=cred.id)
-    vault.store(cred.workspace_id, form.platform.data, form.label.data, form.kind.data, secrets,
-                credential=cred)
+    service.add_credential(cred.workspace_id, form.platform.data, form.label.data, form.kind.data,
+                           secrets, by=g.user, user_agent=request.user_agent.string or "",
+                           replacing=cred)
     return go(url_for("automations.credentials"))
 
 
 @bp.post("/credentials/<int:credential_id>/delete")
 @owner_required
 def credential_delete(credential_id):
-    scoped_or_404(Credential, credential_id).delete_instance()
+    service.remove_credential(scoped_or_404(Credential, credential_id), by=g.user,
+                              user_agent=request.user_agent.string or "")
     return go(url_for("automations.credentials"))
 
 

@@ -402,3 +402,30 @@ def test_billing_setup_refuses_a_live_key_unless_asked(app):
 def test_a_new_workspace_is_on_free_with_its_limit_copied(app, ws):
     workspace = workspace_of(app, ws)
     assert (workspace.plan, workspace.conversation_limit) == ("free", plans.FREE.conversations)
+
+
+def test_staff_creating_an_automation_past_the_plan_see_the_refusal_and_nothing_is_saved(app, ws):
+    from tests.conftest import staff_client
+
+    staff = staff_client(app)
+    answer = staff.post_form(f"/staff/workspaces/{ws}/automations", {
+        "flow": "http_request", "name": "Ping", "trigger": "manual", "max_attempts": "3",
+        "cfg-method": "POST", "cfg-url": "https://example.com/hook", "cfg-expected_status": "2xx",
+        "cfg-auth_header": "Authorization"})
+    assert answer.status_code == 402
+    assert "The Free plan includes no active automations" in plain(text(answer))
+    with connection():
+        assert Automation.select().count() == 0
+
+
+def test_a_customer_resuming_an_automation_past_the_plan_is_told_why(app, auth, ws):
+    with app.test_request_context(), connection():
+        billing.apply_plan(ws, plans.PRO, "active")
+        made = [new_automation(ws, f"Flow {n}") for n in range(3)]
+        automations.pause(made[0])
+        new_automation(ws, "Fourth")
+    answer = auth.post_form(f"/dashboard/automations/{made[0].id}/resume")
+    assert answer.status_code == 402
+    assert "allows 3 active automations" in plain(text(answer))
+    with connection():
+        assert Automation.get_by_id(made[0].id).paused is True

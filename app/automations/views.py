@@ -189,7 +189,10 @@ def automation_pause(automation_id):
 @bp.post("/automations/<int:automation_id>/resume")
 @owner_required
 def automation_resume(automation_id):
-    service.resume(scoped_or_404(Automation, automation_id))
+    try:
+        service.resume(scoped_or_404(Automation, automation_id))
+    except RuleError as err:  # the plan allows no more active automations: still paused
+        return error_page(err.status, "Not resumed", err.message)
     return go(url_for("automations.automation_show", automation_id=automation_id))
 
 

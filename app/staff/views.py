@@ -151,7 +151,7 @@ def automation_create(workspace_id):
     cfg = config_form(flow, ws.id, formdata=request.form)
     try:
         automation = save(form, cfg, flow, ws)
-    except reg.ConfigError as err:
+    except RuleError as err:  # its settings (ConfigError), or the plan's limit (PlanLimit)
         record(ws.id, f"tried to create an automation ({flow.title}); refused, nothing saved")
         return form_page(ws, flow, form, cfg, error=err)
     record(ws.id, f"created automation '{automation.name}'")

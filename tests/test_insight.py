@@ -130,6 +130,23 @@ def test_an_objecting_persons_feature_events_are_not_counted(app, auth):
     assert counts(service.EVENT) == {"chat.reply_sent": 1}
 
 
+def test_an_event_outside_a_request_is_not_counted_for_an_objector_or_a_restricted_workspace(
+        app, auth):
+    from app.accounts.models import Membership, User
+
+    auth.post_form("/dashboard/settings/insight/objection")
+    with connection():
+        owner = User.by_email("owner@example.com")
+        workspace = Membership.get(Membership.user == owner).workspace
+    service.count("chat.reply_sent", workspace=workspace, user_id=owner.id)
+    workspace.processing_restricted = True  # the data-rights work's flag, set on the object
+    service.count("automation.run", workspace=workspace)
+    assert counts(service.EVENT) == {}
+    workspace.processing_restricted = False
+    service.count("automation.run", workspace=workspace)
+    assert counts(service.EVENT) == {"automation.run": 1}
+
+
 def test_a_made_up_event_name_is_refused():
     with pytest.raises(ValueError):
         service.count("chat.reply_sent_to_olive@example.com")

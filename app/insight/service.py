@@ -19,7 +19,7 @@ import threading
 import time
 from datetime import date, timedelta
 
-from flask import current_app, g, has_request_context, request
+from flask import current_app, g, has_app_context, has_request_context, request
 from peewee import DatabaseError, fn
 
 from app.db import connection, database, sql, utcnow
@@ -69,9 +69,13 @@ def upsert_statement(rows: int) -> str:
 def has_objected(user_id: int) -> bool:
     """Whether the person objected; asked once per few seconds per person and process
     (SHORT_CACHE_SECONDS), dropped at once here when they change their mind."""
-    return cache_for(current_app, "insight_objections").get(
-        user_id, lambda: InsightObjection.select().where(InsightObjection.user == user_id).exists(),
-        lambda _value: user_id)
+
+    def ask() -> bool:
+        return InsightObjection.select().where(InsightObjection.user == user_id).exists()
+
+    if not has_app_context():
+        return ask()
+    return cache_for(current_app, "insight_objections").get(user_id, ask, lambda _value: user_id)
 
 
 def counted(req) -> bool:
@@ -108,12 +112,16 @@ def count_page(req, response) -> None:
         tally.add(PAGE, req.endpoint)
 
 
-def count(event: str, workspace=None) -> None:
-    """Count one feature event (a name from EVENTS). In a request, not when the person objected
-    or their workspace is restricted; elsewhere (a task), not when `workspace` is restricted."""
+def count(event: str, workspace=None, user_id: int | None = None) -> None:
+    """Count one feature event (a name from EVENTS). In a Flask request, not when the person
+    objected or their workspace is restricted. Outside one (a task, the chat's own routes in
+    app/chat/wire.py), the caller names who acted: not when `user_id` objected or `workspace`
+    (the loaded Workspace) is restricted."""
     if event not in EVENTS:
         raise ValueError(f"{event!r} is not one of usage insight's events (app/insight/service.py)")
     if workspace is not None and getattr(workspace, "processing_restricted", False):
+        return
+    if user_id is not None and has_objected(user_id):
         return
     if has_request_context() and not counted(request):
         return

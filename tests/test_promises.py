@@ -112,3 +112,29 @@ def test_invoices_are_kept_after_the_workspace_is_deleted_for_the_legal_period(a
         assert billing.purge_expired_records(utcnow() + timedelta(days=365 * 10 + 5)) == 2
         assert Invoice.select().count() == 0
         assert BillingAccount.select().count() == 0
+
+
+def test_account_holders_are_alerted_to_new_sign_ins_credential_changes_and_staff_access(app, client, ws):
+    from app.accounts import alerts
+    from app.mail.models import OutboundEmail
+    from tests.conftest import PASSWORD, Client, staff_client
+
+    def sign_in(user_agent):
+        answer = Client(app.test_client()).post_form(
+            "/login", {"email": "owner@example.com", "password": PASSWORD}, headers={"User-Agent": user_agent})
+        assert answer.status_code == 303
+
+    sign_in("Mozilla/5.0 (X11; Linux x86_64) Chrome/131.0")
+    sign_in("Mozilla/5.0 (iPhone; CPU iPhone OS 18_0 like Mac OS X) Safari/604.1")
+    owner = Client(app.test_client())
+    owner.post_form("/login", {"email": "owner@example.com", "password": PASSWORD},
+                    headers={"User-Agent": "Mozilla/5.0 (X11; Linux x86_64) Chrome/131.0"})
+    owner.post_form("/dashboard/credentials", {"platform": "Shopify", "label": "Shop", "kind": "api_token",
+                                               "secret": "shpat_0123456789abcdef"})
+    staff_client(app).get(f"/staff/workspaces/{ws}")
+    with app.test_request_context(), connection():
+        alerts.send_access_digests()
+        subjects = [m.subject for m in OutboundEmail.select().where(OutboundEmail.to == "owner@example.com")]
+    assert "New sign-in to your Lumnar account" in subjects
+    assert "A credential was added in your Lumnar workspace" in subjects
+    assert "Lumnar staff accessed your workspace" in subjects

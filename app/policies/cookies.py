@@ -62,6 +62,14 @@ COOKIES = (
         set_by="the chat window (static/widget/frame.js)",
         origin=LUMNAR),
     DeviceItem(
+        name="htmx-current-path-for-history", kind=SESSION,
+        purpose="The address of the page shown in this tab, so that the browser's back button "
+                "returns to the right page after a part of it was updated in place (htmx).",
+        lifetime="Until the tab is closed (session storage is never shared with other tabs or "
+                 "sent to any server).",
+        set_by="htmx (static/vendor/htmx.min.js), on every page and in the chat window",
+        origin=LUMNAR),
+    DeviceItem(
         name="htmx:sessionStorageTest", kind=SESSION,
         purpose="Checks that the page may use session storage (htmx, which makes the pages "
                 "update in place; its page history cache is switched off, so it keeps nothing).",

@@ -56,8 +56,6 @@ def diff_page(kind: str):
     page says which, and lists the versions there are."""
     h = history_or_404(kind)
     raw = {"from": request.args.get("from"), "to": request.args.get("to")}
-    if raw["from"] is None and raw["to"] is None and len(h.versions) >= 2:
-        raw = {"from": str(h.versions[1].version), "to": str(h.versions[0].version)}
     numbers = {key: service.parse_number(value) for key, value in raw.items()}
     bad = [key for key, n in numbers.items() if n is None]
     if bad:

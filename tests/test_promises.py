@@ -23,8 +23,12 @@ CARD_WORDS = ("last4", "exp_month", "exp_year", "cvc", "fingerprint", '"brand"',
 
 
 @pytest.fixture
-def app_config(app_config, double):
-    return {**app_config, **billing_config(double)}
+def app_config(request, app_config):
+    """Stripe configured (the loopback double) for the promises about paying, the tests that
+    ask for `double`; the others run as an installation without billing does."""
+    if "double" not in request.fixturenames:
+        return app_config
+    return {**app_config, **billing_config(request.getfixturevalue("double"))}
 
 
 def luhn_valid(digits: str) -> bool:
@@ -36,9 +40,11 @@ def luhn_valid(digits: str) -> bool:
 
 
 def card_like(text: str) -> list[str]:
-    """Runs of 13 to 19 digits (spaces or dashes between allowed) that pass the Luhn check."""
+    """Card numbers as they are written: 13 to 19 digits in a row, or groups of four split by
+    spaces or dashes, that pass the Luhn check (dates and times, 2026-11-28 20:15, are not)."""
     found = []
-    for match in re.finditer(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)", text):
+    written = r"(?<![\d-])(?:\d{13,19}|\d{4}(?:[ -]\d{4}){2}[ -]\d{1,7})(?![\d-])"
+    for match in re.finditer(written, text):
         digits = re.sub(r"\D", "", match.group())
         if luhn_valid(digits):
             found.append(digits)
@@ -138,3 +144,160 @@ def test_account_holders_are_alerted_to_new_sign_ins_credential_changes_and_staf
     assert "New sign-in to your Lumnar account" in subjects
     assert "A credential was added in your Lumnar workspace" in subjects
     assert "Lumnar staff accessed your workspace" in subjects
+
+
+def test_usage_is_counted_without_identifiers_and_not_after_an_objection(app, auth):
+    from app.insight import service as insight
+    from app.insight.models import InsightCount
+
+    insight.tally.take()  # nothing counted for an earlier test's app
+    agent = "PromiseProbe/1.0 (an agent string to look for)"
+    auth.get("/dashboard/inbox?q=refund", headers={"User-Agent": agent})
+    insight.flush()
+    with connection():
+        columns = sorted(c.name for c in database.get_columns("insight_count"))
+        rows = database.execute_sql(
+            'SELECT "day", "kind", "name", "count" FROM "insight_count"').fetchall()
+    # A day, a kind, a name and a number: no column for who, from where or with what.
+    assert columns == ["count", "day", "kind", "name"]
+    assert ("page", "chat.inbox") in {(kind, name) for _, kind, name, _ in rows}
+    kept = " ".join(map(str, rows))
+    for trace in (agent, "PromiseProbe", "127.0.0.1", "owner@example.com", "Olive", "/dashboard",
+                  "refund"):
+        assert trace not in kept
+    assert not any(re.search(r"\d", name) for _, _, name, _ in rows)  # no id in any name
+
+    def inbox_views() -> int:
+        insight.flush()
+        with connection():
+            return sum(r.count for r in InsightCount.select().where(InsightCount.name == "chat.inbox"))
+
+    before = inbox_views()
+    assert auth.post_form("/dashboard/settings/insight/objection").status_code == 303
+    auth.get("/dashboard/inbox")
+    auth.get("/dashboard/settings")
+    assert inbox_views() == before
+
+
+def test_requests_get_an_answer_by_a_due_date(app, auth, ws, smtp):
+    """A privacy request is acknowledged with its reference and a due date one calendar month
+    out; staff see it, answer it in time and the answer reaches the requester; one left
+    unanswered past its date stands first in the staff queue and digest, marked overdue."""
+    import calendar
+    from datetime import date
+
+    from app.accounts.models import User
+    from app.contact.models import ContactRequest
+    from jobs.contact import request_digest
+    from tests.conftest import staff_client
+    from tests.mailcatcher import text_of
+
+    def one_month_after(day: date) -> date:
+        year, month = (day.year + 1, 1) if day.month == 12 else (day.year, day.month + 1)
+        return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
+
+    def long_date(day: date) -> str:
+        return f"{day.day} {day:%B %Y}"
+
+    filed = auth.post_form("/dashboard/requests",
+                           {"kind": "access", "details": "A copy of everything you keep."})
+    assert filed.status_code == 303
+    with connection():
+        request = ContactRequest.get(ContactRequest.workspace == ws)
+    due = one_month_after(request.received_at.date())
+    assert request.due_on == due
+    ack = text_of(smtp.wait_for("owner@example.com", request.reference))
+    assert long_date(due) in ack
+    assert long_date(due) in auth.get("/dashboard/requests").get_data(as_text=True)
+
+    staff = staff_client(app)
+    assert request.reference in staff.get("/staff/requests/").get_data(as_text=True)
+    answered = staff.post_form(f"/staff/requests/{request.id}/reply",
+                               {"body": "Your copy is attached to this answer."})
+    assert answered.status_code == 303
+    reply = text_of(smtp.wait_for("owner@example.com", f"Re: your request {request.reference}"))
+    assert "Your copy is attached to this answer." in reply
+    with connection():
+        request = ContactRequest.get_by_id(request.id)
+        assert request.status == ContactRequest.ANSWERED
+        assert request.thread.get().created_at.date() <= request.due_on
+
+    auth.post_form("/dashboard/requests", {"kind": "deletion", "details": "Delete my visitors."})
+    with connection():
+        late = ContactRequest.get(ContactRequest.kind == "deletion")
+        ContactRequest.update(due_on=utcnow().date() - timedelta(days=3)).where(
+            ContactRequest.id == late.id).execute()
+        staff_address = User.get(User.is_staff == True).email  # noqa: E712
+    queue = staff.get("/staff/requests/").get_data(as_text=True)
+    assert late.reference in queue and "overdue by 3 days" in queue
+    with app.app_context():
+        request_digest()
+    digest = text_of(smtp.wait_for(staff_address, "1 overdue"))
+    assert late.reference in digest and "OVERDUE by 3 days" in digest
+    assert request.reference not in digest  # answered: no longer waiting
+
+
+def test_notice_at_least_30_days_before_a_material_change(app, user, smtp):
+    from app.accounts.models import User
+    from app.mail.models import OutboundEmail
+    from app.policies.models import PolicyNotice, PolicyVersion
+    from tests.conftest import staff_client
+
+    staff = staff_client(app)
+    change = {"kind": "privacy", "text": "## Chats\n\nKept one year.", "summary": "Chats kept a year.",
+              "material": "y"}
+    for days in (0, 29):
+        soon = (utcnow() + timedelta(days=days)).date().isoformat()
+        assert staff.post_form("/staff/policies", {**change, "effective_on": soon}).status_code == 422, days
+    with connection():
+        assert not PolicyVersion.select().where(PolicyVersion.material).exists()
+    later = (utcnow() + timedelta(days=31)).date().isoformat()
+    assert staff.post_form("/staff/policies", {**change, "effective_on": later}).status_code == 303
+    with connection():
+        holders = {u.email for u in User.select().where(User.email_verified_at.is_null(False))}
+        material = list(PolicyVersion.select().where(PolicyVersion.material & PolicyVersion.announced))
+        assert material
+        for version in material:
+            assert version.effective_at - version.published_at >= timedelta(days=30)
+            ids = [n.email_id for n in PolicyNotice.select().where(PolicyNotice.version == version)]
+            told = {e.to: e for e in OutboundEmail.select().where(OutboundEmail.id.in_(ids))}
+            assert set(told) == holders
+            for email in told.values():
+                assert email.status == OutboundEmail.SENT
+                assert version.effective_at - email.sent_at >= timedelta(days=30)
+    assert smtp.to(user.email)
+
+
+def test_nothing_is_set_on_devices_beyond_the_table(app, user):
+    from app.policies.cookies import COOKIES, listed
+    from tests.conftest import Client, log_in
+    from tests.route_walk import flask_routes, world
+
+    params = world(app, user)["params"]
+    owner = Client(app.test_client())
+    log_in(owner)
+    anonymous = Client(app.test_client())
+    set_cookies = {}
+    for path, _, endpoint in flask_routes(app, params, methods=("GET",)):
+        for who, client in (("anonymous", anonymous), ("owner", owner)):
+            response = client.get(path)
+            response.close()  # a static file's answer holds the file open until closed
+            for header in response.headers.getlist("Set-Cookie"):
+                set_cookies.setdefault(header.split("=", 1)[0], f"{who} GET {path} ({endpoint})")
+    assert set_cookies, "the walk met the session cookie"
+    assert {n: w for n, w in set_cookies.items() if not listed("cookie", n)} == {}
+    # Our own scripts: every storage write is in the table (tests/e2e/test_device_storage_browser.py
+    # watches the real pages, the chat's frame included).
+    root = Path(__file__).resolve().parents[1]
+    sources = {p: p.read_text() for p in (root / "static").rglob("*.js") if "vendor" not in p.parts}
+    sources.update({p: p.read_text() for p in (root / "templates").rglob("*.html")})
+    setters = {item.set_by for item in COOKIES}
+    for path, source in sources.items():
+        assert not re.search(r"document\.cookie\s*=", source), f"{path} writes a cookie from script"
+        if re.search(r"(localStorage|sessionStorage)\.setItem", source):
+            rel = path.relative_to(root).as_posix()
+            assert any(rel in s for s in setters), f"{rel} writes storage but COOKIES names it nowhere"
+        for kind, key in re.findall(r"(localStorage|sessionStorage)\.setItem\(\s*[\"']([^\"']+)[\"']", source):
+            assert listed(kind, key), (path, kind, key)
+        for prefix in re.findall(r"storageKey\s*=\s*[\"']([^\"']+)[\"']\s*\+", source):
+            assert listed("localStorage", prefix + "AbC123"), (path, prefix)

@@ -8,6 +8,7 @@ from flask import current_app, url_for
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from peewee import IntegrityError
 
+from app import insight
 from app.accounts import passwords, sessions
 from app.accounts.models import Invitation, LoginThrottle, Membership, User, Workspace
 from app.billing import limits as billing
@@ -84,6 +85,7 @@ def sign_up(name: str, email: str, password: str) -> User | None:
     except IntegrityError:
         return None  # a concurrent sign-up with the same address won the race
     send_verification(user)
+    insight.count("account.signed_up")
     return user
 
 
@@ -315,6 +317,7 @@ def invite(workspace: Workspace, inviter: User, email: str, role: str) -> Invita
     mail.send(email, "invite", f"{inviter.name} invited you to {workspace.name} on Lumnar",
               inviter=inviter, workspace=workspace, url=_link("accounts.invitation_show", token=token),
               days=INVITE_LIFETIME.days)
+    insight.count("team.member_invited")
     return invitation
 
 

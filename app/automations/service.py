@@ -12,7 +12,7 @@ from croniter import CroniterError, croniter
 from flask import current_app
 from peewee import SQL, fn
 
-from app import background
+from app import background, insight
 from app.accounts import alerts
 from app.accounts.models import Membership, User, Workspace
 from app.automations import redact, schedules, vault
@@ -170,6 +170,7 @@ def create_automation(workspace_id: int, *, name, flow, config: dict, trigger, c
                             **{**values, "config": json.dumps(values["config"])})
     _schedule_fields(automation, workspace, now)
     automation.save()
+    insight.count("automation.created")
     return automation
 
 

@@ -13,7 +13,7 @@ import stripe
 from flask import current_app, url_for
 from peewee import IntegrityError
 
-from app import background
+from app import background, insight
 from app.accounts.models import Membership, User, Workspace
 from app.automations import service as automations
 from app.automations.models import Automation
@@ -172,6 +172,7 @@ def start_checkout(workspace: Workspace, user: User, plan_key: str, interval: st
             "cancel_url": url_for("billing.checkout_cancelled", _external=True),
         },
         options={"idempotency_key": f"lumnar-checkout-{workspace.id}-{plan.key}-{interval}-{window}"}))
+    insight.count("billing.checkout_started")
     return session["url"]
 
 

@@ -11,7 +11,7 @@ from app.contact.models import ContactRequest
 from app.errors import RuleError
 from app.extensions import limiter
 from app.rendering import go, render, render_form_errors
-from app.staff.service import record
+from app.staff.service import record, require_staff
 
 bp = Blueprint("contact", __name__)
 # The staff's queue, nested so that one check guards every one of its URLs.
@@ -112,11 +112,8 @@ def request_show(request_id):
 # --- the staff's queue ----------------------------------------------------------------------
 
 
-@staff.before_request
-def staff_only():
-    # As the staff area does: anyone who is not staff finds nothing here.
-    if g.get("user") is None or not g.user.is_staff:
-        abort(404)
+# The staff area's one rule: anyone who is not staff gets 404 on every URL here.
+staff.before_request(require_staff)
 
 
 def request_or_404(request_id: int) -> ContactRequest:

@@ -18,6 +18,7 @@ NAV = [
     ("automations.access_log", None, "Access log"),
     ("billing.billing_page", None, "Billing"),
     ("dashboard.area", "privacy", "Privacy & data"),
+    ("contact.request_list", None, "Requests"),
     ("accounts.settings", None, "Settings"),
     ("accounts.team", None, "Team"),
 ]

@@ -1,11 +1,12 @@
 """Usage insight's pages: the objection switch in a person's settings, and the staff charts."""
 
-from flask import Blueprint, abort, flash, g, render_template, url_for
+from flask import Blueprint, flash, g, render_template, url_for
 
 from app.accounts.sessions import login_required
 from app.automations.screens import chart
 from app.insight import service
 from app.rendering import go, wants_fragment
+from app.staff.service import require_staff
 
 bp = Blueprint("insight", __name__)
 
@@ -36,9 +37,7 @@ def objection_withdraw():
 
 @bp.get("/staff/insight")
 def staff_charts():
-    # The staff area's own rule (app/staff/views.py): anyone else finds nothing here.
-    if g.get("user") is None or not g.user.is_staff:
-        abort(404)
+    require_staff()  # the staff area's one rule: anyone else finds nothing here
     pages = chart(service.per_day(service.PAGE, DAYS), DAYS)
     events = chart(service.per_day(service.EVENT, DAYS), DAYS)
     return render_template("insight/staff.html", days=DAYS, pages=pages, events=events,

@@ -14,6 +14,7 @@ from app.policies.forms import PublishForm
 from app.policies.providers import PROVIDERS
 from app.policies.text import diff_counts, to_html, word_diff
 from app.rendering import go, render, render_form_errors
+from app.staff.service import require_staff
 
 bp = Blueprint("policies", __name__)
 staff = Blueprint("staff_policies", __name__, url_prefix="/staff/policies")
@@ -140,12 +141,8 @@ def acknowledge():
 # --- staff -------------------------------------------------------------------------------------
 
 
-@staff.before_request
-def staff_only():
-    # The staff area's own rule (app/staff/views.py): anyone who is not staff gets 404, as if
-    # the area did not exist; checked for every URL here, so none can forget it.
-    if g.get("user") is None or not g.user.is_staff:
-        abort(404)
+# The staff area's one rule: anyone who is not staff gets 404 on every URL here.
+staff.before_request(require_staff)
 
 
 def staff_page(form: PublishForm, error: RuleError | None = None):

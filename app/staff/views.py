@@ -4,7 +4,7 @@ automations with forms generated from each flow's Field schema. Anyone who is no
 
 import json
 
-from flask import Blueprint, abort, g, request, url_for
+from flask import Blueprint, abort, request, url_for
 
 from app.accounts.models import Workspace
 from app.automations import screens, service
@@ -22,11 +22,8 @@ bp = Blueprint("staff", __name__, url_prefix="/staff")
 WORKSPACES_SHOWN = 100
 
 
-@bp.before_request
-def staff_only():
-    # Checked for every staff URL here rather than per view, so none can forget it.
-    if g.get("user") is None or not g.user.is_staff:
-        abort(404)
+# Checked for every staff URL here rather than per view, so none can forget it.
+bp.before_request(staff_service.require_staff)
 
 
 def workspace_or_404(workspace_id: int) -> Workspace:

@@ -12,6 +12,7 @@ from flask import current_app
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from peewee import EXCLUDED, Case
 
+from app import insight
 from app.accounts.models import Workspace
 from app.billing import limits as billing
 from app.chat.models import Attachment, Conversation
@@ -64,7 +65,8 @@ def clean_origins(text: str) -> str:
 
 
 def save_site(site: Site, **fields) -> Site:
-    if site.id is None:
+    new = site.id is None
+    if new:
         billing.check_new_site(site.workspace_id)
     fields["allowed_origins"] = clean_origins(fields.get("allowed_origins", ""))
     for name, value in fields.items():
@@ -76,6 +78,8 @@ def save_site(site: Site, **fields) -> Site:
         OriginSeen.delete().where((OriginSeen.site == site.id) & OriginSeen.allowed
                                   & OriginSeen.origin.not_in(site.origins)).execute()
     forget_site(site.id)  # the widget sees the new settings at once
+    if new:
+        insight.count("site.created")
     return site
 
 

@@ -61,11 +61,19 @@ run: demo
 	@echo
 	HOST=$(HOST) PORT=$(PORT) LUMNAR_WORKER_FLAGS=--quiet honcho start -f Procfile web worker
 
-# The whole suite on SQLite, then what is proven on PostgreSQL + Redis so far (tests/conftest.py
-# POSTGRES_READY) against real throwaway servers.
+# The whole suite on SQLite, and what is proven on PostgreSQL + Redis (tests/conftest.py
+# POSTGRES_READY) against real throwaway servers. The two passes share nothing but the machine
+# (each its own temporary folders, free ports and servers), so they run side by side: the
+# whole takes about as long as the longer pass. Each pass's output is printed when both end.
 test: install chromium servers
-	pytest -q
-	pytest -q --engine=postgres
+	@mkdir -p .test-output
+	@echo "running the SQLite pass and the PostgreSQL + Redis pass side by side"
+	@pytest -q -p no:cacheprovider > .test-output/sqlite.txt 2>&1 & lite=$$!; \
+	pytest -q -p no:cacheprovider --engine=postgres > .test-output/postgres.txt 2>&1; pg=$$?; \
+	wait $$lite; sqlite=$$?; \
+	echo "== SQLite pass (exit $$sqlite)"; cat .test-output/sqlite.txt; \
+	echo "== PostgreSQL + Redis pass (exit $$pg)"; cat .test-output/postgres.txt; \
+	test $$sqlite -eq 0 -a $$pg -eq 0
 
 bench: install
 	@if ls tests/bench/bench_*.py >/dev/null 2>&1; then \
@@ -76,4 +84,4 @@ lint: install
 	ruff check app jobs tests
 
 clean:
-	rm -rf .venv .tools node_modules static/vendor
+	rm -rf .venv .tools node_modules static/vendor .test-output

@@ -81,6 +81,9 @@ def create_app(config=None) -> Flask:
     from app.mail.views import bp as mail_bp
     from app.paging import RowIdConverter
     from app.policies.views import bp as policies_bp
+    from app.privacy.export.views import bp as export_bp
+    from app.privacy.restriction.views import bp as restriction_bp
+    from app.privacy.views import bp as privacy_bp
     from app.public.views import bp as public_bp
     from app.staff.views import bp as staff_bp
     from app.widget.views import bp as widget_bp
@@ -101,6 +104,9 @@ def create_app(config=None) -> Flask:
     app.register_blueprint(policies_bp)
     app.register_blueprint(contact_bp)
     app.register_blueprint(insight_bp)
+    app.register_blueprint(privacy_bp)
+    app.register_blueprint(export_bp)
+    app.register_blueprint(restriction_bp)
     app.register_blueprint(stripe_hooks_bp)
     if app.config["DEV_OUTBOX"]:
         app.register_blueprint(mail_bp)

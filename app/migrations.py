@@ -191,6 +191,17 @@ def _0015_trust_surface(db):
     db.create_tables([KnownBrowser], safe=True)
 
 
+def _0016_data_rights(db):
+    # Exports, restriction of processing and objection records (app/privacy), and the
+    # workspace's restriction switch.
+    from app.privacy.export.models import EXPORT_MODELS
+    from app.privacy.restriction.models import RESTRICTION_MODELS
+
+    db.create_tables([*EXPORT_MODELS, *RESTRICTION_MODELS], safe=True)
+    add_columns("workspace", processing_restricted="BOOLEAN NOT NULL DEFAULT FALSE",
+                restricted_at={"sqlite": "DATETIME", "postgres": "TIMESTAMP"}[dialect()])
+
+
 STEPS = [
     (1, "initial", _0001_initial),
     (2, "live_chat", _0002_live_chat),
@@ -207,6 +218,7 @@ STEPS = [
     (13, "widget_launcher_and_origins", _0013_widget_launcher_and_origins),
     (14, "billing", _0014_billing),
     (15, "trust_surface", _0015_trust_surface),
+    (16, "data_rights", _0016_data_rights),
 ]
 
 

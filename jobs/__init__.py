@@ -144,4 +144,14 @@ def init_app(app):
 
 # Every task module, so that every task the services may name is known in the web process as
 # in the consumer. Last: they import `huey` from here.
-from jobs import accounts, automations, billing, chat, contact, insight, mail, policies  # noqa: E402, F401
+from jobs import (  # noqa: E402, F401
+    accounts,
+    automations,
+    billing,
+    chat,
+    contact,
+    insight,
+    mail,
+    policies,
+    privacy,
+)

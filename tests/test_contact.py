@@ -59,7 +59,7 @@ def test_the_privacy_page_gives_the_configured_address_and_links_to_a_contact_pa
 
 
 @pytest.mark.config(CONTACT_EMAIL=CONFIGURED)
-def test_the_privacy_and_data_page_links_to_a_contact_page_that_answers(auth):
+def test_the_privacy_and_data_page_links_to_a_contact_page_that_answers(auth, ws):
     response = auth.get("/dashboard/privacy")
     assert response.status_code == 200
     links = contact_links(text(response))

@@ -111,6 +111,10 @@ class Workspace(BaseModel):
     # automations do not run, members see the reason; every record is kept.
     suspended_at = DateTimeField(null=True)
     suspended_reason = CharField(max_length=500, default="", constraints=[SQL("DEFAULT ''")])
+    # "Restrict processing" (migration 16): automations held, usage not counted, non-essential
+    # e-mail off; data kept and chat readable (app/privacy/restriction).
+    processing_restricted = BooleanField(default=False, constraints=[SQL("DEFAULT FALSE")])
+    restricted_at = DateTimeField(null=True)
     # The newest access-log entry already told to the owners in the daily digest (migration 15).
     access_digest_after = IntegerField(default=0, constraints=[SQL("DEFAULT 0")])
 

@@ -1,0 +1,1 @@
+"""Access and portability: exports of a workspace or of one person's data."""

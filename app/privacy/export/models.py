@@ -1,0 +1,3 @@
+"""Export records."""
+
+EXPORT_MODELS = []

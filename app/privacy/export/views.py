@@ -1,0 +1,5 @@
+"""Export routes."""
+
+from flask import Blueprint
+
+bp = Blueprint("export", __name__)

@@ -1,0 +1,3 @@
+"""Restriction and objection records."""
+
+RESTRICTION_MODELS = []

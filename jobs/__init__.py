@@ -154,4 +154,5 @@ from jobs import (  # noqa: E402, F401
     mail,
     policies,
     privacy,
+    retention,
 )

@@ -1,0 +1,1 @@
+"""Retention tasks: the purges driven by the retention table."""

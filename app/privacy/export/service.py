@@ -6,10 +6,11 @@ import logging
 import os
 import secrets
 import zipfile
+from contextlib import nullcontext
 from datetime import timedelta
 from pathlib import Path
 
-from flask import abort, current_app, url_for
+from flask import abort, current_app, has_request_context, url_for
 from peewee import IntegrityError
 
 from app import background
@@ -35,6 +36,12 @@ BUSY = ("An export of this workspace is already being prepared. Wait until it is
 
 class ExportRefused(RuleError):
     pass
+
+
+def _for_links():
+    """Where links can be built (url_for, here and in the alert e-mail): the worker serves no
+    request, so it gets a bare one; the links themselves start with BASE_URL."""
+    return nullcontext() if has_request_context() else current_app.test_request_context("/")
 
 
 def folder() -> Path:
@@ -117,19 +124,20 @@ def build(export_id: int) -> None:
                              expires_at=utcnow() + LIFETIME,
                              error="The export could not be finished.").where(
             ExportRequest.id == export_id).execute()
-        alerts.send([user.email], "Your Lumnar data export could not be finished",
-                    "The data export you asked for could not be finished. Nothing was sent "
-                    "anywhere; ask for a new export from the Privacy & data page, and write to "
-                    "us if it fails again.", advice="If you did not ask for an export, change "
-                    "your password from your settings and write to us.")
+        with _for_links():
+            alerts.send([user.email], "Your Lumnar data export could not be finished",
+                        "The data export you asked for could not be finished. Nothing was sent "
+                        "anywhere; ask for a new export from the Privacy & data page, and write "
+                        "to us if it fails again.", advice="If you did not ask for an export, "
+                        "change your password from your settings and write to us.")
         return
     now = utcnow()
     ExportRequest.update(status=ExportRequest.READY, running_for=None, filename=name,
                          size=(folder() / name).stat().st_size, finished_at=now,
                          expires_at=now + LIFETIME, rows_written=sum(counts.values())).where(
         ExportRequest.id == export_id).execute()
-    export = ExportRequest.get_by_id(export_id)
-    _tell_ready(export, user)
+    with _for_links():
+        _tell_ready(ExportRequest.get_by_id(export_id), user)
 
 
 def _write_zip(path: Path, export: ExportRequest, scope: registry.Scope) -> dict:

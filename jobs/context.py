@@ -21,7 +21,9 @@ def task_context():
     app = huey.flask_app
     # A consumer's worker threads live as long as it does: each keeps its connection, as web
     # requests do, instead of opening one (pragmas, schema, cold cache) for every task.
-    with app.app_context(), thread_connection():
+    # A request context at the public address too: e-mails built in a task link to pages
+    # with url_for (a security alert's settings link, a billing e-mail), as in a request.
+    with app.test_request_context("/", base_url=app.config["BASE_URL"]), thread_connection():
         # Set on every task (it costs microseconds), so that a connection opened again after
         # an error is as patient as the first.
         database.execute_sql(PATIENCE[dialect()])

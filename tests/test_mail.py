@@ -174,3 +174,36 @@ def test_mail_is_only_queued_after_the_transaction_commits(app):
           pytest.raises(RuntimeError, match="after the transaction")):
         service.send("x@example.com", "verify", "subject", user=None, url="u")
     assert outbox() == []
+
+
+def test_a_task_in_the_worker_links_to_pages_at_the_public_address(app):
+    """In the consumer a task runs with no request of its own: the task context gives it one
+    at LUMNAR_BASE_URL, so e-mails built there link to pages as e-mails built in a request do
+    (a security alert's settings link, a billing e-mail's page)."""
+    import threading
+
+    from flask import has_app_context, url_for
+
+    from app.accounts import alerts
+    from app.mail.models import OutboundEmail
+    from jobs import huey
+    from jobs.context import task_context
+    from tests.conftest import make_user
+
+    make_user(app, email="worker@example.com", name="Wanda Worker")
+    found = {}
+
+    def as_the_consumer():  # a thread of its own: no app context, as in huey_consumer
+        assert not has_app_context()
+        with task_context():
+            found["url"] = url_for("billing.billing_page", _external=True)
+            alerts.send(["worker@example.com"], "A test alert", "Something happened.")
+
+    assert huey.flask_app is app
+    thread = threading.Thread(target=as_the_consumer)
+    thread.start()
+    thread.join()
+    assert found["url"] == "http://localhost/dashboard/billing"
+    with app.app_context(), connection():
+        [mail] = OutboundEmail.select().where(OutboundEmail.subject == "A test alert")
+    assert "http://localhost/dashboard/settings" in mail.text_body

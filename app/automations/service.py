@@ -22,6 +22,7 @@ from app.billing import limits as billing
 from app.db import database, epoch_seconds, sql, utcnow
 from app.errors import RuleError
 from app.mail import service as mail
+from app.privacy.restriction.service import check_may_process
 
 # The ticker runs once a minute; a slot found this long after its time was missed (the worker
 # was down), and its run says so.
@@ -254,6 +255,7 @@ def pause(automation: Automation) -> None:
 def resume(automation: Automation) -> None:
     """Scheduling starts again from now: slots that passed while paused are not 'missed'.
     The plan must allow one more active automation."""
+    check_may_process(automation.workspace)  # restricted: held until an owner lifts it
     billing.check_activation(automation.workspace_id)
     automation.paused = False
     automation.paused_for_plan = False
@@ -282,7 +284,8 @@ def resume_all(workspace_id: int) -> None:
 
 def is_active(automation: Automation) -> bool:
     workspace = automation.workspace
-    return not automation.paused and not workspace.automations_paused and workspace.suspended_at is None
+    return (not automation.paused and not workspace.automations_paused
+            and workspace.suspended_at is None and not workspace.processing_restricted)
 
 
 # --- triggers --------------------------------------------------------------------------------
@@ -299,7 +302,9 @@ def _new_runs(rows: list[dict]) -> list[int]:
 
 def run_now(automation: Automation, dry_run: bool = False, payload=None) -> AutomationRun:
     """A manual run (or, with dry_run, a test run that sends nothing). A paused automation
-    only takes test runs."""
+    only takes test runs; a workspace that restricts processing takes none, not even a
+    staff member's test run."""
+    check_may_process(automation.workspace)
     if not dry_run and automation.workspace.suspended_at is not None:
         raise RuleError("This workspace is suspended: its automations do not run.")
     if not dry_run and not is_active(automation):
@@ -341,7 +346,8 @@ def publish_chat_event(workspace_id: int, event: str, data: dict) -> int:
         (Automation.workspace == workspace_id) & (Automation.trigger == Automation.CHAT)
         & (Automation.chat_event == event) & (Automation.paused == False)  # noqa: E712
         & (Workspace.automations_paused == False)  # noqa: E712
-        & Workspace.suspended_at.is_null())]
+        & Workspace.suspended_at.is_null()
+        & (Workspace.processing_restricted == False))]  # noqa: E712
     if not ids:
         return 0
     payload = json.dumps({"event": event, **data}, default=str)
@@ -372,7 +378,8 @@ def tick(now: datetime | None = None) -> int:
                        & (Automation.trigger == Automation.SCHEDULE)
                        & (Automation.paused == False)  # noqa: E712
                        & (Workspace.automations_paused == False)  # noqa: E712
-                       & Workspace.suspended_at.is_null())
+                       & Workspace.suspended_at.is_null()
+                       & (Workspace.processing_restricted == False))  # noqa: E712
                 .order_by(Automation.next_run_at).limit(TICK_BATCH).tuples())
             if not due:
                 break
@@ -474,8 +481,9 @@ CLAIM_SQL = (
     "RETURNING automation_id, workspace_id, trigger, payload, dry_run, attempts, log")
 AUTOMATION_SQL = (
     "SELECT a.name, a.flow, a.config, a.max_attempts, a.paused, "
-    # A suspended workspace's automations are held as if paused (nothing is deleted).
-    "(w.automations_paused OR w.suspended_at IS NOT NULL), "
+    # A suspended workspace's automations are held as if paused (nothing is deleted); so are
+    # those of a workspace that restricts processing, dry runs included (see execute).
+    "(w.automations_paused OR w.suspended_at IS NOT NULL), w.processing_restricted, "
     "EXISTS (SELECT 1 FROM credential c WHERE c.workspace_id = a.workspace_id) "
     "FROM automation a JOIN workspace w ON w.id = a.workspace_id WHERE a.id = ?")
 FINISH_SQL = (
@@ -499,10 +507,10 @@ def _automation(automation_id: int) -> tuple[Automation, bool] | None:
     row = database.execute_sql(sql(AUTOMATION_SQL), (automation_id,)).fetchone()
     if row is None:
         return None
-    name, flow, config, max_attempts, paused, workspace_paused, has_credentials = row
+    name, flow, config, max_attempts, paused, workspace_paused, restricted, has_credentials = row
     automation = Automation(id=automation_id, name=name, flow=flow, config=config,
                             max_attempts=max_attempts, paused=bool(paused))
-    return automation, bool(workspace_paused), bool(has_credentials)
+    return automation, bool(workspace_paused), bool(restricted), bool(has_credentials)
 
 
 def execute(run_id: int) -> AutomationRun | None:
@@ -515,9 +523,12 @@ def execute(run_id: int) -> AutomationRun | None:
     found = _automation(run.automation_id)
     if found is None:
         return None
-    automation, workspace_paused, has_credentials = found
+    automation, workspace_paused, restricted, has_credentials = found
     automation.workspace = run.workspace_id
     previous = run.log + "\n" if run.log else ""
+    if restricted:  # queued before the restriction: it does not run, not even as a dry run
+        return _finish(run, AutomationRun.SKIPPED, previous + f"{now:%H:%M:%S} Skipped: the "
+                       "workspace restricts processing.", "", [])
     if not run.dry_run and (automation.paused or workspace_paused):
         return _finish(run, AutomationRun.SKIPPED,
                        previous + f"{now:%H:%M:%S} Skipped: the automation is paused.", "", [])

@@ -12,12 +12,13 @@ from flask import current_app, render_template
 from app import background
 from app.db import database, utcnow
 from app.mail.models import OutboundEmail
+from app.privacy.restriction import objection
 
 # A row claimed by a worker that died mid-send is free again after this long.
 CLAIM_TIMEOUT = timedelta(minutes=10)
 
 
-def send(to: str, template: str, subject: str, **context) -> OutboundEmail:
+def send(to: str, template: str, subject: str, **context) -> OutboundEmail | None:
     """Render `mail/<template>.txt` and `.html`, store the e-mail, then ask the worker to send it.
 
     Call it after your own transaction has committed: the worker reads the row from another
@@ -26,9 +27,11 @@ def send(to: str, template: str, subject: str, **context) -> OutboundEmail:
     """
     if database.in_transaction():
         raise RuntimeError("queue e-mail after the transaction commits")
-    (email,) = store([to], template, subject, **context)
-    hand_over([email.id])
-    return email
+    emails = store([to], template, subject, **context)
+    if not emails:
+        return None  # a non-essential e-mail its address objected to (see store)
+    hand_over([emails[0].id])
+    return emails[0]
 
 
 def store(recipients: list[str], template: str, subject: str, **context) -> list[OutboundEmail]:
@@ -38,13 +41,22 @@ def store(recipients: list[str], template: str, subject: str, **context) -> list
     notice marked sent) commits or rolls back with the e-mails themselves. A stored e-mail
     will be sent: hand_over() asks the worker at once, and sweep_outbox finds any whose
     hand-over was lost (a crash right after the commit).
+
+    A non-essential e-mail (app/privacy/restriction/objection.py says which) goes to nobody
+    who objected to its kind, nor to anyone while its workspace restricts processing; it is
+    sent with one-click unsubscribe headers. The list of e-mails stored may then be shorter.
     """
+    recipients = objection.allowed_recipients(template, recipients, context)
+    if not recipients:
+        return []
     context.setdefault("base_url", current_app.config["BASE_URL"])
     text_body = render_template(f"mail/{template}.txt", **context)
     html_body = render_template(f"mail/{template}.html", subject=subject, **context)
     with database.atomic():
-        return [OutboundEmail.create(to=to, subject=subject, text_body=text_body,
-                                     html_body=html_body) for to in recipients]
+        emails = [OutboundEmail.create(to=to, subject=subject, text_body=text_body,
+                                       html_body=html_body) for to in recipients]
+        objection.mark(template, [e.id for e in emails])
+    return emails
 
 
 def hand_over(email_ids: list[int]) -> None:
@@ -115,6 +127,8 @@ def build_message(sender: str, email: OutboundEmail) -> EmailMessage:
     msg["To"] = email.to
     msg["Subject"] = email.subject
     msg["Message-ID"] = make_msgid(domain="lumnar")
+    for name, value in objection.headers(email.id, email.to).items():  # RFC 8058
+        msg[name] = value
     msg.set_content(email.text_body)
     msg.add_alternative(email.html_body, subtype="html")
     return msg

@@ -8,7 +8,7 @@ Lumnar stopped: a write landing meanwhile would be left behind (the counts would
 """
 
 import click
-from peewee import sort_models
+from peewee import CompositeKey, Tuple, sort_models
 
 from app import migrations
 from app.db import LumnarPostgres, connection, database, from_url
@@ -54,19 +54,26 @@ def copy_all(source, target: LumnarPostgres, echo=lambda line: None) -> dict:
             raise MoveRefused("the target database already holds rows in "
                               f"{', '.join(filled)}: give an empty database")
         for model in models:
-            columns, key = list(model._meta.sorted_fields), model._meta.primary_key
-            at, last, copied = columns.index(key), None, 0
+            columns, pk = list(model._meta.sorted_fields), model._meta.primary_key
+            # A key of several columns (usage insight's day, kind, name) pages by all of them,
+            # compared as one row value (SQLite orders by the columns, not by a row value).
+            keys = ([model._meta.fields[name] for name in pk.field_names]
+                    if isinstance(pk, CompositeKey) else [pk])
+            # By identity: a peewee field's == builds an expression (always true to index()).
+            at = [next(i for i, column in enumerate(columns) if column is k) for k in keys]
+            last, copied = None, 0
             with target.atomic():
-                while True:  # by id, a batch at a time: memory stays flat
-                    query = model.select(*columns).order_by(key).limit(BATCH).tuples()
+                while True:  # by key, a batch at a time: memory stays flat
+                    query = model.select(*columns).order_by(*keys).limit(BATCH).tuples()
                     if last is not None:
-                        query = query.where(key > last)
+                        query = query.where(Tuple(*keys) > Tuple(*last) if len(keys) > 1
+                                            else keys[0] > last[0])
                     batch = list(query.execute(source))
                     if not batch:
                         break
                     model.insert_many(batch, fields=columns).execute(target)
-                    copied, last = copied + len(batch), batch[-1][at]
-                if model._meta.primary_key.field_type == "AUTO":
+                    copied, last = copied + len(batch), [batch[-1][i] for i in at]
+                if getattr(pk, "field_type", None) == "AUTO":
                     # New rows continue after the copied ids (never reusing one).
                     table = model._meta.table_name
                     target.execute_sql(

@@ -95,10 +95,11 @@ def test_with_redis_a_real_worker_on_postgresql_delivers_what_the_web_queued(
 
 
 def test_migrate_to_moves_every_row_and_postgresql_carries_on_from_there(
-        postgres, app_config, tmp_path):
+        postgres, app_config, tmp_path, monkeypatch):
     """`flask migrate-to URL`: a SQLite database with accounts, a chat with a file, a stored
     credential and an automation moves over whole; on PostgreSQL the owner logs in, the
     secret still opens, and new rows get new ids."""
+    from app import move_database
     from app.accounts import service as accounts
     from app.accounts.models import User
     from app.automations import service as automations
@@ -106,6 +107,7 @@ def test_migrate_to_moves_every_row_and_postgresql_carries_on_from_there(
     from app.automations.models import Credential
     from app.chat import service as chat
     from app.chat.models import Attachment, Message
+    from app.insight.models import InsightCount
     from app.widget import service as widget
     from app.widget.models import Site
     from tests.chat_fixtures import png_bytes
@@ -129,10 +131,16 @@ def test_migrate_to_moves_every_row_and_postgresql_carries_on_from_there(
                                       config={"url": "https://example.com/hook", "method": "POST",
                                               "credential": str(cred.id)},
                                       trigger="schedule", cron="0 9 * * *")
-        before = {"messages": Message.select().count(), "attachments": Attachment.select().count()}
+        # Usage counters: a table keyed by three columns, paged by all of them.
+        for day in ("2026-11-01", "2026-11-02"):
+            for name in ("chat.inbox", "public.home", "billing.billing_page"):
+                InsightCount.create(day=day, kind="page", name=name, count=3)
+        before = {"messages": Message.select().count(), "attachments": Attachment.select().count(),
+                  "counts": InsightCount.select().count()}
         last_message = Message.select().order_by(Message.id.desc()).get().id
 
     target = postgres.create("moved_here")
+    monkeypatch.setattr(move_database, "BATCH", 2)  # several batches per table, keys included
     runner = sqlite_app.test_cli_runner()
     result = runner.invoke(args=["migrate-to", target])
     assert result.exit_code == 0, result.output
@@ -144,8 +152,8 @@ def test_migrate_to_moves_every_row_and_postgresql_carries_on_from_there(
     pg_app = build_app({**app_config, "DATABASE_URL": target}, migrate=False)
     with pg_app.test_request_context(), connection():
         assert dialect() == "postgres"
-        assert {"messages": Message.select().count(),
-                "attachments": Attachment.select().count()} == before
+        assert {"messages": Message.select().count(), "attachments": Attachment.select().count(),
+                "counts": InsightCount.select().count()} == before
         assert Attachment.get().data == png_bytes()
         assert vault.reveal(Credential.get()) == {"token": "s3cret-token-value"}
         assert accounts.authenticate("olive@example.com", "correct horse battery").id == \

@@ -301,3 +301,62 @@ def test_nothing_is_set_on_devices_beyond_the_table(app, user):
             assert listed(kind, key), (path, kind, key)
         for prefix in re.findall(r"storageKey\s*=\s*[\"']([^\"']+)[\"']\s*\+", source):
             assert listed("localStorage", prefix + "AbC123"), (path, prefix)
+
+
+def test_restricted_workspace_runs_nothing(app, auth, ws):
+    import json as json_
+
+    from app.automations import service as automations
+    from app.automations.models import Automation, AutomationRun
+    from app.privacy.restriction.service import ProcessingRestricted
+    from tests.conftest import staff_client
+
+    with app.test_request_context(), connection():
+        def make(**fields):
+            return Automation.create(**{
+                "workspace": ws, "name": "Nightly", "flow": "http_request",
+                "config": json_.dumps({"url": "https://example.com", "method": "POST"}),
+                "trigger": Automation.SCHEDULE, "cron": "* * * * *", "next_run_at": utcnow(), **fields})
+        scheduled, paused = make(), make(name="Paused", paused=True, next_run_at=None)
+        make(name="On chat", trigger=Automation.CHAT, cron="", chat_event="conversation_started",
+             next_run_at=None)
+    assert auth.post_form("/dashboard/privacy/restriction").status_code == 303
+    with app.test_request_context(), connection():
+        assert automations.tick() == 0
+        assert automations.publish_chat_event(ws, "conversation_started", {}) == 0
+        for dry_run in (False, True):
+            with pytest.raises(ProcessingRestricted):
+                automations.run_now(Automation.get_by_id(scheduled.id), dry_run=dry_run)
+        with pytest.raises(ProcessingRestricted):
+            automations.resume(Automation.get_by_id(paused.id))
+    assert auth.post_form(f"/dashboard/automations/{scheduled.id}/run").status_code == 409
+    assert staff_client(app).post_form(f"/staff/workspaces/{ws}/automations/{scheduled.id}/test",
+                                       {"dry_run": "y"}).status_code == 409
+    with connection():
+        assert AutomationRun.select().count() == 0 and Automation.select().count() == 3
+
+
+def test_one_click_unsubscribe_needs_no_login(app, ws, smtp):
+    from app.mail.models import OutboundEmail
+    from app.privacy.restriction.models import EmailObjection
+    from tests.chat_fixtures import WidgetVisitor, make_site
+
+    site = make_site(app, ws)
+    owner = "owner@example.com"
+    WidgetVisitor.arrive(app, site.site_key).send("First question", email="ann@example.com")
+    notice = smtp.wait_for(owner, "New chat message")
+    assert notice["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    url = re.fullmatch(r"<(.+)>", notice["List-Unsubscribe"]).group(1)
+    assert url.startswith(app.config["BASE_URL"] + "/unsubscribe/") and owner not in url
+    assert app.test_client().get(url.removeprefix(app.config["BASE_URL"])).status_code == 200
+    with connection():
+        assert EmailObjection.select().count() == 0  # a GET never unsubscribes
+    answer = app.test_client().post(url.removeprefix(app.config["BASE_URL"]),
+                                    data={"List-Unsubscribe": "One-Click"})
+    assert answer.status_code == 200
+    with connection():
+        assert [(o.email, o.kind) for o in EmailObjection.select()] == [(owner, "away_notice")]
+    WidgetVisitor.arrive(app, site.site_key).send("Second question", email="bob@example.com")
+    with connection():
+        assert OutboundEmail.select().where((OutboundEmail.to == owner)
+                                            & OutboundEmail.subject.contains("New chat message")).count() == 1

@@ -376,6 +376,35 @@ def test_agent_deletes_a_conversation_with_its_files_search_entries_and_events(
     assert "passport" not in text(visitor.chat())
 
 
+def test_agent_deletes_a_visitor_with_all_their_conversations_in_one_action(
+        app, auth, site, visitor, conversation, rival):
+    from app.widget.models import Visitor
+
+    visitor.send("My card ends zq4471", file=(png_bytes(), "card.png", "image/png"))
+    with connection():  # a second conversation of the same visitor (an older, resolved one)
+        older = Conversation.create(workspace=conversation.workspace_id, site=site,
+                                    visitor=conversation.visitor_id, status=Conversation.RESOLVED)
+        Message.create(conversation=older, workspace_id=older.workspace_id,
+                       sender=Message.VISITOR, body="Earlier zq4471 question")
+    kept = WidgetVisitor.arrive(app, site.site_key)
+    kept.send("Someone else entirely")
+    # Another workspace's conversation id: nothing to see, nothing deleted.
+    assert auth.post_form(conversation_url(rival["conversation"].id, "/visitor/delete")).status_code == 404
+
+    response = auth.post_form(conversation_url(conversation.id, "/visitor/delete"))
+    assert response.status_code == 303 and response.headers["Location"] == "/dashboard/inbox"
+    assert count(Visitor, Visitor.id == conversation.visitor_id) == 0
+    assert count(Conversation, Conversation.visitor == conversation.visitor_id) == 0
+    assert count(Message, Message.body.contains("zq4471")) == 0
+    assert count(Attachment, Attachment.workspace_id == conversation.workspace_id) == 0
+    assert fts_hits("zq4471") == []
+    with connection():
+        deleted = {e.conversation_id for e in ChatEvent.select().where(ChatEvent.kind == ChatEvent.DELETED)}
+    assert deleted == {conversation.id, older.id}
+    assert "Someone else entirely" in text(kept.chat())
+    assert count(Conversation, Conversation.workspace == rival["ws"]) == 1  # untouched
+
+
 def test_agent_corrects_the_visitors_details(auth, visitor, conversation):
     response = auth.post_form(conversation_url(conversation.id, "/visitor"),
                               {"name": "Ann Lee", "email": " ANN@Example.com "}, htmx=True)

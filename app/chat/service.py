@@ -418,6 +418,26 @@ def delete_conversation(conversation: Conversation, actor: str) -> None:
     _publish([event])
 
 
+def delete_visitor(visitor: Visitor) -> int:
+    """An agent deletes a visitor with everything they wrote, in one action: every
+    conversation of theirs (messages, attachments, search entries, past events) and the
+    visitor's own row (name, e-mail, pages). Open dashboards are told each conversation is
+    gone; the visitor's widget, if it comes back, starts as a new visitor. Returns how many
+    conversations went."""
+    conversations = list(Conversation.select(Conversation.id, Conversation.workspace)
+                         .where(Conversation.visitor == visitor.id))
+    with database.atomic():
+        gone = [c.id for c in conversations]
+        if gone:
+            ChatEvent.delete().where(ChatEvent.conversation_id.in_(gone)).execute()
+        visitor.delete_instance()  # its conversations, their messages and files (ON DELETE CASCADE)
+        written = [events.new(c.workspace_id, c.id, ChatEvent.DELETED, actor=Message.AGENT)
+                   for c in conversations]  # last: the counter's row is held until the commit
+    widget.forget_visitor(visitor.id)
+    _publish(written)
+    return len(conversations)
+
+
 # --- who is here -----------------------------------------------------------------------------------
 
 

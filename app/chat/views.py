@@ -158,6 +158,13 @@ def conversation_delete(conversation_id):
     return go(url_for("chat.inbox"))
 
 
+@bp.post("/conversations/<int:conversation_id>/visitor/delete")
+@login_required
+def visitor_delete(conversation_id):
+    service.delete_visitor(scoped_conversation(conversation_id).visitor)
+    return go(url_for("chat.inbox"))
+
+
 @bp.post("/conversations/<int:conversation_id>/visitor")
 @login_required
 def visitor_update(conversation_id):

@@ -107,6 +107,7 @@ def test_migrate_to_moves_every_row_and_postgresql_carries_on_from_there(
     from app.automations.models import Credential
     from app.chat import service as chat
     from app.chat.models import Attachment, Message
+    from app.insight import service as insight
     from app.insight.models import InsightCount
     from app.widget import service as widget
     from app.widget.models import Site
@@ -135,6 +136,7 @@ def test_migrate_to_moves_every_row_and_postgresql_carries_on_from_there(
         for day in ("2026-11-01", "2026-11-02"):
             for name in ("chat.inbox", "public.home", "billing.billing_page"):
                 InsightCount.create(day=day, kind="page", name=name, count=3)
+        insight.flush()  # the events counted above, written now rather than during the move
         before = {"messages": Message.select().count(), "attachments": Attachment.select().count(),
                   "counts": InsightCount.select().count()}
         last_message = Message.select().order_by(Message.id.desc()).get().id

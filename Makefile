@@ -68,8 +68,8 @@ run: demo
 test: install chromium servers
 	@mkdir -p .test-output
 	@echo "running the SQLite pass and the PostgreSQL + Redis pass side by side"
-	@pytest -q -p no:cacheprovider > .test-output/sqlite.txt 2>&1 & lite=$$!; \
-	pytest -q -p no:cacheprovider --engine=postgres > .test-output/postgres.txt 2>&1; pg=$$?; \
+	@pytest -q -p no:cacheprovider --durations=15 > .test-output/sqlite.txt 2>&1 & lite=$$!; \
+	pytest -q -p no:cacheprovider --durations=15 --engine=postgres > .test-output/postgres.txt 2>&1; pg=$$?; \
 	wait $$lite; sqlite=$$?; \
 	echo "== SQLite pass (exit $$sqlite)"; cat .test-output/sqlite.txt; \
 	echo "== PostgreSQL + Redis pass (exit $$pg)"; cat .test-output/postgres.txt; \

@@ -13,7 +13,7 @@ import os
 import re
 import shutil
 import sqlite3
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import click
@@ -132,6 +132,50 @@ def prune(cfg, keep: int) -> list[Path]:
     for path in doomed:
         path.unlink(missing_ok=True)
     return doomed
+
+
+# --- on a schedule ---------------------------------------------------------------------------
+
+DAILY, WEEKLY = 7, 4  # the worker's nightly backups kept: the last 7 days', then 4 weeks'
+
+
+def taken_at(path: Path) -> datetime:
+    return datetime.strptime(path.name[len("lumnar-"):-len(".db")], "%Y%m%dT%H%M%S.%fZ").replace(tzinfo=UTC)
+
+
+def kept_by_schedule(paths: list[Path], now: datetime | None = None) -> set[Path]:
+    """Of these backups, the ones the schedule keeps: the newest of each of the last DAILY
+    days, then the newest of each ISO week for WEEKLY weeks before those days, none older
+    than 35 days (7 + 4 x 7), so data deleted from Lumnar is gone from its backups by then.
+    `now`: the newest backup's time unless given."""
+    if not paths:
+        return set()
+    now = now or max(taken_at(p) for p in paths)
+    today = now.date()
+    oldest = today - timedelta(days=DAILY + 7 * WEEKLY)
+    newest_of_day: dict = {}
+    for path in sorted(paths):  # oldest first: the last one seen for a day is its newest
+        newest_of_day[taken_at(path).date()] = path
+    daily = {day for day in newest_of_day if today - day < timedelta(days=DAILY)}
+    kept = {newest_of_day[day] for day in daily}
+    newest_of_week: dict = {}
+    for day in sorted(newest_of_day):
+        if day not in daily and day > oldest:
+            newest_of_week[day.isocalendar()[:2]] = newest_of_day[day]
+    kept |= {newest_of_week[week] for week in sorted(newest_of_week, reverse=True)[:WEEKLY]}
+    return kept
+
+
+def scheduled_backup(cfg) -> tuple[Path, list[Path]]:
+    """The worker's nightly backup: a new verified copy (no key files), then every backup
+    the schedule does not keep is deleted. Returns the new copy and the deleted ones."""
+    made = make_backup(cfg)
+    every = backups(cfg)
+    keep = kept_by_schedule(every) | {made}
+    doomed = [path for path in every if path not in keep]
+    for path in doomed:
+        path.unlink(missing_ok=True)
+    return made, doomed
 
 
 # --- restore ---------------------------------------------------------------------------------

@@ -147,6 +147,7 @@ def init_app(app):
 from jobs import (  # noqa: E402, F401
     accounts,
     automations,
+    backups,
     billing,
     chat,
     contact,

@@ -403,3 +403,70 @@ def test_restore_takes_a_backup_of_another_page_size(app, conversation, tmp_path
     assert read(live, "PRAGMA page_size") == [(8192,)]
     assert table_counts(live) == table_counts(path)
     assert messages(live) == messages(path)
+
+
+# --- on a schedule --------------------------------------------------------------------------
+
+
+def table_checksums(path) -> dict:
+    """Every table's rows, sorted, as one digest each (the restore drill's measure);
+    SQLite's own FTS5 shadow tables are left to FTS5."""
+    import hashlib
+
+    tables = [r[0] for r in read(path, "SELECT name FROM sqlite_master WHERE type = 'table' "
+                                       "AND sql NOT LIKE 'CREATE VIRTUAL%'")]
+    digests = {}
+    for table in tables:
+        rows = sorted(read(path, f'SELECT * FROM "{table}"'), key=repr)  # whatever its key
+        digests[table] = (len(rows), hashlib.sha256(repr(rows).encode()).hexdigest())
+    return digests
+
+
+def test_the_schedule_keeps_seven_daily_then_four_weekly_backups():
+    from datetime import UTC, datetime, timedelta
+
+    from app import backup as backups
+
+    now = datetime(2026, 11, 28, 2, 37, tzinfo=UTC)
+    made = [Path(backups.NAME.format(stamp=(now - timedelta(days=d, hours=h)).strftime("%Y%m%dT%H%M%S.%fZ")))
+            for d in range(60) for h in (0, 5)]  # two a day for sixty days
+    kept = backups.kept_by_schedule(made)
+    assert len(kept) == backups.DAILY + backups.WEEKLY
+    by_day = {}
+    for path in made:
+        day = backups.taken_at(path).date()
+        by_day[day] = max(by_day.get(day, path), path)  # the names sort by time
+    last_week = [now.date() - timedelta(days=d) for d in range(7)]
+    assert {by_day[day] for day in last_week} <= kept  # the newest of each of the last 7 days
+    older = [p for p in kept if backups.taken_at(p).date() not in last_week]
+    assert len({backups.taken_at(p).isocalendar()[:2] for p in older}) == 4  # one a week
+    assert all(p == by_day[backups.taken_at(p).date()] for p in kept)  # each its day's newest
+    # What the retention page says: deleted data leaves the backups within 35 days.
+    assert max((now - backups.taken_at(p)).days for p in kept) <= 35
+
+
+def test_the_nightly_backup_is_verified_keyless_and_a_restore_drill_matches_every_table(
+        app, conversation, visitor):
+    from jobs.backups import nightly_backup
+
+    assert visitor.send("a picture", file=(png_bytes(), "p.png", "image/png")).status_code == 200
+    folder = Path(app.config["DATA_DIR"]) / "backups"
+    folder.mkdir(exist_ok=True)
+    stale = folder / "lumnar-20200101T000000.000000Z.db"  # long past the schedule
+    stale.write_bytes(b"old")
+    live = app.config["DATABASE"]
+    before = table_checksums(live)
+
+    with app.app_context():
+        nightly_backup()
+    [made] = [p for p in folder.iterdir() if p.name.endswith(".db")]
+    assert not stale.exists()
+    assert read(made, "PRAGMA integrity_check") == [("ok",)]
+    assert sorted(p.name for p in folder.iterdir()) == [made.name]  # no key file beside it
+    assert stat.S_IMODE(made.stat().st_mode) == 0o600
+
+    assert visitor.send("written after the backup").status_code == 200
+    assert table_checksums(live) != before
+    result = cli(app, "restore", made)
+    assert result.exit_code == 0, result.output
+    assert table_checksums(live) == before  # every table: its rows and their contents

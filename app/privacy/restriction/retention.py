@@ -244,7 +244,8 @@ RETENTION: list[Row] = [
         "jobs/insight.py purge_old_counts (nightly)"),
     Row("backups", "Backup copies of the database", "up to 35 days: deleted data survives in "
         "them that long. Credentials in an old copy cannot be read once their workspace's key "
-        "is destroyed", "to recover from a failure", (), None, "the backup command's own rotation"),
+        "is destroyed", "to recover from a failure", (), None,
+        "jobs/backups.py nightly_backup (7 daily, then 4 weekly copies)"),
     Row("web-logs", "Web request logs",
         "not stored by Lumnar: the web server prints request lines (with the client's network "
         "address) to its output, which the operator's system keeps as it is set up to",

@@ -46,14 +46,14 @@ def app_client(app):
 
 
 def test_owners_are_told_when_a_credential_is_added_replaced_or_removed(app, auth, ws):
-    form = {"platform": "Shopify", "label": "Shop API", "kind": "api_token", "secret": "sk_live_abcdef123456"}
+    form = {"platform": "Shopify", "label": "Shop API", "kind": "api_token", "secret": "shpat_abcdef123456"}
     assert auth.post_form("/dashboard/credentials", form, headers={"User-Agent": FIREFOX}).status_code == 303
     from app.automations.models import Credential
 
     with connection():
         credential = Credential.get()
     assert auth.post_form(f"/dashboard/credentials/{credential.id}/replace",
-                          {f"c{credential.id}-{k}": v for k, v in {**form, "secret": "sk_live_zzzzzz987654"}.items()},
+                          {f"c{credential.id}-{k}": v for k, v in {**form, "secret": "shpat_zzzzzz987654"}.items()},
                           headers={"User-Agent": FIREFOX}).status_code == 303
     assert auth.post_form(f"/dashboard/credentials/{credential.id}/delete").status_code == 303
     subjects = [m.subject for m in mails("A credential was")]
@@ -62,7 +62,7 @@ def test_owners_are_told_when_a_credential_is_added_replaced_or_removed(app, aut
                         "A credential was removed in your Lumnar workspace"]
     added = mails("A credential was added")[0]
     assert "“Shop API”" in added.text_body and "Firefox on Windows" in added.text_body
-    assert "sk_live" not in "".join(m.text_body + m.html_body for m in mails("A credential"))
+    assert "shpat_" not in "".join(m.text_body + m.html_body for m in mails("A credential"))
 
 
 def test_staff_access_is_told_once_a_day_in_one_digest(app, user, ws):

@@ -242,25 +242,8 @@ class Client:
         for k in range(i, total):
             unsent.append(("v2a" if (k + 1) % 2 else "a2v", k / rate))
         # Deliveries: every sent message gets DELIVERY_DEADLINE from its send; POSTs their timeout.
-        wait_until = time.perf_counter() + deadline + POST_TIMEOUT
-        while time.perf_counter() < wait_until:
-            now_ns = time.perf_counter_ns()
-            waiting = any(tracker.records[m][3] is None and m not in failed and
-                          (tracker.records[m][2] is None or now_ns - tracker.records[m][2] < deadline * 1e9)
-                          for m in marks)
-            if not tasks and not waiting:
-                break
-            await asyncio.sleep(0.05)
-        # (direction, seconds after the start it was due, ms or INF, "ok" | "unsent" | the failed
-        # answer's status or exception name)
-        samples = [(d, at, INF, "unsent") for d, at in unsent]
-        for m in marks:
-            d, _, t_sent, t_got, at = tracker.records.pop(m)
-            if t_sent is None or t_got is None or t_got - t_sent > deadline * 1e9:
-                latency = INF
-            else:
-                latency = (t_got - t_sent) / 1e6
-            samples.append((d, at, latency, failed.get(m, "ok")))
+        samples = await collect_samples(tracker.records, marks, tasks, failed, unsent, deadline,
+                                        POST_TIMEOUT)
         return dict(rate=rate, seconds=seconds, wall0=wall0, window=window, samples=samples,
                     answered=answered,
                     duplicates=self.tracker.duplicates - dup0)
@@ -408,3 +391,29 @@ class Outcomes:
         return (f"{self.rate:g} msg/s × {self.seconds:g} s: sent {self.sent} of {self.scheduled}, "
                 f"errors {self.errors} {self.statuses or ''}, lost {self.lost}, dup {self.duplicates}, "
                 f"p50 {f(self.p(.5))}, p99 {f(self.p(.99))}")
+
+
+async def collect_samples(records: dict, marks, tasks, failed: dict, unsent: list, deadline: float,
+                          post_wait: float) -> list:
+    """Wait until every sent message is delivered, past its deadline, or failed (and the
+    posts still out have had `post_wait`), then the run's samples: (direction, seconds after
+    the start it was due, ms or INF, "ok" | "unsent" | the failed answer's status or
+    exception name). Shared by the one-process and the cluster benchmarks."""
+    wait_until = time.perf_counter() + deadline + post_wait
+    while time.perf_counter() < wait_until:
+        now_ns = time.perf_counter_ns()
+        waiting = any(records[m][3] is None and m not in failed and
+                      (records[m][2] is None or now_ns - records[m][2] < deadline * 1e9)
+                      for m in marks)
+        if not tasks and not waiting:
+            break
+        await asyncio.sleep(0.05)
+    samples = [(d, at, INF, "unsent") for d, at in unsent]
+    for m in marks:
+        d, _, t_sent, t_got, at = records.pop(m)
+        if t_sent is None or t_got is None or t_got - t_sent > deadline * 1e9:
+            latency = INF
+        else:
+            latency = (t_got - t_sent) / 1e6
+        samples.append((d, at, latency, failed.get(m, "ok")))
+    return samples

@@ -32,7 +32,6 @@ from tests.bench import chat_client  # noqa: E402
 from tests.bench import sse_client as hc  # noqa: E402
 from tests.bench.chat_client import (  # noqa: E402
     DELIVERY_DEADLINE,
-    INF,
     KEY,
     MARK,
     POOL,
@@ -293,23 +292,8 @@ class Client:
         window = time.perf_counter() - started
         for k in range(i, total):
             unsent.append(("v2a" if (k + 1) % 2 else "a2v", k / rate))
-        wait_until = time.perf_counter() + deadline + POST_TIMEOUT * ATTEMPTS
-        while time.perf_counter() < wait_until:
-            now_ns = time.perf_counter_ns()
-            waiting = any(self.records[m][3] is None and m not in failed and
-                          (self.records[m][2] is None or now_ns - self.records[m][2] < deadline * 1e9)
-                          for m in marks)
-            if not tasks and not waiting:
-                break
-            await asyncio.sleep(0.05)
-        samples = [(d, at, INF, "unsent") for d, at in unsent]
-        for m in marks:
-            d, _, t_sent, t_got, at = self.records.pop(m)
-            if t_sent is None or t_got is None or t_got - t_sent > deadline * 1e9:
-                latency = INF
-            else:
-                latency = (t_got - t_sent) / 1e6
-            samples.append((d, at, latency, failed.get(m, "ok")))
+        samples = await chat_client.collect_samples(self.records, marks, tasks, failed, unsent,
+                                                    deadline, POST_TIMEOUT * ATTEMPTS)
         return dict(rate=rate, seconds=seconds, wall0=wall0, window=window, samples=samples,
                     answered=answered, duplicates=self.duplicates - dup0,
                     retried=self.retried - retried0)

@@ -81,6 +81,7 @@ def create_app(config=None) -> Flask:
     from app.mail.views import bp as mail_bp
     from app.paging import RowIdConverter
     from app.policies.views import bp as policies_bp
+    from app.privacy.deletion.views import bp as deletion_bp
     from app.privacy.export.views import bp as export_bp
     from app.privacy.restriction.views import bp as restriction_bp
     from app.privacy.views import bp as privacy_bp
@@ -107,6 +108,7 @@ def create_app(config=None) -> Flask:
     app.register_blueprint(privacy_bp)
     app.register_blueprint(export_bp)
     app.register_blueprint(restriction_bp)
+    app.register_blueprint(deletion_bp)
     app.register_blueprint(stripe_hooks_bp)
     if app.config["DEV_OUTBOX"]:
         app.register_blueprint(mail_bp)

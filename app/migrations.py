@@ -202,6 +202,54 @@ def _0016_data_rights(db):
                 restricted_at={"sqlite": "DATETIME", "postgres": "TIMESTAMP"}[dialect()])
 
 
+def _foreign_keys(table: str) -> bool:
+    if dialect() == "postgres":
+        return bool(database.execute_sql(
+            "SELECT 1 FROM pg_constraint WHERE conrelid = %s::regclass AND contype = 'f'",
+            (table,)).fetchone())
+    return bool(database.execute_sql(f'PRAGMA foreign_key_list("{table}")').fetchall())
+
+
+def _drop_foreign_keys(model) -> None:
+    """Rebuild `model`'s table as the model now declares it, without the foreign keys its
+    first version had, keeping every row. PostgreSQL drops the constraints in place; SQLite
+    cannot, so the table is renamed, made anew and copied (its indexes are made again)."""
+    table = model._meta.table_name
+    if not _foreign_keys(table):
+        return  # made by a migration that already used the new model
+    if dialect() == "postgres":
+        for (name,) in database.execute_sql(
+                "SELECT conname FROM pg_constraint WHERE conrelid = %s::regclass AND contype = 'f'",
+                (table,)).fetchall():
+            database.execute_sql(f'ALTER TABLE "{table}" DROP CONSTRAINT "{name}"')
+        return
+    database.execute_sql(f'ALTER TABLE "{table}" RENAME TO "{table}_old"')
+    for (index,) in database.execute_sql(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL",
+            (f"{table}_old",)).fetchall():
+        database.execute_sql(f'DROP INDEX "{index}"')
+    database.create_tables([model])
+    columns = ", ".join(f'"{f.column_name}"' for f in model._meta.sorted_fields)
+    database.execute_sql(f'INSERT INTO "{table}" ({columns}) SELECT {columns} FROM "{table}_old"')
+    database.execute_sql(f'DROP TABLE "{table}_old"')
+
+
+def _0017_deletion(db):
+    # Deletion of workspaces and accounts (app/privacy/deletion): the requests in their grace
+    # period; the outbox learns which workspace and conversation an e-mail is about; the
+    # access log loses its foreign keys, so that it outlives its workspace, anonymised.
+    from app.mail.models import OutboundEmail
+    from app.privacy.deletion.models import DELETION_MODELS
+    from app.staff.models import AuditEntry
+
+    db.create_tables(DELETION_MODELS, safe=True)
+    add_columns("outbound_email", workspace_id="INTEGER", conversation_id="INTEGER")
+    for field in (OutboundEmail.workspace_id, OutboundEmail.conversation_id):
+        db.execute_sql(f'CREATE INDEX IF NOT EXISTS "outbound_email_{field.column_name}" '
+                       f'ON "outbound_email" ("{field.column_name}")')
+    _drop_foreign_keys(AuditEntry)
+
+
 STEPS = [
     (1, "initial", _0001_initial),
     (2, "live_chat", _0002_live_chat),
@@ -219,6 +267,7 @@ STEPS = [
     (14, "billing", _0014_billing),
     (15, "trust_surface", _0015_trust_surface),
     (16, "data_rights", _0016_data_rights),
+    (17, "deletion", _0017_deletion),
 ]
 
 

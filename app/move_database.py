@@ -30,6 +30,7 @@ def product_models() -> list:
     from app.insight.models import INSIGHT_MODELS
     from app.mail.models import OutboundEmail
     from app.policies.models import POLICY_MODELS
+    from app.privacy.deletion.models import DELETION_MODELS
     from app.privacy.export.models import EXPORT_MODELS
     from app.privacy.restriction.models import RESTRICTION_MODELS
     from app.staff.models import AuditEntry
@@ -37,7 +38,8 @@ def product_models() -> list:
 
     return sort_models([*ACCOUNT_MODELS, OutboundEmail, *CHAT_MODELS, OriginSeen,
                         *AUTOMATION_MODELS, AuditEntry, *BILLING_MODELS, *POLICY_MODELS,
-                        *CONTACT_MODELS, *INSIGHT_MODELS, *EXPORT_MODELS, *RESTRICTION_MODELS])
+                        *CONTACT_MODELS, *INSIGHT_MODELS, *EXPORT_MODELS, *RESTRICTION_MODELS,
+                        *DELETION_MODELS])
 
 
 def copy_all(source, target: LumnarPostgres, echo=lambda line: None) -> dict:

@@ -151,6 +151,7 @@ from jobs import (  # noqa: E402, F401
     billing,
     chat,
     contact,
+    deletion,
     insight,
     mail,
     policies,

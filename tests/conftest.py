@@ -36,7 +36,7 @@ def pytest_configure(config):
 POSTGRES_READY = {
     "test_billing.py", "test_promises.py", "test_contact_requests.py", "test_insight.py",
     "test_policies.py", "test_suspension.py", "test_security_alerts.py", "test_export.py",
-    "test_restriction.py", "test_retention.py",
+    "test_restriction.py", "test_retention.py", "test_deletion.py",
     "test_accounts.py", "test_sessions.py", "test_team.py", "test_shared_mode.py",
     "test_postgres.py", "test_mail.py", "test_staff.py", "test_automation_runs.py",
     "test_automation_screens.py", "test_flows.py", "test_redaction_forms.py",

@@ -51,6 +51,8 @@ KNOWN = {
     "portal": {"customer", "return_url", "configuration", "flow_data", "locale",
                "on_behalf_of", "expand"},
     "get": {"expand"},
+    "subscription_update": {"cancel_at_period_end", "metadata", "proration_behavior", "expand"},
+    "subscription_cancel": {"invoice_now", "prorate", "cancellation_details", "expand"},
 }
 
 
@@ -296,6 +298,9 @@ class StripeDouble(LoopbackServer):
                            "prices": (self.prices, "price"),
                            "subscriptions": (self.subscriptions, "subscription")}[found[1]]
             return 200, self._find(store, found[2], noun, "id")
+        found = re.fullmatch(r"/v1/subscriptions/([^/]+)", path)
+        if found and method in ("POST", "DELETE"):
+            return 200, self._change_subscription(method, found[1], params)
         routes = {("POST", "/v1/customers"): self._create_customer,
                   ("POST", "/v1/products"): self._create_product,
                   ("POST", "/v1/prices"): self._create_price,
@@ -308,6 +313,23 @@ class StripeDouble(LoopbackServer):
                               "https://stripe.com/docs or we can help at "
                               "https://support.stripe.com/.")
         return 200, handler(params)
+
+    def _change_subscription(self, method, sub_id, params):
+        """Our own API calls on a subscription: set it to end with its period (or not), or
+        cancel it now. Each makes the event Stripe would send, kept in `events`."""
+        self._find(self.subscriptions, sub_id, "subscription", "id")
+        if method == "DELETE":
+            _known(params, "subscription_cancel")
+            if self.subscriptions[sub_id]["status"] == "canceled":
+                raise StripeError(400, "A canceled subscription can only update its "
+                                  "cancellation_details and metadata.", code="resource_missing")
+            self.cancel_subscription(sub_id)
+        else:
+            _known(params, "subscription_update")
+            if "cancel_at_period_end" in params:
+                self.update_subscription(sub_id, cancel_at_period_end=_boolean(
+                    params["cancel_at_period_end"], "cancel_at_period_end"))
+        return self.subscriptions[sub_id]
 
     @staticmethod
     def _find(store, id_, noun, param):

@@ -244,16 +244,16 @@ def test_another_workspaces_automations_and_runs_are_404(app, auth, ws, stranger
 def test_the_access_log_lists_this_workspaces_entries_only(app, auth, ws, stranger):
     other = workspace_of("stranger@example.com")
     with connection():
-        AuditEntry.create(workspace=ws, staff_email="ada@lumnar.example",
+        AuditEntry.create(workspace_id=ws, staff_email="ada@lumnar.example",
                           action="viewed automation 'Lead mail'")
-        AuditEntry.create(workspace=other, staff_email="bob@lumnar.example", action="secret look")
+        AuditEntry.create(workspace_id=other, staff_email="bob@lumnar.example", action="secret look")
     page = auth.get("/dashboard/access-log").get_data(as_text=True)
     assert "ada@lumnar.example" in page and "viewed automation &#39;Lead mail&#39;" in page
     assert "bob@lumnar.example" not in page
     theirs = stranger.get("/dashboard/access-log").get_data(as_text=True)
     assert "bob@lumnar.example" in theirs and "ada@lumnar.example" not in theirs
     with connection():
-        AuditEntry.delete().where(AuditEntry.workspace == other).execute()
+        AuditEntry.delete().where(AuditEntry.workspace_id == other).execute()
     assert "Nobody at Lumnar has looked" in stranger.get("/dashboard/access-log").get_data(as_text=True)
 
 

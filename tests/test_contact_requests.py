@@ -272,7 +272,7 @@ def test_staff_looks_at_a_workspaces_request_go_to_its_access_log(auth, ws, file
     staff.get(f"/staff/requests/{filed.id}")
     staff.post_form(f"/staff/requests/{filed.id}/status", {"status": "in_progress"})
     with connection():
-        actions = [e.action for e in AuditEntry.select().where(AuditEntry.workspace == ws)
+        actions = [e.action for e in AuditEntry.select().where(AuditEntry.workspace_id == ws)
                    .order_by(AuditEntry.id)]
     assert actions == [f"opened request {filed.reference}",
                        f"changed the status of request {filed.reference}"]

@@ -362,3 +362,59 @@ def test_one_click_unsubscribe_needs_no_login(app, ws, smtp):
     with connection():
         assert OutboundEmail.select().where((OutboundEmail.to == owner)
                                             & OutboundEmail.subject.contains("New chat message")).count() == 1
+
+
+BILLING_TABLES = {"billing_account", "billing_invoice", "billing_event"}
+
+
+def test_deleted_workspace_leaves_only_billing_records(app, client, auth, ws, double, smtp):
+    """The owner deletes their account, which alone owns the workspace: after the grace
+    period, no row anywhere holds the workspace's people, visitors, words, credentials or
+    settings; what stays is the billing records and the access log without names, and the
+    last e-mail is the confirmation."""
+    from app.automations import vault
+    from app.mail.models import OutboundEmail
+    from app.privacy.deletion import service as deletion
+    from app.staff.models import AuditEntry
+    from tests.chat_fixtures import WidgetVisitor, make_site, png_bytes, reply, set_agent_online
+    from tests.conftest import PASSWORD
+
+    full_billing_flow(auth, double)
+    site = make_site(app, ws, name="Marmalade Corner")
+    set_agent_online(ws)
+    guest = WidgetVisitor.arrive(app, site.site_key)
+    guest.send("My order qwzorbital7 never came", name="Petra Plum", email="petra@plum.example",
+               file=(png_bytes(), "receipt-qwz.png", "image/png"))
+    conversation = guest.conversation()
+    reply(auth, conversation.id, {"body": "Sorry Petra, resending qwzorbital7 today"})
+    guest.transcript()
+    with app.test_request_context(), connection():
+        vault.store(ws, "crm", "Plum CRM", "api_token", {"token": "tok-qwz-5c4b3a29181716"})
+        AuditEntry.create(workspace_id=ws, staff_id=None, staff_email="staff@lumnar.example",  # closed since
+                          action="opened a conversation (support)")
+    assert auth.post_form("/dashboard/privacy/delete-account", {"password": PASSWORD}).status_code == 303
+    with app.test_request_context(), connection():
+        assert deletion.run_due(utcnow() + timedelta(days=15)) == 1
+
+    gone = ("owner@example.com", "Olive Owner", "Petra Plum", "petra@plum.example", "qwzorbital7",
+            "receipt-qwz", "Plum CRM", "tok-qwz", "Marmalade Corner")
+    with connection():
+        kept_billing = {m._meta.table_name: m.select().count() for m in product_models()
+                        if m._meta.table_name in BILLING_TABLES}
+        last = OutboundEmail.select().order_by(OutboundEmail.id.desc()).first()
+        for model in product_models():
+            table = model._meta.table_name
+            if table in BILLING_TABLES:
+                continue
+            for row in model.select().dicts():
+                if table == "outbound_email" and row["id"] == last.id:
+                    continue  # the confirmation itself, to the address that asked
+                text = json.dumps(row, default=str)
+                for word in gone:
+                    assert word not in text, f"{word!r} left in {table}: {text[:300]}"
+                if "workspace_id" in row and table != "audit_entry":
+                    assert row["workspace_id"] != ws, f"{table} still names the workspace"
+        assert [e.staff_email for e in AuditEntry.select().where(AuditEntry.workspace_id == ws)] == [
+            "staff@lumnar.example"]
+    assert kept_billing["billing_invoice"] == 2 and kept_billing["billing_account"] == 1
+    assert last.subject == "Your Lumnar account was deleted" and last.to == "owner@example.com"

@@ -114,7 +114,7 @@ def test_the_access_log_names_the_owner_who_set_and_lifted_the_restriction(app, 
     lift(auth)
     with connection():
         entries = [(e.staff_id, e.staff_email, e.action) for e in
-                   AuditEntry.select().where(AuditEntry.workspace == ws).order_by(AuditEntry.id)]
+                   AuditEntry.select().where(AuditEntry.workspace_id == ws).order_by(AuditEntry.id)]
         assert entries == [(user.id, OWNER, SET), (user.id, OWNER, LIFTED)]
         workspace = Workspace.get_by_id(ws)
         assert not workspace.processing_restricted and workspace.restricted_at is None

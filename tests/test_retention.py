@@ -140,9 +140,9 @@ def test_outbox_emails_go_after_thirty_days_in_batches(app, user, monkeypatch):
 def test_access_log_entries_go_after_two_years(app, user):
     def setup():
         ws = Membership.get(Membership.user == user).workspace_id
-        AuditEntry.create(workspace=ws, staff_email="s@lumnar.example", action="old",
+        AuditEntry.create(workspace_id=ws, staff_email="s@lumnar.example", action="old",
                           created_at=NOW - timedelta(days=731))
-        AuditEntry.create(workspace=ws, staff_email="s@lumnar.example", action="recent")
+        AuditEntry.create(workspace_id=ws, staff_email="s@lumnar.example", action="recent")
 
     made(app, setup)
     with app.test_request_context(), connection():

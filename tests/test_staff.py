@@ -46,7 +46,7 @@ def staff(app):
 
 def entries(ws) -> list[str]:
     with connection():
-        return [e.action for e in AuditEntry.select().where(AuditEntry.workspace == ws.id)
+        return [e.action for e in AuditEntry.select().where(AuditEntry.workspace_id == ws.id)
                 .order_by(AuditEntry.id)]
 
 

@@ -45,7 +45,7 @@ def test_a_suspended_workspaces_widget_is_unavailable_and_its_data_kept(app, aut
     with connection():
         assert [m.body for m in Message.select()] == ["hello before"]  # kept, nothing added
         assert Conversation.select().count() == 1
-        [entry] = AuditEntry.select().where(AuditEntry.workspace == ws,
+        [entry] = AuditEntry.select().where(AuditEntry.workspace_id == ws,
                                             AuditEntry.action.contains("suspended"))
         assert REASON in entry.action
     # Lifted: the widget takes messages again.

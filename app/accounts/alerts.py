@@ -70,12 +70,12 @@ def send_access_digests() -> int:
     sent = 0
     # One query finds the workspaces with an entry newer than their last digest.
     newer = AuditEntry.select(AuditEntry.id).where(
-        (AuditEntry.workspace == Workspace.id) & (AuditEntry.id > Workspace.access_digest_after))
+        (AuditEntry.workspace_id == Workspace.id) & (AuditEntry.id > Workspace.access_digest_after))
     pending = (Workspace.select(Workspace.id, Workspace.name, Workspace.access_digest_after)
                .where(fn.EXISTS(newer)))
     for workspace in pending:
         entries = list(AuditEntry.select().where(
-            (AuditEntry.workspace == workspace.id) & (AuditEntry.id > workspace.access_digest_after))
+            (AuditEntry.workspace_id == workspace.id) & (AuditEntry.id > workspace.access_digest_after))
             .order_by(AuditEntry.id))
         if not entries:
             continue

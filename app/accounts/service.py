@@ -12,6 +12,7 @@ from app import insight
 from app.accounts import passwords, sessions
 from app.accounts.models import Invitation, LoginThrottle, Membership, User, Workspace
 from app.billing import limits as billing
+from app.chat.models import Conversation, Message
 from app.db import database, utcnow
 from app.errors import RuleError
 from app.mail import service as mail
@@ -364,6 +365,21 @@ def remove_member(workspace: Workspace, acting: User, membership_id: int) -> Non
         raise AccountError("You cannot remove yourself from your own workspace.", status=409)
     membership.delete_instance()
     sessions.forget_user(membership.user_id)  # no more replies from them, at once
+    forget_member(workspace.id, membership.user_id)
+
+
+def forget_member(workspace_id: int, user_id: int) -> None:
+    """What a workspace keeps of a member who left or was removed: the messages they wrote,
+    by nobody in particular ("former agent"), and their conversations, unassigned. Their
+    name leaves the workspace with them."""
+    while True:
+        ids = [m.id for m in Message.select(Message.id).where(
+            (Message.workspace_id == workspace_id) & (Message.author == user_id)).limit(300)]
+        if not ids:
+            break
+        Message.update(author=None).where(Message.id.in_(ids)).execute()
+    Conversation.update(assignee=None).where(
+        (Conversation.workspace == workspace_id) & (Conversation.assignee == user_id)).execute()
 
 
 # --- demo --------------------------------------------------------------------------------------

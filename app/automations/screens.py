@@ -95,7 +95,7 @@ def runs_page(workspace_id: int, page: int = 1, automation_id: int | None = None
 
 def audit_page(workspace_id: int, page: int = 1):
     page = max(1, page)
-    rows = list(AuditEntry.select().where(AuditEntry.workspace == workspace_id)
+    rows = list(AuditEntry.select().where(AuditEntry.workspace_id == workspace_id)
                 .order_by(AuditEntry.created_at.desc(), AuditEntry.id.desc())
                 .limit(AUDIT_PAGE + 1).offset((page - 1) * AUDIT_PAGE))
     return rows[:AUDIT_PAGE], len(rows) > AUDIT_PAGE

@@ -390,7 +390,9 @@ HANDLERS = {
 
 
 def _tell_owners(workspace_id: int, template: str, subject: str, **context) -> None:
-    workspace = Workspace.get_by_id(workspace_id)
+    workspace = Workspace.get_or_none(Workspace.id == workspace_id)
+    if workspace is None:
+        return  # deleted: a late invoice event is kept as a record, and told to nobody
     owners = [u.email for u in User.select(User.email).join(Membership).where(
         (Membership.workspace == workspace_id) & (Membership.role == Membership.OWNER))]
     for email in owners:
@@ -400,6 +402,42 @@ def _tell_owners(workspace_id: int, template: str, subject: str, **context) -> N
 
 def mail_link(endpoint: str) -> str:
     return current_app.config["BASE_URL"] + url_for(endpoint)
+
+
+# --- a workspace being deleted (app/privacy/deletion) ------------------------------------------------
+
+
+def _subscription_of(workspace_id: int) -> str:
+    account = BillingAccount.get_or_none(BillingAccount.workspace_id == workspace_id)
+    if account is None or not account.subscription_id or not configured():
+        return ""
+    if account.subscription_status in ("canceled", "incomplete_expired"):
+        return ""
+    return account.subscription_id
+
+
+def cancel_at_period_end(workspace_id: int, cancel: bool) -> None:
+    """While a deletion waits, the subscription is set to end with its period (and set back
+    when the deletion is cancelled), so that nobody pays for a renewal during the wait."""
+    subscription_id = _subscription_of(workspace_id)
+    if not subscription_id:
+        return
+    _stripe_call("changing the subscription's end", lambda: client().v1.subscriptions.update(
+        subscription_id, params={"cancel_at_period_end": cancel}))
+    BillingAccount.update(cancel_at_period_end=cancel, updated_at=utcnow()).where(
+        BillingAccount.workspace_id == workspace_id).execute()
+
+
+def cancel_now(workspace_id: int) -> None:
+    """The subscription ends at once: the workspace is being deleted. Stripe's refusal or
+    silence raises BillingUnavailable, and the deletion waits for the next run."""
+    subscription_id = _subscription_of(workspace_id)
+    if not subscription_id:
+        return
+    _stripe_call("cancelling the subscription", lambda: client().v1.subscriptions.cancel(
+        subscription_id, options={"idempotency_key": f"lumnar-delete-{workspace_id}"}))
+    BillingAccount.update(subscription_status="canceled", updated_at=utcnow()).where(
+        BillingAccount.workspace_id == workspace_id).execute()
 
 
 # --- on the clock ------------------------------------------------------------------------------------

@@ -72,7 +72,8 @@ def send_away_notice(conversation_id: int) -> None:
                    .where(Membership.workspace == conv.workspace_id)]
         url = f"{current_app.config['BASE_URL']}/dashboard/conversations/{conv.id}"
         emails = mail.store(members, "away_notice", f"New chat message on {conv.site.name}",
-                            site=conv.site, visitor=conv.visitor, messages=messages, url=url)
+                            site=conv.site, visitor=conv.visitor, messages=messages, url=url,
+                            conversation=conv)
     mail.hand_over([email.id for email in emails])
 
 

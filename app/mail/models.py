@@ -20,6 +20,10 @@ class OutboundEmail(BaseModel):
     created_at = DateTimeField(default=utcnow)
     claimed_at = DateTimeField(null=True)
     sent_at = DateTimeField(null=True)
+    # What the e-mail is about (migration 17), so that deleting a workspace or a conversation
+    # finds the e-mails that mention it. Plain ids: the outbox row outlives neither.
+    workspace_id = IntegerField(null=True, index=True)
+    conversation_id = IntegerField(null=True, index=True)
 
     class Meta:
         table_name = "outbound_email"

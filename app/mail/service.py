@@ -52,11 +52,26 @@ def store(recipients: list[str], template: str, subject: str, **context) -> list
     context.setdefault("base_url", current_app.config["BASE_URL"])
     text_body = render_template(f"mail/{template}.txt", **context)
     html_body = render_template(f"mail/{template}.html", subject=subject, **context)
+    workspace_id, conversation_id = about(context)
     with database.atomic():
         emails = [OutboundEmail.create(to=to, subject=subject, text_body=text_body,
-                                       html_body=html_body) for to in recipients]
+                                       html_body=html_body, workspace_id=workspace_id,
+                                       conversation_id=conversation_id) for to in recipients]
         objection.mark(template, [e.id for e in emails])
     return emails
+
+
+def about(context: dict) -> tuple[int | None, int | None]:
+    """(workspace id, conversation id) an e-mail is about, read from what its template is
+    given, so that deleting either finds the e-mails that mention it (app/privacy/deletion)."""
+    conversation = context.get("conversation") or getattr(context.get("message"), "conversation", None)
+    conversation_id = getattr(conversation, "id", None)
+    workspace_id = context.get("workspace_id") or getattr(conversation, "workspace_id", None)
+    for key in ("workspace", "site", "automation"):
+        if workspace_id is None and context.get(key) is not None:
+            found = context[key]
+            workspace_id = found.id if key == "workspace" else getattr(found, "workspace_id", None)
+    return workspace_id, conversation_id
 
 
 def hand_over(email_ids: list[int]) -> None:

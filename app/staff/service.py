@@ -44,5 +44,5 @@ def unsuspend(workspace: Workspace) -> None:
 
 def record(workspace_id: int, action: str) -> None:
     """Write it before the page is built, so a page that fails half-way is still on record."""
-    AuditEntry.create(workspace=workspace_id, staff=g.user.id, staff_email=g.user.email,
+    AuditEntry.create(workspace_id=workspace_id, staff_id=g.user.id, staff_email=g.user.email,
                       action=action[:200])

@@ -195,7 +195,7 @@ def transcript(site, visitor, conversation):
     messages = list(Message.select().where(Message.conversation == conversation)
                     .order_by(Message.id))
     mail.send(visitor.email, "transcript", f"Your conversation with {site.name}",
-              site=site, messages=messages)
+              site=site, messages=messages, conversation=conversation)
     return render("widget/_notice.html", text=f"We sent the conversation to {visitor.email}.")
 
 

@@ -320,7 +320,7 @@ class RunContext:
             self.log("  dry run: not sent.\n" + self.clip(text, 1000))
             return
         mail.send(to, "automation_message", subject, text=text,
-                  automation_name=self.automation["name"])
+                  automation_name=self.automation["name"], workspace_id=self.workspace_id)
         self.log("  queued in the outbox.")
 
 

@@ -46,6 +46,7 @@ from app.contact.models import ContactRequest, RequestMessage
 from app.insight.models import InsightCount, InsightObjection
 from app.mail.models import OutboundEmail
 from app.policies.models import PolicyAcknowledgement, PolicyNotice, PolicyVersion
+from app.privacy.deletion.models import DeletionRequest
 from app.privacy.export.models import ExportRequest
 from app.privacy.restriction.models import RESTRICTION_MODELS
 from app.staff.models import AuditEntry
@@ -300,7 +301,7 @@ KINDS: list[Kind] = [
              RequestMessage.request.in_(_requests(s).select(ContactRequest.id)))),
     Kind("access_log", "Each time Lumnar staff looked at or changed the workspace's data.",
          AuditEntry, ("id", "staff_email", "action", "created_at"),
-         workspace=lambda s: AuditEntry.select().where(AuditEntry.workspace == s.workspace_id),
+         workspace=lambda s: AuditEntry.select().where(AuditEntry.workspace_id == s.workspace_id),
          personal=None),
 ]
 
@@ -320,6 +321,8 @@ NOT_EXPORTED: dict[type, str] = {
     VaultCheck: "a check value of the encryption key: key material is never exported",
     WorkspaceKey: "the workspace's encryption key: key material is never exported",
     ExportRequest: "the exports themselves, removed with their file when it expires",
+    DeletionRequest: "a deletion waiting out its 14 days, shown on the Privacy & data page; "
+                     "it holds nothing the account does not",
 }
 
 

@@ -58,6 +58,12 @@ MAIL_KINDS = {k.template: k for k in [
              "sent once, because you asked for it in the chat"),
     MailKind("visitor_reply", "An answer to your chat message", True,
              "the conversation you started: you left your address for the answer"),
+    MailKind("deletion_scheduled", "Your workspace or account will be deleted", True,
+             "asked for on the Privacy & data page: the way to cancel it"),
+    MailKind("deletion_reminder", "A deletion happens in two days", True,
+             "the last chance to cancel a deletion"),
+    MailKind("deletion_done", "Your workspace or account was deleted", True,
+             "the confirmation that what you asked was done"),
     # Non-essential: useful, never needed. Each carries List-Unsubscribe and
     # List-Unsubscribe-Post, and none goes while the workspace restricts processing.
     MailKind("away_notice", "New chat message alerts", False,

@@ -172,6 +172,12 @@ def _exports() -> int:
     return service.purge_expired()
 
 
+def _deletions() -> int:
+    from app.privacy.deletion import service
+
+    return service.run_due()
+
+
 def _billing_years() -> str:
     return f"{current_app.config.get('BILLING_RETENTION_YEARS', 10)} years"
 
@@ -222,9 +228,11 @@ RETENTION: list[Row] = [
     Row("objections", "Addresses that stopped a kind of e-mail",
         "as long as the objection stands", "to keep honouring it", ("email_objection",), None,
         "kept on purpose"),
-    Row("deletion", "Workspaces and accounts whose deletion was asked for", "14 days",
-        "so that a mistaken or forced deletion can be cancelled", (), None,
-        "the deletion part's own task"),
+    Row("deletion", "Workspaces and accounts whose deletion was asked for (and the address "
+        "to tell when it is done)", "14 days, then everything in them is deleted but billing "
+        "records and the access log without names",
+        "so that a mistaken or forced deletion can be cancelled", ("deletion_request",),
+        _deletions, "jobs/deletion.py carry_out_deletions (hourly)"),
     Row("access-log", "The access log (who looked at or changed a workspace's data, and when)",
         "2 years", "so that the workspace can check who accessed its data",
         ("audit_entry",), purge_access_log),

@@ -31,11 +31,11 @@ def check_may_process(workspace: Workspace) -> None:
 def _log(workspace_id: int, by: User, action: str) -> None:
     """The access log names who did it. The owner's own entry is no news for the daily
     staff-access digest: it moves past it, unless staff entries still wait to be told."""
-    entry = AuditEntry.create(workspace=workspace_id, staff=by.id, staff_email=by.email,
+    entry = AuditEntry.create(workspace_id=workspace_id, staff_id=by.id, staff_email=by.email,
                               action=action[:200])
     told = Workspace.get_by_id(workspace_id).access_digest_after
     waiting = AuditEntry.select().where(
-        (AuditEntry.workspace == workspace_id) & (AuditEntry.id > told)
+        (AuditEntry.workspace_id == workspace_id) & (AuditEntry.id > told)
         & (AuditEntry.id != entry.id)).exists()
     if not waiting:
         Workspace.update(access_digest_after=entry.id).where(Workspace.id == workspace_id).execute()

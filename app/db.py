@@ -275,6 +275,11 @@ PRAGMAS = {
     # With WAL, NORMAL loses nothing committed when the process crashes.
     "synchronous": "normal",
     "cache_size": -16000,
+    # Deleted rows and freed pages are overwritten with zeros, not just marked free: what a
+    # person deleted must not stay readable in the file or in a backup copied from it
+    # (app/privacy/erasure.py does the rest). Said here because SQLite's default is off
+    # unless the library was built with SQLITE_SECURE_DELETE, as Debian's happens to be.
+    "secure_delete": "on",
 }
 
 

@@ -4,6 +4,7 @@ from huey import crontab
 
 from app import background
 from app.chat import notices, retention, service
+from app.privacy import erasure
 from jobs import huey
 from jobs.context import task_context
 
@@ -35,7 +36,8 @@ def email_reply_to_visitor(message_id: int):
 @huey.periodic_task(crontab(minute="17", hour="3"))
 def purge_old_conversations():
     with task_context():
-        retention.purge_expired()
+        if retention.purge_expired():
+            erasure.request_erasure()
 
 
 @huey.periodic_task(crontab(minute="*"))

@@ -25,6 +25,7 @@ from app.chat.models import (
 from app.chat.text import MAX_CHARS, preview
 from app.db import Prepared, database, dialect, sql, utcnow
 from app.errors import RuleError
+from app.privacy import erasure
 from app.widget import limits
 from app.widget import service as widget
 from app.widget.models import Site, Visitor
@@ -416,6 +417,7 @@ def delete_conversation(conversation: Conversation, actor: str) -> None:
                            actor=actor)  # last: the counter's row is held until the commit
     widget.forget_visitor(conversation.visitor_id)
     _publish([event])
+    erasure.request_erasure()
 
 
 def delete_visitor(visitor: Visitor) -> int:
@@ -435,6 +437,7 @@ def delete_visitor(visitor: Visitor) -> int:
                    for c in conversations]  # last: the counter's row is held until the commit
     widget.forget_visitor(visitor.id)
     _publish(written)
+    erasure.request_erasure()
     return len(conversations)
 
 

@@ -6,6 +6,7 @@ from huey import crontab
 
 from app import background
 from app.automations import service
+from app.privacy import erasure
 from jobs import huey
 from jobs.context import task_context
 
@@ -40,4 +41,5 @@ def requeue_stalled_runs():
 @huey.periodic_task(crontab(minute="41", hour="3"))
 def purge_run_logs():
     with task_context():
-        service.purge_run_logs()
+        if service.purge_run_logs():
+            erasure.request_erasure()

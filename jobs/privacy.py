@@ -6,6 +6,7 @@ import time
 from huey import crontab
 
 from app import background
+from app.chat import service as chat
 from app.privacy import erasure
 from app.privacy.export import service as export
 from jobs import huey
@@ -39,7 +40,21 @@ ERASURE_QUEUED_STALE_SECONDS = 3600
 def erase_deleted_traces():
     huey.get(ERASURE_QUEUED)  # first: a deletion committed from now on queues a run of its own
     with task_context():
-        erasure.erase_traces()
+        # The chat's search index is rewritten by the chat's own merge step (passed in, so
+        # that the chat, which asks for erasures, and erasure need not import each other).
+        erasure.erase_traces(chat.merge_search_index, chat.SEARCH_UPKEEP_PAUSE)
+
+
+def _first_to_queue(now: float) -> bool:
+    """Whether this deletion must queue a run: none is queued, or the queued one was lost."""
+    if huey.put_if_empty(ERASURE_QUEUED, now):
+        return True
+    queued_at = huey.get(ERASURE_QUEUED, peek=True)
+    # None: the queued run took the flag since, so it started after this deletion.
+    if queued_at is None or now - queued_at < ERASURE_QUEUED_STALE_SECONDS:
+        return False
+    huey.put(ERASURE_QUEUED, now)
+    return True
 
 
 @background.task(erasure.TASK)
@@ -47,13 +62,8 @@ def queue_erasure():
     """Runs in the deleting process, not in the worker: queues `erase_deleted_traces` unless
     one is queued already (many deletions, one run). A plain function behind the task's name,
     so the check happens before anything is queued; asked for without a delay."""
-    now = time.time()
-    if not huey.put_if_empty(ERASURE_QUEUED, now):
-        queued_at = huey.get(ERASURE_QUEUED, peek=True)
-        # None: the queued run took the flag since, so it started after this deletion.
-        if queued_at is None or now - queued_at < ERASURE_QUEUED_STALE_SECONDS:
-            return
-        huey.put(ERASURE_QUEUED, now)
+    if not _first_to_queue(time.time()):
+        return
     try:
         erase_deleted_traces()
     except BaseException:

@@ -2,6 +2,7 @@
 
 from huey import crontab
 
+from app.privacy import erasure
 from app.privacy.restriction import retention
 from jobs import huey
 from jobs.context import task_context
@@ -12,4 +13,5 @@ from jobs.context import task_context
 @huey.periodic_task(crontab(hour="4", minute="7"))
 def run_retention():
     with task_context():
-        retention.run()
+        if any(retention.run().values()):
+            erasure.request_erasure()

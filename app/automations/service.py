@@ -22,6 +22,7 @@ from app.billing import limits as billing
 from app.db import database, epoch_seconds, sql, utcnow
 from app.errors import RuleError
 from app.mail import service as mail
+from app.privacy import erasure
 from app.privacy.restriction.service import check_may_process
 
 # The ticker runs once a minute; a slot found this long after its time was missed (the worker
@@ -238,6 +239,7 @@ def add_credential(workspace_id: int, platform: str, label: str, kind: str, secr
 
 def remove_credential(credential, *, by: User, user_agent: str = "") -> None:
     credential.delete_instance()
+    erasure.request_erasure()  # its encrypted row leaves the file's bytes too
     alerts.credential_changed(credential.workspace_id, "removed", credential.label, by, user_agent)
 
 

@@ -24,9 +24,9 @@ leave behind is the server's to reclaim (its VACUUM and WAL recycling): nothing 
 """
 
 import time
+from collections.abc import Callable
 
 from app import background
-from app.chat import service as chat
 from app.db import database, is_postgres
 
 TASK = "privacy.erase_traces"
@@ -51,14 +51,15 @@ def request_erasure() -> None:
     background.enqueue(TASK)
 
 
-def erase_traces() -> None:
+def erase_traces(merge_step: Callable[[int], bool], pause: float) -> None:
     """Rewrite the search index without the deleted messages' words, then empty the WAL:
     what was deleted before the call is then neither in the index nor in the WAL (see the
-    module's note for the one gap SQLite leaves)."""
+    module's note for the one gap SQLite leaves). `merge_step(pages)` is the search index's
+    merge (app/chat/service.py merge_search_index), true while there is more to merge."""
     if is_postgres():
         return
-    while chat.merge_search_index(-OPTIMIZE_STEP_PAGES):
-        time.sleep(chat.SEARCH_UPKEEP_PAUSE)  # writers waiting for the lock go in between
+    while merge_step(-OPTIMIZE_STEP_PAGES):
+        time.sleep(pause)  # writers waiting for the lock go in between
     (busy, _, _) = database.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
     if busy:
         raise TracesRemain("the WAL still holds pages written before the erasure")

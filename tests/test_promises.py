@@ -418,3 +418,27 @@ def test_deleted_workspace_leaves_only_billing_records(app, client, auth, ws, do
             "staff@lumnar.example"]
     assert kept_billing["billing_invoice"] == 2 and kept_billing["billing_account"] == 1
     assert last.subject == "Your Lumnar account was deleted" and last.to == "owner@example.com"
+
+
+@pytest.mark.sqlite_only("SQLite's file, its WAL and FTS5's segments")
+def test_deleted_words_are_gone_from_the_file(app, auth, ws):
+    """Once the account and its workspace are deleted, the visitors' words, names and e-mail
+    addresses are in no byte of the database file, its WAL or a backup made afterwards (the
+    file held them before: the search is real). Each deletion path of a conversation or a
+    visitor is proven the same way in tests/test_erasure_bytes.py."""
+    from app.privacy.deletion import service as deletion
+    from tests.chat_fixtures import index_search, make_site, set_agent_online
+    from tests.conftest import PASSWORD
+    from tests.test_backup_restore import backup
+    from tests.test_erasure_bytes import Person, database_files, found_in
+
+    site = make_site(app, ws, name="Quince Quarter")
+    set_agent_online(ws)
+    people = [Person(app, site), Person(app, site)]
+    index_search()
+    needles = [n for p in people for n in p.needles] + ["Quince Quarter"]
+    assert set(needles) <= {n for hits in found_in(database_files(app), needles).values() for n in hits}
+    assert auth.post_form("/dashboard/privacy/delete-account", {"password": PASSWORD}).status_code == 303
+    with app.test_request_context(), connection():
+        assert deletion.run_due(utcnow() + timedelta(days=15)) == 1
+    assert found_in([*database_files(app), backup(app)], needles) == {}

@@ -640,3 +640,18 @@ class BaseModel(Model):
     class Meta:
         database = database
         legacy_table_names = False
+
+
+def delete_in_batches(model, where, batch: int = 300, before=None) -> int:
+    """Delete the rows `where` selects, `batch` at a time, each batch its own short
+    transaction (so that chat keeps answering and no transaction outlives the worker's lock);
+    `before(ids)` first deletes what must go with each batch. Returns how many went."""
+    deleted = 0
+    while True:
+        ids = [r.id for r in model.select(model.id).where(where).limit(batch)]
+        if not ids:
+            return deleted
+        with database.atomic():
+            if before is not None:
+                before(ids)
+            deleted += model.delete().where(model.id.in_(ids)).execute()

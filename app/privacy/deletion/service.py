@@ -30,14 +30,14 @@ from app.accounts.models import (
 )
 from app.automations.models import Automation, AutomationRun, Credential, WorkspaceKey
 from app.chat.models import ChatEvent, Conversation, EventCounter, Message, Presence, SavedReply
-from app.db import database, utcnow
+from app.db import database, delete_in_batches, utcnow
 from app.errors import RuleError
 from app.mail import service as mail
 from app.mail.models import OutboundEmail
 from app.privacy import erasure
 from app.privacy.deletion.models import DeletionRequest
 from app.privacy.export.models import ExportRequest
-from app.privacy.restriction.models import OutboundKind
+from app.privacy.restriction import objection
 from app.staff.models import AuditEntry
 from app.widget.models import OriginSeen, Site, Visitor
 
@@ -195,15 +195,8 @@ def run_due(now=None) -> int:
     return done
 
 
-def _batches(model, where) -> int:
-    """Delete `where`'s rows BATCH at a time, each batch its own transaction."""
-    deleted = 0
-    while True:
-        ids = [r.id for r in model.select(model.id).where(where).limit(BATCH)]
-        if not ids:
-            return deleted
-        with database.atomic():
-            deleted += model.delete().where(model.id.in_(ids)).execute()
+def _batches(model, where, before=None) -> int:
+    return delete_in_batches(model, where, BATCH, before)
 
 
 def _delete_conversations(workspace_id: int) -> int:
@@ -211,26 +204,12 @@ def _delete_conversations(workspace_id: int) -> int:
     trigger) BATCH at a time, then its conversations with their events: a long
     conversation's messages would otherwise make one long transaction."""
     _batches(Message, Message.workspace_id == workspace_id)
-    deleted = 0
-    while True:
-        ids = [c.id for c in Conversation.select(Conversation.id)
-               .where(Conversation.workspace == workspace_id).limit(BATCH)]
-        if not ids:
-            return deleted
-        with database.atomic():
-            ChatEvent.delete().where(ChatEvent.conversation_id.in_(ids)).execute()
-            deleted += Conversation.delete().where(Conversation.id.in_(ids)).execute()
+    return _batches(Conversation, Conversation.workspace == workspace_id, lambda ids: ChatEvent.delete()
+                    .where(ChatEvent.conversation_id.in_(ids)).execute())
 
 
 def _forget_outbox(where) -> int:
-    deleted = 0
-    while True:
-        ids = [e.id for e in OutboundEmail.select(OutboundEmail.id).where(where).limit(BATCH)]
-        if not ids:
-            return deleted
-        with database.atomic():
-            OutboundKind.delete().where(OutboundKind.email.in_(ids)).execute()
-            deleted += OutboundEmail.delete().where(OutboundEmail.id.in_(ids)).execute()
+    return _batches(OutboundEmail, where, objection.forget_kinds)
 
 
 def _anonymise_access_log(where) -> None:

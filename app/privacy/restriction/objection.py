@@ -69,6 +69,9 @@ MAIL_KINDS = {k.template: k for k in [
     MailKind("away_notice", "New chat message alerts", False,
              "tells the team about a message that came while nobody was online",
              lambda ctx: ctx["site"].workspace_id),
+    MailKind("mention", "Mentions in teammates' private notes", False,
+             "tells a member that a note in a conversation names them while they are away",
+             lambda ctx: ctx["site"].workspace_id),
     MailKind("automation_failed", "Automation failure notices", False,
              "tells the owners that an automation failed; the runs page shows it too",
              lambda ctx: ctx["automation"].workspace_id),
@@ -175,3 +178,8 @@ def withdraw(email: str, template: str) -> None:
 def objections_of(email: str) -> set[str]:
     return {o.kind for o in EmailObjection.select(EmailObjection.kind).where(
         EmailObjection.email == email.strip().lower())}
+
+
+def forget_kinds(email_ids: list[int]) -> None:
+    """An e-mail's kind record goes with it (the outbox purge, a workspace's deletion)."""
+    OutboundKind.delete().where(OutboundKind.email.in_(email_ids)).execute()

@@ -12,9 +12,9 @@ from datetime import datetime, timedelta
 from flask import current_app
 
 from app.accounts.models import Invitation, LoginThrottle, Membership, User, UserSession, Workspace
-from app.db import database, utcnow
+from app.db import database, delete_in_batches, utcnow
 from app.mail.models import OutboundEmail
-from app.privacy.restriction.models import OutboundKind
+from app.privacy.restriction import objection
 from app.staff.models import AuditEntry
 
 log = logging.getLogger(__name__)
@@ -51,14 +51,7 @@ class Row:
 
 
 def _delete_in_batches(model, where) -> int:
-    """Delete the rows `where` selects, BATCH at a time, each batch its own transaction."""
-    deleted = 0
-    while True:
-        ids = [r.id for r in model.select(model.id).where(where).limit(BATCH)]
-        if not ids:
-            return deleted
-        with database.atomic():
-            deleted += model.delete().where(model.id.in_(ids)).execute()
+    return delete_in_batches(model, where, BATCH)
 
 
 def purge_unverified_signups(now: datetime | None = None) -> int:
@@ -116,16 +109,9 @@ def purge_outbox(now: datetime | None = None) -> int:
     """E-mails (address, subject, words) OUTBOX_DAYS after they were written, sent or not:
     one still unsent by then never will be (the sweep gives up long before)."""
     cutoff = (now or utcnow()) - timedelta(days=OUTBOX_DAYS)
-    deleted = 0
-    while True:
-        ids = [e.id for e in OutboundEmail.select(OutboundEmail.id).where(
-            (OutboundEmail.created_at < cutoff)
-            & (OutboundEmail.status != OutboundEmail.SENDING)).limit(BATCH)]
-        if not ids:
-            return deleted
-        with database.atomic():
-            OutboundKind.delete().where(OutboundKind.email.in_(ids)).execute()
-            deleted += OutboundEmail.delete().where(OutboundEmail.id.in_(ids)).execute()
+    return delete_in_batches(OutboundEmail, (OutboundEmail.created_at < cutoff)
+                             & (OutboundEmail.status != OutboundEmail.SENDING), BATCH,
+                             objection.forget_kinds)
 
 
 def purge_access_log(now: datetime | None = None) -> int:
@@ -188,7 +174,8 @@ RETENTION: list[Row] = [
     Row("chat", "Conversations with their messages, attachments and visitors' details",
         "each site's own setting, 180 days by default, after the conversation's last message",
         "to answer visitors and keep the history the workspace's team needs",
-        ("conversation", "message", "attachment", "visitor", "chat_event"), _chat,
+        ("conversation", "message", "attachment", "visitor", "chat_event",
+         "widget_verified_visitor", "note_mention"), _chat,
         "jobs/chat.py purge_old_conversations (nightly)"),
     Row("chat-signals", "Typing and read signals, and who is online",
         "a day (online status: 5 minutes)", "to show them live and after a reconnect",
@@ -197,16 +184,19 @@ RETENTION: list[Row] = [
     Row("run-logs", "Automation run logs (what a run sent and received)",
         "the workspace's setting, 14 days by default", "to show the team what its automations did",
         ("automation_run",), _run_logs, "jobs/automations.py purge_run_logs (nightly)"),
-    Row("workspace", "The workspace's own set-up: sites, saved replies, automations, "
+    Row("workspace", "The workspace's own set-up: sites, saved replies, labels, automations, "
         "credentials (encrypted), team members",
         "as long as the workspace exists", "it is the service the workspace uses",
         ("workspace", "site", "saved_reply", "automation", "credential", "workspace_key",
-         "widget_origin_seen", "membership", "event_counter", "vault_check"), None,
+         "widget_origin_seen", "membership", "event_counter", "vault_check", "site_identity",
+         "label"),
+        None,
         "deleted with the workspace"),
     Row("accounts", "Accounts: name, e-mail address, password hash, browsers signed in from "
         "(kind and system only), choices made in Settings",
         "as long as the account exists", "to sign you in and protect the account",
-        ("user", "known_browser", "insight_objection", "policy_acknowledgement"), None,
+        ("user", "known_browser", "insight_objection", "policy_acknowledgement",
+         "alert_settings"), None,
         "deleted with the account"),
     Row("exports", "Data exports (the ZIP files)", "7 days", "for you to download them",
         ("export_request",), _exports, "jobs/privacy.py purge_exports (hourly)"),

@@ -75,8 +75,11 @@ def create_app(config=None) -> Flask:
     from app.billing.views import bp as billing_bp
     from app.billing.views import hooks as stripe_hooks_bp
     from app.chat.views import bp as chat_bp
+    from app.chat.views_labels import bp as labels_bp
+    from app.chat.views_notes import bp as notes_bp
     from app.contact.views import bp as contact_bp
     from app.dashboard.views import bp as dashboard_bp
+    from app.dashboard.views_alerts import bp as alerts_bp
     from app.insight.views import bp as insight_bp
     from app.mail.views import bp as mail_bp
     from app.paging import RowIdConverter
@@ -86,20 +89,28 @@ def create_app(config=None) -> Flask:
     from app.privacy.restriction.views import bp as restriction_bp
     from app.privacy.views import bp as privacy_bp
     from app.public.views import bp as public_bp
+    from app.reports.views import bp as reports_bp
     from app.staff.views import bp as staff_bp
     from app.widget.views import bp as widget_bp
     from app.widget.views import sites_bp
+    from app.widget.views_hours import bp as hours_bp
+    from app.widget.views_identity import bp as identity_bp
 
     # Before any route: an id past SQLite's integers is then a 404 on every route, never a 500.
     app.url_map.converters["int"] = RowIdConverter
     app.register_blueprint(public_bp)
     app.register_blueprint(accounts_bp)
     app.register_blueprint(chat_bp)
+    app.register_blueprint(notes_bp)
+    app.register_blueprint(labels_bp)
     app.register_blueprint(automations_bp)
     app.register_blueprint(hooks_bp)
     app.register_blueprint(dashboard_bp)
+    app.register_blueprint(alerts_bp)
     app.register_blueprint(widget_bp)
     app.register_blueprint(sites_bp)
+    app.register_blueprint(hours_bp)
+    app.register_blueprint(identity_bp)
     app.register_blueprint(staff_bp)
     app.register_blueprint(billing_bp)
     app.register_blueprint(policies_bp)
@@ -109,6 +120,7 @@ def create_app(config=None) -> Flask:
     app.register_blueprint(export_bp)
     app.register_blueprint(restriction_bp)
     app.register_blueprint(deletion_bp)
+    app.register_blueprint(reports_bp)
     app.register_blueprint(stripe_hooks_bp)
     if app.config["DEV_OUTBOX"]:
         app.register_blueprint(mail_bp)

@@ -250,6 +250,50 @@ def _0017_deletion(db):
     _drop_foreign_keys(AuditEntry)
 
 
+def _0019_business_hours(db):
+    # A site's business hours (app/widget/hours.py): its own table, one row per site.
+    from app.widget.hours import HOURS_MODELS
+
+    db.create_tables(HOURS_MODELS, safe=True)
+
+
+def _0020_identity_verification(db):
+    # Signed-in visitors of customers' sites (app/widget/identity.py): each site's identity
+    # secret with its counts, and the visitor each verified user id is.
+    from app.widget.identity import IDENTITY_MODELS
+
+    db.create_tables(IDENTITY_MODELS, safe=True)
+
+
+def _0018_labels(db):
+    # Labels on conversations and round-robin assignment (app/chat/labels.py).
+    from app.chat.labels import LABEL_MODELS
+
+    db.create_tables(LABEL_MODELS, safe=True)
+
+
+def _0023_private_notes(db):
+    # Agents' private notes are messages (sender "note"); the members they mention are rows
+    # of their own (app/chat/notes.py).
+    from app.chat.notes import NOTE_MODELS
+
+    db.create_tables(NOTE_MODELS, safe=True)
+
+
+def _0022_alert_settings(db):
+    # Each person's alert choices (app/dashboard/alerts.py): sound, notifications, muted sites.
+    from app.dashboard.alerts import ALERT_MODELS
+
+    db.create_tables(ALERT_MODELS, safe=True)
+
+
+def _0021_reports(db):
+    # What the Reports page reads, per conversation, kept from the chat's events (app/reports).
+    from app.reports.models import REPORT_MODELS
+
+    db.create_tables(REPORT_MODELS, safe=True)
+
+
 STEPS = [
     (1, "initial", _0001_initial),
     (2, "live_chat", _0002_live_chat),
@@ -268,6 +312,12 @@ STEPS = [
     (15, "trust_surface", _0015_trust_surface),
     (16, "data_rights", _0016_data_rights),
     (17, "deletion", _0017_deletion),
+    (18, "labels", _0018_labels),
+    (19, "business_hours", _0019_business_hours),
+    (20, "identity_verification", _0020_identity_verification),
+    (21, "reports", _0021_reports),
+    (22, "alert_settings", _0022_alert_settings),
+    (23, "private_notes", _0023_private_notes),
 ]
 
 

@@ -25,21 +25,28 @@ def product_models() -> list:
     from app.accounts.models import ACCOUNT_MODELS
     from app.automations.models import AUTOMATION_MODELS
     from app.billing.models import BILLING_MODELS
+    from app.chat.labels import LABEL_MODELS
     from app.chat.models import CHAT_MODELS
+    from app.chat.notes import NOTE_MODELS
     from app.contact.models import CONTACT_MODELS
+    from app.dashboard.alerts import ALERT_MODELS
     from app.insight.models import INSIGHT_MODELS
     from app.mail.models import OutboundEmail
     from app.policies.models import POLICY_MODELS
     from app.privacy.deletion.models import DELETION_MODELS
     from app.privacy.export.models import EXPORT_MODELS
     from app.privacy.restriction.models import RESTRICTION_MODELS
+    from app.reports.models import REPORT_MODELS
     from app.staff.models import AuditEntry
+    from app.widget.hours import HOURS_MODELS
+    from app.widget.identity import IDENTITY_MODELS
     from app.widget.models import OriginSeen
 
-    return sort_models([*ACCOUNT_MODELS, OutboundEmail, *CHAT_MODELS, OriginSeen,
+    return sort_models([*ACCOUNT_MODELS, OutboundEmail, *CHAT_MODELS, *LABEL_MODELS, OriginSeen,
                         *AUTOMATION_MODELS, AuditEntry, *BILLING_MODELS, *POLICY_MODELS,
                         *CONTACT_MODELS, *INSIGHT_MODELS, *EXPORT_MODELS, *RESTRICTION_MODELS,
-                        *DELETION_MODELS])
+                        *DELETION_MODELS, *REPORT_MODELS, *HOURS_MODELS,
+                        *IDENTITY_MODELS, *NOTE_MODELS, *ALERT_MODELS])
 
 
 def copy_all(source, target: LumnarPostgres, echo=lambda line: None) -> dict:

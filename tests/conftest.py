@@ -46,7 +46,7 @@ POSTGRES_READY = {
     "test_chat_writes_one_route.py", "test_chat_exactly_once.py", "test_chat_stream_replay.py",
     "test_session_cache.py", "test_chat_automations.py",
     # The widget, the inbox and conversation pages, retention (search entries included).
-    "test_chat_widget.py", "test_chat_dashboard.py", "test_chat_retention.py",
+    "test_chat_widget.py", "test_chat_dashboard.py", "test_chat_retention.py", "test_business_hours.py",
     # Search: accents folded, the last word as a prefix, highlights, one workspace's messages.
     "test_chat_search.py",
     # Live delivery: the hub, the chat writer, the streams' replay and what opening one costs;
@@ -54,7 +54,8 @@ POSTGRES_READY = {
     "test_chat_streams.py", "test_chat_publish.py", "test_chat_render_once.py",
     "test_chat_writer.py", "test_chat_stream_open_idle.py", "test_chat_event_order.py",
     # The inbox in two panes, saved replies at a thousand.
-    "test_inbox_split.py", "test_inbox_saved_replies.py",
+    "test_inbox_split.py", "test_inbox_saved_replies.py", "test_labels.py", "test_notes.py",
+    "test_alert_settings.py",
     # Every route's refusals and headers, CSRF everywhere, the smoke walk, the inbox's cost.
     "test_bad_input_answers.py", "test_csrf_everywhere.py", "test_headers_everywhere.py",
     "test_smoke.py", "test_chat_inbox_page_cost.py",
@@ -66,7 +67,7 @@ POSTGRES_READY = {
     # The widget on a customer's page: its status answer and where it loaded (an upsert), the
     # site's page, away mode keeping the first words, friendly names.
     "test_widget_status.py", "test_widget_site_page.py", "test_widget_away.py",
-    "test_widget_names.py",
+    "test_widget_names.py", "test_widget_identity.py",
     # An older database upgrades with its rows intact; two releases at once migrate once.
     "test_migrations_upgrade.py",
 }

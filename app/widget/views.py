@@ -14,6 +14,7 @@ from app.errors import RuleError
 from app.extensions import csrf, limiter
 from app.mail import service as mail
 from app.rendering import go, render, render_form_errors
+from app.widget import identity
 from app.widget import service as widget_service
 from app.widget.colours import HEX, NEEDED, contrast_with_white, shown
 from app.widget.demo import demo_site
@@ -130,8 +131,13 @@ def theme(site):
 @limiter.limit("60 per 10 minutes", key_func=lambda: f"ip:{request.remote_addr}")
 @widget_view()
 def visitor_create(site):
+    # A page that names its signed-in user gets that user's own visitor when the signature
+    # holds (app/widget/identity.py); otherwise a new anonymous one, as always.
+    found = identity.visitor_for(site, request.form, g.visitor)
+    if found is not None:
+        return jsonify(token=widget_service.visitor_token(found[0]), verified=found[1])
     _, token = widget_service.new_visitor(site, request.form.get("page", ""))
-    return jsonify(token=token)
+    return jsonify(token=token, verified=False)
 
 
 @bp.get("/widget/<site_key>/chat")
@@ -192,8 +198,8 @@ def transcript(site, visitor, conversation):
         form = WidgetProfileForm(formdata=None, name=visitor.name)
         return render_form_errors("widget/_profile.html", None, form, error=need_email, site=site,
                                   profile_form=form)
-    messages = list(Message.select().where(Message.conversation == conversation)
-                    .order_by(Message.id))
+    messages = list(Message.select().where((Message.conversation == conversation)
+                                           & Message.visible_to_visitor()).order_by(Message.id))
     mail.send(visitor.email, "transcript", f"Your conversation with {site.name}",
               site=site, messages=messages, conversation=conversation)
     return render("widget/_notice.html", text=f"We sent the conversation to {visitor.email}.")

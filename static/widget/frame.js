@@ -5,7 +5,11 @@
 
    The token lives in this frame's localStorage. Browsers that block third-party storage
    (Chrome with third-party cookies blocked, private windows) refuse that; then the loader
-   keeps it in the embedding site's own storage and hands it over by postMessage. */
+   keeps it in the embedding site's own storage and hands it over by postMessage.
+
+   A signed-in user of the site (handed over by the loader) is sent when the chat starts;
+   if Lumnar verifies them, their visitor's token is kept in memory only, never stored: a
+   page without that user (signed out, someone else at this computer) never finds it. */
 (function () {
   "use strict";
   var body = document.body;
@@ -26,17 +30,27 @@
   var started = false;
   var retried = false;
   var memoryToken = null;
+  var user = null;  // the site's signed-in user, as the loader handed them over
+  var verifiedToken = null;  // their visitor's token, once Lumnar verified them
+  // The loader says so in our address when it has a user for us: then wait for them.
+  var waitForUser = (function () {
+    try { return new URL(location.href).searchParams.get("user") === "1"; } catch (e) { return false; }
+  })();
   var storageOk = (function () {
     try { localStorage.setItem("lumnar-probe", "1"); localStorage.removeItem("lumnar-probe"); return true; }
     catch (e) { return false; }
   })();
 
-  function token() { return storageOk ? localStorage.getItem(storageKey) : memoryToken; }
+  function token() {
+    if (verifiedToken) { return verifiedToken; }
+    return storageOk ? localStorage.getItem(storageKey) : memoryToken;
+  }
   function keep(t) {
     memoryToken = t;
     if (storageOk) { localStorage.setItem(storageKey, t); } else { tellParent({ type: "lumnar:keep", token: t }); }
   }
   function forget() {
+    if (verifiedToken) { verifiedToken = null; return; }  // the stored one may still be good
     memoryToken = null;
     if (storageOk) { localStorage.removeItem(storageKey); } else { tellParent({ type: "lumnar:keep", token: "" }); }
   }
@@ -53,7 +67,13 @@
     if (data.type === "lumnar:page" && typeof data.url === "string") {
       pageUrl = data.url.slice(0, 2000);
       if (!storageOk && typeof data.token === "string" && data.token) { memoryToken = data.token; }
+      user = person(data.user);
       begin();
+    } else if (data.type === "lumnar:user") {
+      // Signed in or out while the page stays: the chat starts again as whoever it now is.
+      user = person(data.user);
+      verifiedToken = null;
+      if (started) { start(); }
     } else if (data.type === "lumnar:visible") {
       visible = !!data.visible;
       wantFocus = visible && !!data.focus;
@@ -102,8 +122,27 @@
   });
   function keepAtEnd() { if (atEnd) { main.scrollTop = main.scrollHeight; } }
 
+  // When the team is back (outside business hours): the server wrote it on the workspace's
+  // clock, the visitor reads it on their own ("today", "tomorrow", a weekday, or the date a
+  // week or more ahead: the server's rule, app/widget/hours.py reopening_text).
+  var weekday = new Intl.DateTimeFormat("en-GB", { weekday: "long" });
+  var dated = new Intl.DateTimeFormat("en-GB", { weekday: "long", day: "numeric", month: "long" });
+  var clock = new Intl.DateTimeFormat("en-GB", { hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
+  function dayNumber(d) { return Date.UTC(d.getFullYear(), d.getMonth(), d.getDate()) / 86400000; }
+  function onVisitorClock() {
+    document.querySelectorAll("time[data-visitor-clock]").forEach(function (t) {
+      var when = new Date(t.getAttribute("datetime"));
+      if (isNaN(when.getTime())) { return; }
+      var days = dayNumber(when) - dayNumber(new Date());
+      var day = days === 0 ? "today" : days === 1 ? "tomorrow" : (days < 7 ? weekday : dated).format(when);
+      t.textContent = day + " " + clock.format(when) + " (your time)";
+      t.removeAttribute("data-visitor-clock");
+    });
+  }
+
   document.addEventListener("htmx:afterSettle", function (e) {
     if (e.detail.target && e.detail.target.id === "chat") { markAnnounced(); atEnd = true; }
+    onVisitorClock();
     keepAtEnd();
     focusMessage();
   });
@@ -135,12 +174,27 @@
     htmx.ajax("GET", body.getAttribute("data-chat-url"), { target: "#chat", swap: "innerHTML" });
   }
 
+  function person(who) {
+    if (!who || typeof who !== "object" || typeof who.id !== "string" || !who.id) { return null; }
+    function text(v) { return typeof v === "string" ? v.slice(0, 400) : ""; }
+    return { id: text(who.id), name: text(who.name), email: text(who.email), hash: text(who.hash) };
+  }
+
   function start() {
-    if (token()) { loadChat(); return; }
+    if (token() && !user) { loadChat(); return; }
     var form = new FormData();
-    fetch(body.getAttribute("data-visitors-url"), { method: "POST", body: form, credentials: "omit" })
+    var headers = {};
+    if (user) {
+      ["id", "name", "email", "hash"].forEach(function (k) { form.append("user_" + k, user[k]); });
+      // The anonymous visitor this browser already is: kept if the signature is refused.
+      if (token()) { headers["X-Lumnar-Visitor"] = token(); }
+    }
+    fetch(body.getAttribute("data-visitors-url"), { method: "POST", body: form, headers: headers, credentials: "omit" })
       .then(function (r) { if (!r.ok) { throw new Error(r.status); } return r.json(); })
-      .then(function (d) { keep(d.token); loadChat(); })
+      .then(function (d) {
+        if (d.verified) { verifiedToken = d.token; } else { keep(d.token); }
+        loadChat();
+      })
       .catch(function () {
         document.getElementById("chat").textContent = "The chat cannot start right now. Please try again later.";
       });
@@ -194,6 +248,7 @@
     if (allowed.indexOf(claimedParent) !== -1) {
       window.parent.postMessage({ type: "lumnar:ready" }, claimedParent);
     }
-    if (storageOk) { begin(); } else { setTimeout(begin, 3000); }  // the loader normally answers at once
+    // The loader normally answers at once.
+    if (storageOk && !waitForUser) { begin(); } else { setTimeout(begin, 3000); }
   }
 })();

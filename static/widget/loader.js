@@ -6,6 +6,11 @@
    to add. A site that waits for consent: nothing is shown and nothing stored until the page
    calls Lumnar.start() (or set window.Lumnar = {consented: true} before this file ran).
 
+   A site whose users sign in may say who the user is: data-user-id, -name, -email and -hash
+   on this script tag, window.Lumnar = {user: {id, name, email, hash}} before this file ran,
+   or Lumnar.identify({...}) later (Lumnar.identify(null) when they sign out). The hash is the
+   site's server's HMAC of the id; Lumnar checks it, this file only hands it to the frame.
+
    Then a launcher button; the chat iframe is created on first open only. Messages from the
    iframe are accepted only from Lumnar's origin and that very frame, and only while it shows
    Lumnar. Keyboard: opening moves focus into the chat's message field; Escape closes it and
@@ -25,6 +30,10 @@
   var api = (window.Lumnar && typeof window.Lumnar === "object") ? window.Lumnar : {};
   window.Lumnar = api;
   var consented = api.consented === true;
+  var user = person(api.user) || person({
+    id: script.getAttribute("data-user-id"), name: script.getAttribute("data-user-name"),
+    email: script.getAttribute("data-user-email"), hash: script.getAttribute("data-user-hash")
+  });
   var settings = null;
   var button = null;
   var badge = null;
@@ -37,6 +46,19 @@
     consented = true;
     mount();
   };
+
+  api.identify = function (who) {
+    user = person(who);
+    tell({ type: "lumnar:user", user: user });
+  };
+
+  // Ids are often numbers in the page's own code: the signature is over their text.
+  function person(who) {
+    if (!who || typeof who !== "object") { return null; }
+    function text(v) { return (typeof v === "string" || typeof v === "number") ? String(v) : ""; }
+    var found = { id: text(who.id), name: text(who.name), email: text(who.email), hash: text(who.hash) };
+    return found.id ? found : null;
+  }
 
   // Where the chat frame may not keep its own storage, we keep its visitor token here.
   function stored() { try { return localStorage.getItem(storageKey) || ""; } catch (e) { return ""; } }
@@ -71,7 +93,9 @@
       frame = document.createElement("iframe");
       // The page's origin goes along, so that the frame greets only this page (not every
       // allowed origin: the others' greetings would each be a console warning here).
-      frame.src = origin + "/widget/" + encodeURIComponent(key) + "?host=" + encodeURIComponent(here);
+      // With a signed-in user the frame waits for them before it starts a chat.
+      frame.src = origin + "/widget/" + encodeURIComponent(key) + "?host=" + encodeURIComponent(here) +
+        (user ? "&user=1" : "");
       frame.title = "Chat";
       frame.style.cssText = "position:fixed;right:20px;bottom:84px;z-index:2147483000;width:370px;" +
         "max-width:calc(100vw - 40px);height:560px;max-height:calc(100vh - 110px);border:0;" +
@@ -133,7 +157,7 @@
     var data = e.data || {};
     if (data.type === "lumnar:ready") {
       ready = true;
-      tell({ type: "lumnar:page", url: location.href, token: stored() });
+      tell({ type: "lumnar:page", url: location.href, token: stored(), user: user });
       tell({ type: "lumnar:visible", visible: open, focus: open });
     } else if (!ready) {
       return;

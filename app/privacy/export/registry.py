@@ -33,6 +33,7 @@ from app.accounts.models import (
 )
 from app.automations.models import Automation, AutomationRun, Credential, VaultCheck, WorkspaceKey
 from app.billing.models import BillingAccount, Invoice, StripeEvent
+from app.chat.labels import AssignmentRule, ConversationLabel, Label, MemberLimit
 from app.chat.models import (
     Attachment,
     ChatEvent,
@@ -42,14 +43,19 @@ from app.chat.models import (
     Presence,
     SavedReply,
 )
+from app.chat.notes import NoteMention
 from app.contact.models import ContactRequest, RequestMessage
+from app.dashboard.alerts import AlertSettings
 from app.insight.models import InsightCount, InsightObjection
 from app.mail.models import OutboundEmail
 from app.policies.models import PolicyAcknowledgement, PolicyNotice, PolicyVersion
 from app.privacy.deletion.models import DeletionRequest
 from app.privacy.export.models import ExportRequest
 from app.privacy.restriction.models import RESTRICTION_MODELS
+from app.reports.models import ConversationFact, ReportCursor
 from app.staff.models import AuditEntry
+from app.widget.hours import SiteHours
+from app.widget.identity import SiteIdentity, VerifiedVisitor
 from app.widget.models import OriginSeen, Site, Visitor
 
 SCHEMA_VERSION = 1
@@ -193,6 +199,9 @@ KINDS: list[Kind] = [
     Kind("usage_objection", "When this person objected to usage counting (empty: never).",
          InsightObjection, ("objected_at",),
          workspace=_own_user(InsightObjection.user), personal=_own_user(InsightObjection.user)),
+    Kind("alert_settings", "This person's alerts: sound, desktop notifications, muted sites (ids).",
+         AlertSettings, ("sound", "notify", "muted_sites", "updated_at"),
+         workspace=_own_user(AlertSettings.user), personal=_own_user(AlertSettings.user)),
     Kind("emails", "E-mails Lumnar sent to this person's address: to whom, subject, when (the "
          "bodies are left out: some carried sign-in links).",
          OutboundEmail, ("id", "to", "subject", "status", "created_at", "sent_at"),
@@ -222,20 +231,34 @@ KINDS: list[Kind] = [
                 "away_message", "retention_days", "enabled", "created_at", "launcher_label",
                 "consent_required"),
          workspace=lambda s: Site.select().where(Site.workspace == s.workspace_id), personal=None),
+    Kind("site_hours", "Each site's business hours: a weekly schedule in the workspace's time zone "
+         "and its closed days.", SiteHours, ("id", "site", "weekly", "closed_days", "updated_at"),
+         workspace=lambda s: SiteHours.select().join(Site).where(Site.workspace == s.workspace_id),
+         personal=None),
     Kind("visitors", "People who opened the chat on the workspace's sites.",
          Visitor, ("id", "site", "name", "email", "first_page_url", "first_seen_at", "last_seen_at"),
          workspace=lambda s: Visitor.select().where(Visitor.site.in_(
              Site.select(Site.id).where(Site.workspace == s.workspace_id))), personal=None),
+    Kind("verified_visitors", "Visitors verified as signed-in users of the workspace's sites: "
+         "the site's own user id of each.", VerifiedVisitor,
+         ("id", "site", "visitor", "external_id", "verified_at"),
+         workspace=lambda s: VerifiedVisitor.select().join(Site).where(
+             Site.workspace == s.workspace_id), personal=None),
     Kind("conversations", "Conversations; their messages are in messages.json (conversation_id).",
          Conversation, ("id", "site", "visitor", "status", "assignee", "started_page_url",
                         "created_at", "last_activity_at", "over_limit"),
          workspace=lambda s: Conversation.select().where(Conversation.workspace == s.workspace_id),
          personal=None),
-    Kind("messages", "Every message of every conversation (a personal export: the messages this "
-         "person wrote).",
+    Kind("messages", "Every message of every conversation; sender `note` is an agent's private "
+         "note, which only the team sees (a personal export: the messages this person wrote).",
          Message, ("id", "conversation", "sender", "author", "body", "created_at", "over_limit"),
          workspace=lambda s: Message.select().where(Message.workspace_id == s.workspace_id),
          personal=lambda s: Message.select().where(Message.author == s.user_id)),
+    Kind("note_mentions", "Which members each private note mentioned (a personal export: the "
+         "notes that mentioned this person).",
+         NoteMention, ("id", "message", "user", "created_at"),
+         workspace=lambda s: NoteMention.select().where(NoteMention.workspace_id == s.workspace_id),
+         personal=lambda s: NoteMention.select().where(NoteMention.user == s.user_id)),
     Kind("attachments", "Files sent in messages; each file is in the export at `file`.",
          Attachment, ("id", "message", "filename", "content_type", "size", "created_at"),
          extra={"file": ("string", attachment_path)}, files=True,
@@ -245,6 +268,17 @@ KINDS: list[Kind] = [
          SavedReply, ("id", "shortcut", "body", "created_at"),
          workspace=lambda s: SavedReply.select().where(SavedReply.workspace == s.workspace_id),
          personal=None),
+    Kind("labels", "The workspace's labels for conversations.",
+         Label, ("id", "name", "colour", "created_at"),
+         workspace=lambda s: Label.select().where(Label.workspace == s.workspace_id), personal=None),
+    Kind("conversation_labels", "Which label is on which conversation, since when.",
+         ConversationLabel, ("id", "conversation", "label", "created_at"),
+         workspace=lambda s: ConversationLabel.select().join(Label).where(
+             Label.workspace == s.workspace_id), personal=None),
+    Kind("member_limits", "The most open conversations round-robin may give each member "
+         "(0: no limit).", MemberLimit, ("membership", "max_open"),
+         workspace=lambda s: MemberLimit.select().join(Membership).where(
+             Membership.workspace == s.workspace_id), personal=None),
     Kind("automations", "Automations with their settings (an inbound webhook's secret address "
          "shows only as masked).",
          Automation, ("id", "name", "flow", "trigger", "cron", "chat_event", "max_attempts",
@@ -313,7 +347,14 @@ NOT_EXPORTED: dict[type, str] = {
                "it points to is in conversations, messages or attachments",
     EventCounter: "one number per workspace: the last chat event's sequence",
     Presence: "who has a page open right now, kept for seconds",
+    ConversationFact: "the Reports page's figures per conversation (when it began, how soon it "
+                      "was answered and resolved), derived from conversations and messages",
+    ReportCursor: "how far the Reports page's figures have read the chat's events",
+    AssignmentRule: "the workspace's round-robin switch and whose turn came last: a setting, "
+                    "the assignments themselves are in conversations",
     OriginSeen: "which website origins loaded the widget, and how often: no person in it",
+    SiteIdentity: "each site's identity secret, never exported, with counts of the identity "
+                  "checks made with it: no person in it",
     InsightCount: "daily totals with no person in them",
     StripeEvent: "Stripe's notifications, kept only until applied; what they changed is in "
                  "billing_account and invoices",

@@ -267,7 +267,7 @@ def test_every_email_we_send_is_declared_essential_or_not():
     templates = {p.stem for p in Path("templates/mail").glob("*.txt")}
     assert templates <= set(objection.MAIL_KINDS), templates - set(objection.MAIL_KINDS)
     assert {k.template for k in objection.NON_ESSENTIAL} == {
-        "away_notice", "automation_failed", "automation_message"}
+        "away_notice", "automation_failed", "automation_message", "mention"}
     assert all(k.why for k in objection.MAIL_KINDS.values())
 
 

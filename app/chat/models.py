@@ -52,6 +52,7 @@ class Conversation(BaseModel):
 class Message(BaseModel):
     id = IdNeverReused()
     VISITOR, AGENT, SYSTEM = "visitor", "agent", "system"
+    NOTE = "note"  # an agent's private note to the team (app/chat/notes.py): never the visitor's
 
     conversation = ForeignKeyField(Conversation, backref="messages", on_delete="CASCADE")
     workspace_id = IntegerField(index=True)  # copied from the conversation: scopes search
@@ -67,6 +68,19 @@ class Message(BaseModel):
 
     class Meta:
         indexes = ((("conversation", "id"), False),)
+
+    @classmethod
+    def visible_to_visitor(cls):
+        """The messages a conversation's visitor may see: all but the team's private notes.
+        Every path that shows a conversation to its visitor (the widget, its stream, the
+        transcript and reply e-mails) asks this, so a new kind of private message needs one
+        change here."""
+        return cls.sender != cls.NOTE
+
+    @staticmethod
+    def shown_to_visitor(sender: str) -> bool:
+        """visible_to_visitor() for a sender already in hand (a stream's event, a message)."""
+        return sender != Message.NOTE
 
     @classmethod
     def sent_before(cls, conversation_id: int, sender: str, client_id: str):

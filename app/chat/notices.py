@@ -79,9 +79,9 @@ def send_away_notice(conversation_id: int) -> None:
 
 def email_reply(message_id: int) -> None:
     """E-mail an agent's reply to its visitor, who has left the page but gave an address."""
-    message = Message.get_or_none(Message.id == message_id)
+    message = Message.get_or_none((Message.id == message_id) & Message.visible_to_visitor())
     if message is None:
-        return  # deleted meanwhile: nothing to send
+        return  # deleted meanwhile (or the team's private note): nothing to send
     conv = message.conversation
     if not conv.visitor.email:
         return

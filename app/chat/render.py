@@ -168,16 +168,17 @@ class Renderer:
                 ask_email_oob=ask_email, form=Filled((), email="", body="", client_id=ID_MARK)))
         return text.replace(ID_MARK, client_id or secrets.token_urlsafe(16))
 
-    def reply_form(self, conversation, token: str) -> str:
+    def reply_form(self, conversation, token: str, note: bool = False) -> str:
         """A fresh reply form for an agent: the CSRF field is the token their request carried
         (the session's own, just checked), a new client id for the next reply. (Saved replies
-        are not in it: its picker asks for them as the agent types.)"""
-        key = ("reply", conversation.id, token)
+        are not in it: its picker asks for them as the agent types.) `note`: in its private
+        note mode, as after a note (the next words stay the team's until the agent switches)."""
+        key = ("reply", conversation.id, token, note)
         text = self.forms.get(key)
         if text is None:
             text = self.keep(key, self.html(
                 "chat/_reply_form.html", conversation=conversation,
-                csrf_input=hidden_input(token),
+                csrf_input=hidden_input(token), note_mode=note,
                 reply_form=Filled((), body="", file=None, client_id=ID_MARK)))
         return text.replace(ID_MARK, secrets.token_urlsafe(16))
 
@@ -229,6 +230,10 @@ class Renderer:
             return self.html("chat/_typing.html", conversation=conversation, oob=True, active=True)
         if kind == ChatEvent.MESSAGE and message is None:
             return None
+        if kind == ChatEvent.MESSAGE and not Message.shown_to_visitor(message.sender):
+            # A private note: in the open conversation only; the inbox row stays as it was
+            # (app/chat/notes.py).
+            return self.html("chat/_event_note.html", conversation=conversation, message=message)
         return self.html("chat/_event_agent.html", conversation=conversation, message=message,
                          kind=kind, unread=service.unread_total(row.workspace_id))
 
@@ -242,7 +247,9 @@ class Renderer:
                 return None
             return self.html("widget/_typing.html", oob=True, active=True)
         if kind == ChatEvent.MESSAGE:
-            if message is None:
+            # The event's actor is the sender: a note is refused before its message is looked at.
+            if (message is None or not Message.shown_to_visitor(row.actor)
+                    or not Message.shown_to_visitor(message.sender)):
                 return None
             return self.html("widget/_event_message.html", message=message)
         if kind == ChatEvent.READ:

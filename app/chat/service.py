@@ -361,7 +361,9 @@ def typing(conversation: Conversation, actor: str) -> None:
 def mark_read(conversation: Conversation) -> bool:
     """Everything the visitor wrote in it is read by the team; whether that changed anything
     (False: it was read already, and no event is sent)."""
-    last = (Message.select(Message.id).where(Message.conversation == conversation)
+    # The visitor's "Seen" counts what they can see: a note leaves it as it was.
+    last = (Message.select(Message.id).where((Message.conversation == conversation)
+                                             & Message.visible_to_visitor())
             .order_by(Message.id.desc()).first())
     last_id = last.id if last else 0
     if conversation.unread_count == 0 and conversation.agent_read_message_id >= last_id:

@@ -34,7 +34,7 @@ from werkzeug.datastructures import MultiDict
 from werkzeug.http import dump_cookie
 
 from app.accounts import sessions
-from app.chat import service
+from app.chat import notes, service
 from app.chat.forms import REPLY_TOO_LONG, ReplyForm
 from app.chat.pages import conversation_context
 from app.chat.service import ChatError
@@ -349,15 +349,20 @@ class ChatWrites:
             return self.error(scope, 404)
         htmx = headers.get("hx-request") == "true"
         body = fields.get("body") or ""
+        note = fields.get("kind") == "note"  # the form's private note mode (app/chat/notes.py)
+        client_id = service.client_id_from(fields.get("client_id"))
         try:
             if len(body) > MAX_CHARS:
                 raise ChatError(REPLY_TOO_LONG, field="body")
-            service.post_agent_reply(conversation, row.user, body,
-                                     service.checked_upload(*(upload or ("", None))),
-                                     client_id=service.client_id_from(fields.get("client_id")))
+            if note:
+                notes.post_note(conversation, row.user, body, upload is not None, client_id)
+            else:
+                service.post_agent_reply(conversation, row.user, body,
+                                         service.checked_upload(*(upload or ("", None))),
+                                         client_id=client_id)
         except ChatError as err:
             answer = ThroughFlask(self.reply_refused, scope, row, membership, conversation,
-                                  fields, err)
+                                  fields, err, note)
         else:
             if not htmx:
                 # A plain form post (JavaScript off): back to the conversation's page.
@@ -366,7 +371,8 @@ class ChatWrites:
             else:
                 # The reply arrives through the stream like everyone else's; here only a
                 # fresh form, carrying the token this request proved it holds.
-                answer = Answer(200, [HTML], self.renderer.reply_form(conversation, token).encode())
+                answer = Answer(200, [HTML],
+                                self.renderer.reply_form(conversation, token, note).encode())
         extra = [(b"cache-control", b"no-store")]  # signed in: never kept in a shared cache
         if sessions.seen_due(data):
             name, value, attributes = sessions.refreshed_cookie(app, data)
@@ -378,13 +384,14 @@ class ChatWrites:
         answer.headers.extend(extra)
         return answer
 
-    def reply_refused(self, scope, row, membership, conversation, fields, err) -> Answer:
+    def reply_refused(self, scope, row, membership, conversation, fields, err,
+                      note=False) -> Answer:
         with self.flask_context(scope):
             g.user, g.membership, g.session_row = row.user, membership, row
             form = ReplyForm(formdata=fields, meta={"csrf": False})  # checked already
             return from_flask(render_form_errors(
                 "chat/conversation.html", "chat/_reply_form.html", form, error=err,
-                **conversation_context(conversation, reply_form=form)))
+                **conversation_context(conversation, reply_form=form, note_mode=note)))
 
     def login_answer(self, scope, headers) -> Answer:
         login = self.renderer.url_for("accounts.login_form", next=scope["path"])

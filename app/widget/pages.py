@@ -16,7 +16,8 @@ def frame_csp(site) -> str:
 
 def chat_context(site, visitor, **extra):
     conv = service.current_conversation(visitor)
-    messages = list(Message.select().where(Message.conversation == conv).order_by(Message.id)) if conv else []
+    messages = list(Message.select().where((Message.conversation == conv) & Message.visible_to_visitor())
+                    .order_by(Message.id)) if conv else []
     after = 0
     if conv is not None:
         row = (ChatEvent.select(ChatEvent.seq).where(ChatEvent.conversation_id == conv.id)

@@ -43,6 +43,7 @@ from app.csrf import refusal, token_from
 from app.db import thread_connection
 from app.rendering import render, render_form_errors
 from app.security import MESSAGES, error_page, forwarded
+from app.widget import hours
 from app.widget import service as widget_service
 from app.widget.forms import WidgetMessageForm
 from app.widget.pages import chat_context, frame_csp
@@ -291,7 +292,7 @@ class ChatWrites:
         """The message form, fresh, or as sent with what was wrong (then its client id kept:
         nothing was stored under it)."""
         fields = fields or {}
-        away = not service.agents_online(site.workspace_id)
+        away = hours.team_away(site)
         html = self.renderer.compose(
             site, visitor, away=away, errors=errors,
             email=(fields.get("email") or "").strip().lower(), body=fields.get("body") or "",

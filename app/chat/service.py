@@ -383,7 +383,9 @@ def set_status(conversation: Conversation, status: str) -> None:
         raise ChatError("Unknown status.", status=400)
     with database.atomic():
         Conversation.update(status=status).where(Conversation.id == conversation.id).execute()
-        event = events.new(conversation.workspace_id, conversation.id, ChatEvent.STATUS)
+        # The new status as the event's actor: when a conversation was resolved (app/reports).
+        event = events.new(conversation.workspace_id, conversation.id, ChatEvent.STATUS,
+                           actor=status)
     was, conversation.status = conversation.status, status
     _publish([event])
     if status == Conversation.RESOLVED and was != status:

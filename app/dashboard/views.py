@@ -12,6 +12,7 @@ NAV = [
     ("chat.inbox", None, "Inbox"),
     ("sites.sites", None, "Sites"),
     ("chat.saved_replies", None, "Saved replies"),
+    ("reports.reports_page", None, "Reports"),
     ("automations.automation_list", None, "Automations"),
     ("automations.credentials", None, "Credentials"),
     ("automations.access_log", None, "Access log"),

@@ -1,0 +1,419 @@
+"""Reports: conversations per day, median first response and resolution times, per site and
+per agent, in the workspace's time zone, for the workspace's own data only.
+
+The numbers are checked against a fixture whose every time was chosen by hand (rows written
+straight with the models), so each expected count and median below is worked out in its
+comment; the page's tables and the CSV downloads must then say the same."""
+
+import csv
+import io
+from datetime import datetime, timedelta
+from html.parser import HTMLParser
+
+import pytest
+
+from app.accounts.models import Membership, Workspace
+from app.chat.models import ChatEvent, Conversation, EventCounter, Message
+from app.db import connection, utcnow
+from app.reports import service
+from app.reports.models import ConversationFact
+from app.widget.models import Visitor
+from tests.chat_fixtures import (  # noqa: F401  (fixtures, used by name)
+    agent_fixture,
+    conversation_fixture,
+    make_site,
+    online_fixture,
+    site_fixture,
+    visitor_fixture,
+    workspace_id_of,
+    ws_fixture,
+)
+from tests.conftest import Client, log_in, make_user
+
+ZONE = "Europe/Berlin"  # UTC+1 in March before the 30th: 23:30 UTC is the next local day
+NOW = datetime(2025, 3, 20, 12, 0)  # UTC; 13:00 in Berlin, so "today" is 20 March
+
+
+def at(day: int, clock: str, shift: timedelta = timedelta(0)) -> datetime:
+    """A UTC time on a day of March 2025 (February for day <= 0), moved by `shift`."""
+    hour, minute, *second = (int(x) for x in clock.split(":"))
+    return datetime(2025, 3, 1) + timedelta(days=day - 1, hours=hour, minutes=minute,
+                                            seconds=second[0] if second else 0) + shift
+
+
+class Writer:
+    """Conversations, messages and their chat events written straight into the tables, each
+    at the time given (the chat's services would stamp them with the clock), the events
+    numbered after the workspace's last one as the chat numbers them."""
+
+    def __init__(self, workspace_id: int):
+        self.ws = workspace_id
+        counter = EventCounter.get_or_none(EventCounter.workspace_id == workspace_id)
+        self.seq = counter.seq if counter else 0
+
+    def conversation(self, site, started, status=Conversation.OPEN) -> Conversation:
+        visitor = Visitor.create(site=site, first_seen_at=started, last_seen_at=started)
+        return Conversation.create(workspace=self.ws, site=site, visitor=visitor, status=status,
+                                   created_at=started, last_activity_at=started)
+
+    def message(self, conv, sender, when, author=None) -> None:
+        message = Message.create(conversation=conv, workspace_id=self.ws, sender=sender,
+                                 author=author, body=f"{sender} at {when}", created_at=when)
+        self.event(conv, ChatEvent.MESSAGE, when, ref_id=message.id, actor=sender)
+
+    def status(self, conv, when, actor="") -> None:
+        self.event(conv, ChatEvent.STATUS, when, actor=actor)
+
+    def event(self, conv, kind, when, ref_id=0, actor="") -> None:
+        self.seq += 1
+        ChatEvent.create(workspace_id=self.ws, conversation_id=conv.id, seq=self.seq, kind=kind,
+                         ref_id=ref_id, actor=actor, created_at=when)
+        EventCounter.insert(workspace_id=self.ws, seq=self.seq).on_conflict(
+            conflict_target=[EventCounter.workspace_id],
+            update={EventCounter.seq: self.seq}).execute()
+
+
+V, A, RESOLVED = Message.VISITOR, Message.AGENT, Conversation.RESOLVED
+
+
+def build(ws: int, shop, blog, olive: int, andy: int, shift=timedelta(0)) -> dict:
+    """The hand-made week (times UTC; Berlin is one hour ahead), moved by `shift`: the
+    conversations by name and the writer."""
+    w = Writer(ws)
+
+    def t(day, clock):
+        return at(day, clock, shift)
+
+    # c1, Shop, 18 Mar: answered by Olive after 120 s, resolved after 3600 s.
+    c1 = w.conversation(shop, t(18, "09:00"), RESOLVED)
+    w.message(c1, V, t(18, "09:00"))
+    w.message(c1, A, t(18, "09:02"), olive)
+    w.status(c1, t(18, "10:00"), RESOLVED)
+    # c2, Shop, 23:30 UTC on the 18th = 00:30 on 19 Mar in Berlin: Andy after 45 s; open.
+    c2 = w.conversation(shop, t(18, "23:30"))
+    w.message(c2, V, t(18, "23:30"))
+    w.message(c2, A, t(18, "23:30:45"), andy)
+    # c3, Blog, 19 Mar: two visitor messages, Olive 600 s after the first; resolved, reopened
+    # by the visitor and resolved again: the last resolution counts (3600 s).
+    c3 = w.conversation(blog, t(19, "08:00"), RESOLVED)
+    w.message(c3, V, t(19, "08:00"))
+    w.message(c3, V, t(19, "08:01"))
+    w.message(c3, A, t(19, "08:10"), olive)
+    w.status(c3, t(19, "08:30"), RESOLVED)
+    w.status(c3, t(19, "08:40"))  # the visitor's new message reopened it
+    w.status(c3, t(19, "09:00"), RESOLVED)
+    # c4, Blog, 19 Mar: never answered, open.
+    c4 = w.conversation(blog, t(19, "12:00"))
+    w.message(c4, V, t(19, "12:00"))
+    # c5, Shop, 20 Mar: answered after 300 s by someone who has left (no author), resolved
+    # after 1800 s, assigned afterwards (an unmarked status event that must not count).
+    c5 = w.conversation(shop, t(20, "07:00"), RESOLVED)
+    w.message(c5, V, t(20, "07:00"))
+    w.message(c5, A, t(20, "07:05"), None)
+    w.status(c5, t(20, "07:30"), RESOLVED)
+    w.status(c5, t(20, "08:00"))
+    # c6, Shop, 17 Mar: Olive after 30 s; resolved before resolutions were marked: its last
+    # status event (after 7200 s) is the resolution.
+    c6 = w.conversation(shop, t(17, "10:00"), RESOLVED)
+    w.message(c6, V, t(17, "10:00"))
+    w.message(c6, A, t(17, "10:00:30"), olive)
+    w.status(c6, t(17, "12:00"))
+    # c7, Shop, 1 Feb: only in the 90-day view. Olive after 10 s; open.
+    c7 = w.conversation(shop, t(-27, "10:00"))
+    w.message(c7, V, t(-27, "10:00"))
+    w.message(c7, A, t(-27, "10:00:10"), olive)
+    # c8, Shop, 18 Mar: Andy after 60 s, resolved, then reopened: not resolved now.
+    c8 = w.conversation(shop, t(18, "14:00"))
+    w.message(c8, V, t(18, "14:00"))
+    w.message(c8, A, t(18, "14:01"), andy)
+    w.status(c8, t(18, "14:30"), RESOLVED)
+    w.status(c8, t(18, "15:00"))
+    return {"writer": w, "c1": c1, "c2": c2, "c3": c3, "c4": c4, "c5": c5, "c6": c6, "c8": c8}
+
+
+@pytest.fixture
+def week(app, user, ws, agent):
+    """Two sites of the owner's (Berlin) workspace, its owner Olive and agent Andy, and the
+    hand-made conversations (see build)."""
+    shop = make_site(app, ws, name="Shop")
+    blog = make_site(app, ws, name="Blog", origins="https://blog.example.com")
+    with connection():
+        Workspace.update(timezone=ZONE).where(Workspace.id == ws).execute()
+        made = build(ws, shop, blog, user.id, agent["user"].id)
+    return {"ws": ws, "shop": shop, "blog": blog, "olive": user.id, "andy": agent["user"].id,
+            **made}
+
+
+def figures(row) -> tuple:
+    return (row.conversations, row.answered, row.median_first_response, row.resolved,
+            row.median_resolution)
+
+
+def test_the_numbers_match_the_hand_computed_week(app, week):
+    """Counts per day in the workspace's zone, medians overall, per site and per agent are
+    exactly those worked out by hand for the fixture."""
+    with connection():
+        rep = service.report(week["ws"], 7, now=NOW)
+    assert rep.zone == ZONE and (rep.first, rep.last) == (at(14, "0:00").date(), NOW.date())
+    # Seven conversations (c7 is older). First responses 30 45 60 120 300 600: median
+    # (60 + 120) / 2 = 90. Resolutions 1800 3600 3600 7200: median 3600.
+    assert figures(rep.total) == (7, 6, 90, 4, 3600)
+    # c6 on the 17th; c1, c8 on the 18th; c2 (00:30 local), c3, c4 on the 19th; c5 today.
+    assert [(r.label, r.conversations) for r in rep.by_day] == [
+        ("2025-03-14", 0), ("2025-03-15", 0), ("2025-03-16", 0), ("2025-03-17", 1),
+        ("2025-03-18", 2), ("2025-03-19", 3), ("2025-03-20", 1)]
+    day = {r.label: figures(r) for r in rep.by_day}
+    assert day["2025-03-18"] == (2, 2, 90, 1, 3600)  # (60 + 120) / 2; c1 resolved
+    assert day["2025-03-19"] == (3, 2, 323, 1, 3600)  # (45 + 600) / 2 = 322.5, halves up
+    assert day["2025-03-14"] == (0, 0, None, 0, None)
+    # Sites in name order: Blog has c3, c4; Shop has c1 c2 c5 c6 c8 (30 45 60 120 300 -> 60;
+    # resolutions 1800 3600 7200 -> 3600).
+    assert [(r.label, figures(r)) for r in rep.by_site] == [
+        ("Blog", (2, 1, 600, 1, 3600)), ("Shop", (5, 5, 60, 3, 3600))]
+    # Olive first on c1 c3 c6 (120 600 30 -> 120; 3600 3600 7200 -> 3600), Andy on c2 c8
+    # ((45 + 60) / 2 = 52.5 -> 53, nothing resolved), a former agent on c5, nobody on c4.
+    assert [(r.label, figures(r)) for r in rep.by_agent] == [
+        ("Olive Owner", (3, 3, 120, 3, 3600)), ("Andy Agent", (2, 2, 53, 0, None)),
+        ("Former agent", (1, 1, 300, 1, 1800)), ("No reply yet", (1, 0, None, 0, None))]
+
+
+def test_the_ninety_day_view_takes_in_older_conversations(app, week):
+    """c7 (1 February) is in the 90-day view and in no shorter one."""
+    with connection():
+        long, month = service.report(week["ws"], 90, now=NOW), service.report(week["ws"], 30, now=NOW)
+    assert len(long.by_day) == 90 and long.by_day[-1].label == "2025-03-20"
+    assert figures(long.total) == (8, 7, 60, 4, 3600)  # 10 joins: 10 30 45 60 120 300 600
+    assert {r.label: r.conversations for r in long.by_day}["2025-02-01"] == 1
+    assert month.total.conversations == 7
+
+
+def test_the_report_follows_new_replies_resolutions_and_deletions(app, week):
+    """Figures made at one view are brought up to date at the next from the chat's events
+    since: a reply to the unanswered c4, c2 resolved, c6 deleted."""
+    w = week["writer"]
+    with connection():
+        assert service.report(week["ws"], 7, now=NOW).total.conversations == 7
+        w.message(week["c4"], A, at(19, "12:20"), week["olive"])  # 1200 s after its start
+        Conversation.update(status=RESOLVED).where(Conversation.id == week["c2"].id).execute()
+        w.status(week["c2"], at(19, "00:30"), RESOLVED)  # 3600 s after its start
+        ChatEvent.delete().where(ChatEvent.conversation_id == week["c6"].id).execute()
+        week["c6"].delete_instance()
+        w.event(week["c6"], ChatEvent.DELETED, at(20, "09:00"))
+        rep = service.report(week["ws"], 7, now=NOW)
+    # c1 c2 c3 c4 c5 c8. First responses 45 60 120 300 600 1200: (120 + 300) / 2 = 210;
+    # resolutions c1 c2 c3 3600, c5 1800: 3600.
+    assert figures(rep.total) == (6, 6, 210, 4, 3600)
+    # Olive: c1 c3 c4 (120 600 1200 -> 600; resolved c1 c3); Andy: c2 c8 (53; c2 resolved).
+    assert [(r.label, figures(r)) for r in rep.by_agent] == [
+        ("Olive Owner", (3, 3, 600, 2, 3600)), ("Andy Agent", (2, 2, 53, 1, 3600)),
+        ("Former agent", (1, 1, 300, 1, 1800))]
+
+
+def test_a_member_who_left_counts_as_a_former_agent(app, week):
+    """Once Andy leaves the workspace his first replies are a former agent's, in the report
+    and in the figures it keeps (as in his messages)."""
+    from app.accounts import service as accounts
+
+    with connection():
+        service.report(week["ws"], 7, now=NOW)
+        Membership.delete().where((Membership.workspace == week["ws"])
+                                  & (Membership.user == week["andy"])).execute()
+        accounts.forget_member(week["ws"], week["andy"])
+        rep = service.report(week["ws"], 7, now=NOW)
+        kept = ConversationFact.select().where(ConversationFact.replier_id == week["andy"]).count()
+    # The former agent now has c5 (300) and Andy's c2 (45) and c8 (60): median 60.
+    assert [(r.label, figures(r)) for r in rep.by_agent] == [
+        ("Olive Owner", (3, 3, 120, 3, 3600)), ("Former agent", (3, 3, 60, 1, 1800)),
+        ("No reply yet", (1, 0, None, 0, None))]
+    assert kept == 0
+
+
+def test_another_workspaces_conversations_never_count(app, week):
+    """A rival workspace's conversations, sites and agents, on the same days, are in none of
+    the owner's numbers, and the owner's are in none of theirs."""
+    rival = make_user(app, email="rival@example.com", name="Rita Rival")
+    with connection():
+        rival_ws = workspace_id_of(rival.email)
+    rival_site = make_site(app, rival_ws, name="Rival shop", origins="https://rival.example.org")
+    with connection():
+        build(rival_ws, rival_site, rival_site, rival.id, rival.id)
+        ours, theirs = service.report(week["ws"], 90, now=NOW), service.report(rival_ws, 90, now=NOW)
+    assert figures(ours.total) == (8, 7, 60, 4, 3600)
+    assert [r.label for r in ours.by_site] == ["Blog", "Shop"]
+    assert "Rita Rival" not in [r.label for r in ours.by_agent]
+    assert [r.label for r in theirs.by_site] == ["Rival shop"]
+    assert [r.label for r in theirs.by_agent] == ["Rita Rival", "Former agent", "No reply yet"]
+    assert theirs.total.conversations == 8
+
+
+# --- the page and its downloads ----------------------------------------------------------------
+
+
+class Tables(HTMLParser):
+    """Each <table>'s rows as lists of cell texts, in order."""
+
+    def __init__(self, html: str):
+        super().__init__()
+        self.tables, self._row, self._cell = [], None, None
+        self.feed(html)
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table":
+            self.tables.append([])
+        elif tag == "tr":
+            self._row = []
+        elif tag in ("th", "td") and self._row is not None:
+            self._cell = ""
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell += data
+
+    def handle_endtag(self, tag):
+        if tag in ("th", "td") and self._cell is not None:
+            self._row.append(self._cell.strip())
+            self._cell = None
+        elif tag == "tr" and self._row is not None:
+            self.tables[-1].append(self._row)
+            self._row = None
+
+
+@pytest.fixture
+def this_week(app, user, ws, agent):
+    """The hand-made week moved to end today, for the pages (which read the clock)."""
+    shift = timedelta(days=(utcnow().date() - NOW.date()).days)
+    shop = make_site(app, ws, name="Shop")
+    blog = make_site(app, ws, name="=HYPERLINK(\"http://evil.example\")")
+    with connection():
+        Workspace.update(timezone=ZONE).where(Workspace.id == ws).execute()
+        build(ws, shop, blog, user.id, agent["user"].id, shift)
+    return ws
+
+
+def as_shown(csv_row: list[str]) -> list[str]:
+    """A CSV row as the page's table shows it: durations in words, names as given."""
+    label, n, answered, first, resolved, resolution = csv_row
+    label = label[1:] if label.startswith("'=") else label
+    words = [service.duration(int(v) if v else None) for v in (first, resolution)]
+    return [label, n, answered, words[0], resolved, words[1]]
+
+
+@pytest.mark.parametrize("days", ["7", "30", "90"])
+def test_each_csv_download_holds_the_rows_of_its_table_on_the_page(auth, this_week, days):
+    """The page's three tables (per day, site, agent) and the three CSV files hold the same
+    rows and numbers, whatever the period."""
+    page = auth.get(f"/dashboard/reports?days={days}")
+    assert page.status_code == 200
+    tables = Tables(page.get_data(as_text=True)).tables
+    assert len(tables) == 3
+    for by, table in zip(service.BREAKDOWNS, tables, strict=True):
+        answer = auth.get(f"/dashboard/reports.csv?days={days}&by={by}")
+        assert answer.status_code == 200 and answer.mimetype == "text/csv"
+        assert "attachment" in answer.headers["Content-Disposition"]
+        rows = list(csv.reader(io.StringIO(answer.get_data(as_text=True))))
+        assert rows[0][1:] == service.CSV_HEADER
+        assert [as_shown(r) for r in rows[1:]] == table[1:], by
+    assert len(tables[0]) == 1 + int(days)
+
+
+def test_a_name_that_looks_like_a_formula_is_never_one_in_the_csv(auth, this_week):
+    """A site named "=HYPERLINK(...)" starts with an apostrophe in the download, so that a
+    spreadsheet shows it as text instead of running it."""
+    answer = auth.get("/dashboard/reports.csv?days=30&by=site")
+    labels = [r[0] for r in csv.reader(io.StringIO(answer.get_data(as_text=True)))][1:]
+    assert labels == ["'=HYPERLINK(\"http://evil.example\")", "Shop"]
+
+
+def test_the_page_draws_the_bars_and_names_the_time_zone(auth, this_week):
+    """Three SVG charts, each named by its title, with one bar per day (for the days that had
+    conversations) and per site and agent; no inline style anywhere (the CSP forbids it)."""
+    html = auth.get("/dashboard/reports?days=7").get_data(as_text=True)
+    assert html.count("<svg") == 3 and "style=" not in html
+    assert "Conversations per day over the last 7 days" in html
+    assert html.count('class="bar-ok"') == 4  # the 17th, 18th, 19th and 20th
+    assert html.count('class="bar"') == 2 + 4  # two sites; Olive, Andy, former, no reply
+    assert f"by day in {ZONE}" in html
+    assert 'href="/dashboard/reports?days=7" hx-get' in html and 'aria-current="page">Last 7 days' in html
+
+
+def test_the_period_links_swap_in_the_report_alone_for_htmx(auth, this_week):
+    """An htmx request gets the report's fragment (no layout), a plain one the whole page."""
+    fragment = auth.get("/dashboard/reports?days=90", headers={"HX-Request": "true"})
+    assert fragment.status_code == 200
+    body = fragment.get_data(as_text=True)
+    assert body.lstrip().startswith('<section id="report"')
+    assert "<html" not in body and "sidenav" not in body
+    assert "<html" in auth.get("/dashboard/reports?days=90").get_data(as_text=True)
+
+
+def test_resolving_a_conversation_in_the_inbox_counts_as_a_resolution(auth, conversation):
+    """Marked resolved through the dashboard, a conversation is resolved in the report with its
+    time from start to that moment; reopened, it is not."""
+    url = f"/dashboard/conversations/{conversation.id}/status"
+    assert auth.post_form(url, {"status": "resolved"}).status_code in (200, 303)
+    with connection():
+        rep = service.report(conversation.workspace_id, 7)
+    assert rep.total.resolved == 1 and 0 <= rep.total.median_resolution < 60
+    assert auth.post_form(url, {"status": "open"}).status_code in (200, 303)
+    with connection():
+        assert service.report(conversation.workspace_id, 7).total.resolved == 0
+
+
+def test_an_agent_sees_the_reports_and_a_stranger_is_sent_to_log_in(app, client, this_week, agent):
+    """Every member of the workspace, owner or agent, may read its reports; nobody else."""
+    assert agent["client"].get("/dashboard/reports").status_code == 200
+    assert agent["client"].get("/dashboard/reports.csv?by=agent").status_code == 200
+    for url in ("/dashboard/reports", "/dashboard/reports.csv?by=day"):
+        answer = client.get(url)
+        assert answer.status_code == 302 and "/login" in answer.headers["Location"]
+
+
+def test_a_member_of_another_workspace_sees_only_theirs(app, this_week):
+    """Signed in to their own workspace, a rival reads no conversation of the owner's."""
+    make_user(app, email="rival@example.com", name="Rita Rival")
+    rival = Client(app.test_client())
+    log_in(rival, "rival@example.com")
+    answer = rival.get("/dashboard/reports.csv?days=90&by=site")
+    assert [r[:2] for r in csv.reader(io.StringIO(answer.get_data(as_text=True)))][1:] == []
+    html = rival.get("/dashboard/reports?days=90").get_data(as_text=True)
+    assert "Shop" not in html and "Andy Agent" not in html
+
+
+BAD_DAYS = ["abc", "-1", "0", "1", "31", "1e3", "30.0", "", "٣٠", "99999999999999999999",
+            "<script>alert(1)</script>"]
+
+
+@pytest.mark.parametrize("days", BAD_DAYS)
+@pytest.mark.parametrize("path", ["/dashboard/reports", "/dashboard/reports.csv?by=day"])
+def test_a_period_no_report_has_is_refused_with_a_message(auth, this_week, path, days):
+    """400 with the choices named, for the page and the download alike; never a 500 and
+    never the input echoed as markup."""
+    sep = "&" if "?" in path else "?"
+    answer = auth.get(f"{path}{sep}days={days}")
+    body = answer.get_data(as_text=True)
+    assert answer.status_code == 400
+    assert "Choose a period of 7, 30 or 90 days." in body
+    assert "<script>alert(1)" not in body
+    assert "Last 30 days" in body  # the way on
+
+
+@pytest.mark.parametrize("by", ["<script>alert(1)</script>", "", "label", "DAY", "site "])
+def test_a_table_no_report_has_is_refused_with_a_message(auth, this_week, by):
+    answer = auth.get(f"/dashboard/reports.csv?days=30&by={by}")
+    body = answer.get_data(as_text=True)
+    assert answer.status_code == 400
+    assert "Choose a table to download" in body and "<script>alert(1)" not in body
+
+
+def test_a_download_without_a_table_named_is_refused(auth, this_week):
+    assert auth.get("/dashboard/reports.csv?days=30").status_code == 400
+
+
+def test_an_empty_workspace_has_a_report_of_zeros(auth, ws):
+    """No site, no conversation: the page still answers, with zeros and no chart of sites."""
+    html = auth.get("/dashboard/reports").get_data(as_text=True)
+    assert "No sites yet." in html
+    with connection():
+        rep = service.report(ws, 30)
+        assert Membership.select().where(Membership.workspace == ws).count() == 1
+    assert figures(rep.total) == (0, 0, None, 0, None) and len(rep.by_day) == 30

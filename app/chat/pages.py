@@ -5,27 +5,35 @@ The inbox is one page in two panes: the conversation list on the left, the open 
 on the right (templates/chat/inbox.html). A whole page carries both; an htmx request for one
 pane gets that pane's fragment only, from the same template file."""
 
-from flask import g, request, url_for
+from flask import abort, g, request, url_for
 
-from app.chat import service
+from app.chat import labels, service
 from app.chat.forms import AssignForm, ReplyForm, VisitorForm
 from app.chat.models import Conversation, Message
-from app.paging import page_arg
+from app.paging import page_arg, whole_number
 from app.rendering import wants_fragment
 from app.widget.models import Site
 
 
-def list_args() -> tuple[str, int, str]:
-    """The list pane's state from the query string: filter, page and search words. The same
-    arguments on /dashboard/inbox and /dashboard/conversations/<id>, so that a conversation's
-    address also says which list is beside it."""
+def list_args() -> tuple[str, int, str, int]:
+    """The list pane's state from the query string: filter, page, search words and label. The
+    same arguments on /dashboard/inbox and /dashboard/conversations/<id>, so that a
+    conversation's address also says which list is beside it. A label that is not this
+    workspace's: 404."""
     filter_ = request.args.get("filter", "open")
     if filter_ not in service.FILTERS:
         filter_ = "open"
-    return filter_, page_arg(), request.args.get("q", "").strip()[:200]
+    label = request.args.get("label", "")
+    label_id = 0
+    if label:
+        found = labels.scoped(g.membership.workspace_id, whole_number(label))
+        if found is None:
+            abort(404)
+        label_id = found.id
+    return filter_, page_arg(), request.args.get("q", "").strip()[:200], label_id
 
 
-def list_url(endpoint: str, filter_: str, page: int, q: str, **values) -> str:
+def list_url(endpoint: str, filter_: str, page: int, q: str, label: int = 0, **values) -> str:
     """An address of the inbox page that keeps the list pane as it is (only what differs from
     the first page of open conversations is said)."""
     if q:
@@ -33,24 +41,27 @@ def list_url(endpoint: str, filter_: str, page: int, q: str, **values) -> str:
     else:
         if filter_ != "open":
             values["filter"] = filter_
+        if label:
+            values["label"] = label
         if page > 1:
             values["page"] = page
     return url_for(endpoint, **values)
 
 
-def inbox_context(filter_: str, page: int, q: str) -> dict:
+def inbox_context(filter_: str, page: int, q: str, label: int = 0) -> dict:
     ws = g.membership.workspace_id
     if q:
         # The results page shows no conversation list: do not read one.
         results, conversations, more = service.search(ws, q), [], False
     else:
         results = None
-        conversations, more = service.inbox(ws, g.user, filter_, page)
+        conversations, more = service.inbox(ws, g.user, filter_, page, label)
         # The rows carry their assignee's name: the assignee_name filter needs no query.
         names = g.setdefault("assignee_names", {})
         names.update((c.assignee_id, c.assignee_name) for c in conversations if c.assignee_id)
     context = dict(conversations=conversations, more=more, filter=filter_, page=page, q=q,
-                   results=results, hl=(service.HL_START, service.HL_END), first_steps=None)
+                   label=label, results=results, hl=(service.HL_START, service.HL_END),
+                   first_steps=None)
     if results is None and not conversations:
         context["first_steps"] = first_steps(ws)
     return context

@@ -235,7 +235,8 @@ class Renderer:
             # (app/chat/notes.py).
             return self.html("chat/_event_note.html", conversation=conversation, message=message)
         return self.html("chat/_event_agent.html", conversation=conversation, message=message,
-                         kind=kind, unread=service.unread_total(row.workspace_id))
+                         kind=kind, ref_id=row.ref_id,
+                         unread=service.unread_total(row.workspace_id))
 
     def visitor_html(self, row, conversation, message) -> str | None:
         kind = row.kind

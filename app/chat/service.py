@@ -12,7 +12,7 @@ from app import background
 from app.accounts.models import Membership, User
 from app.automations import service as automations
 from app.billing import plans
-from app.chat import events, files, live, notices
+from app.chat import events, files, labels, live, notices
 from app.chat.models import (
     Attachment,
     ChatEvent,
@@ -235,9 +235,12 @@ def post_visitor_message(site: Site, visitor: Visitor, body: str, upload=None,
             started = conversation is None
             if started:
                 over = _count_new_conversation(site.workspace_id)
+                # Round-robin, when the workspace has it on (app/chat/labels.py).
+                turn = labels.next_in_turn(site.workspace_id, utcnow() - PRESENCE_FRESH)
                 conversation = Conversation.create(workspace=site.workspace_id, site=site,
                                                    visitor=visitor, over_limit=over,
-                                                   started_page_url=page_url[:2000])
+                                                   started_page_url=page_url[:2000],
+                                                   assignee=turn)
             else:
                 over = conversation.over_limit
             message = _add_message(conversation, Message.VISITOR, body, upload, over_limit=over,
@@ -504,13 +507,17 @@ INBOX_COLUMNS = (Conversation.id, Conversation.status, Conversation.unread_count
                  Site.name, User.name)
 
 
-def _inbox_query(filter_: str) -> Prepared:
-    """The inbox's page query for one filter, built once (it is the dashboard's first page)."""
+def _inbox_query(filter_: str, labelled: bool = False) -> Prepared:
+    """The inbox's page query for one filter, built once (it is the dashboard's first page);
+    `labelled`: of the conversations carrying one label only (its id the second argument)."""
     def build(workspace_id, *rest):
         query = (Conversation.select(*INBOX_COLUMNS)
                  .join(Visitor).switch(Conversation).join(Site).switch(Conversation)
                  .join(User, JOIN.LEFT_OUTER, on=(Conversation.assignee == User.id))
                  .where(Conversation.workspace == workspace_id))
+        if labelled:
+            label_id, *rest = rest
+            query = query.where(Conversation.id.in_(labels.labelled(label_id)))
         if filter_ == "open":
             query = query.where(Conversation.status == Conversation.OPEN)
         elif filter_ == "resolved":
@@ -522,17 +529,21 @@ def _inbox_query(filter_: str) -> Prepared:
         return (query.order_by(Conversation.last_activity_at.desc(), Conversation.id.desc())
                 .limit(limit).offset(offset).tuples())
 
-    return Prepared(build, arity=4 if filter_ == "mine" else 3)
+    return Prepared(build, arity=(4 if filter_ == "mine" else 3) + labelled)
 
 
 INBOX = {f: _inbox_query(f) for f in FILTERS}
+INBOX_LABELLED = {f: _inbox_query(f, labelled=True) for f in FILTERS}
 
 
-def inbox(workspace_id: int, user: User, filter_: str = "open", page: int = 1):
+def inbox(workspace_id: int, user: User, filter_: str = "open", page: int = 1, label_id: int = 0):
+    """`label_id`: only conversations carrying that label (the caller checked it is the
+    workspace's)."""
     page = max(1, page)
     args = (workspace_id, user.id) if filter_ == "mine" else (workspace_id,)
-    rows = [InboxRow(row) for row in INBOX[filter_ if filter_ in INBOX else "all"].rows(
-        *args, INBOX_PAGE + 1, (page - 1) * INBOX_PAGE)]
+    args += (label_id,) if label_id else ()
+    query = (INBOX_LABELLED if label_id else INBOX)[filter_ if filter_ in INBOX else "all"]
+    rows = [InboxRow(row) for row in query.rows(*args, INBOX_PAGE + 1, (page - 1) * INBOX_PAGE)]
     return rows[:INBOX_PAGE], len(rows) > INBOX_PAGE
 
 

@@ -56,7 +56,7 @@ def inbox():
     # that a reload shows both panes as they are.
     open_id = whole_number(request.args.get("open", ""))
     conv = service.WORKSPACE_CONVERSATION.first(open_id, ws) if open_id else None
-    state = context["filter"], context["page"], context["q"]
+    state = context["filter"], context["page"], context["q"], context["label"]
     response.headers["HX-Push-Url"] = (
         list_url("chat.conversation_show", *state, conversation_id=conv.id) if conv
         else list_url("chat.inbox", *state))

@@ -12,6 +12,7 @@ NAV = [
     ("chat.inbox", None, "Inbox"),
     ("sites.sites", None, "Sites"),
     ("chat.saved_replies", None, "Saved replies"),
+    ("labels.labels_page", None, "Labels"),
     ("reports.reports_page", None, "Reports"),
     ("automations.automation_list", None, "Automations"),
     ("automations.credentials", None, "Credentials"),

@@ -211,6 +211,23 @@
     if (e.target.closest && e.target.closest("[data-open-shortcuts]")) { showShortcuts(); }
   });
 
+  // --- label chips -----------------------------------------------------------------------------
+
+  // A chip's colours come as data attributes (the CSP allows no style attribute); set through
+  // the CSSOM, which it allows, on every chip that arrives: in the page, a pane, a stream event.
+  function paintChips(root) {
+    if (!root || !root.querySelectorAll) { return; }
+    var chips = Array.prototype.slice.call(root.querySelectorAll("[data-label-colour]"));
+    if (root.matches && root.matches("[data-label-colour]")) { chips.push(root); }
+    chips.forEach(function (chip) {
+      chip.style.backgroundColor = chip.getAttribute("data-label-colour");
+      chip.style.color = chip.getAttribute("data-label-ink");
+    });
+  }
+  document.addEventListener("DOMContentLoaded", function () { paintChips(document); });
+  document.addEventListener("htmx:load", function (e) { paintChips(e.target); });
+  document.addEventListener("htmx:sseMessage", function () { paintChips(document); });
+
   // The button that opens the list works only with this script: shown by it.
   function revealButtons() {
     document.querySelectorAll("[data-open-shortcuts][hidden]").forEach(function (b) { b.hidden = false; });

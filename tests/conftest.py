@@ -55,6 +55,7 @@ POSTGRES_READY = {
     "test_chat_writer.py", "test_chat_stream_open_idle.py", "test_chat_event_order.py",
     # The inbox in two panes, saved replies at a thousand.
     "test_inbox_split.py", "test_inbox_saved_replies.py", "test_labels.py", "test_notes.py",
+    "test_reports.py",
     "test_alert_settings.py",
     # Every route's refusals and headers, CSRF everywhere, the smoke walk, the inbox's cost.
     "test_bad_input_answers.py", "test_csrf_everywhere.py", "test_headers_everywhere.py",

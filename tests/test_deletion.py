@@ -224,13 +224,20 @@ def test_deleting_an_account_deletes_the_workspaces_it_alone_owns(app, auth, ws,
 
 
 def test_a_member_who_leaves_is_shown_as_a_former_agent(app, auth, ws, conversation, agent):
+    from app.chat.notes import NoteMention
+
     reply(agent["client"], conversation.id, {"body": "Written before leaving"})
+    with connection():
+        note = Message.create(conversation=conversation.id, workspace_id=ws, sender="note",
+                              body="@AndyAgent look")
+        NoteMention.create(message=note.id, user=agent["user"].id, workspace_id=ws)
     answer = agent["client"].post_form("/dashboard/privacy/leave")
     assert answer.status_code == 303
     with connection():
         assert Membership.select().where((Membership.user == agent["user"].id)
                                          & (Membership.workspace == ws)).count() == 0
         assert User.get_or_none(User.id == agent["user"].id) is not None  # the account stays
+        assert NoteMention.select().count() == 0  # nobody is pointed at them any more
     page = auth.get(f"/dashboard/conversations/{conversation.id}").get_data(as_text=True)
     assert "Written before leaving" in page and "Former agent" in page and "Andy Agent" not in page
 

@@ -13,6 +13,7 @@ from app.accounts import passwords, sessions
 from app.accounts.models import Invitation, LoginThrottle, Membership, User, Workspace
 from app.billing import limits as billing
 from app.chat.models import Conversation, Message
+from app.chat.notes import NoteMention
 from app.db import database, utcnow
 from app.errors import RuleError
 from app.mail import service as mail
@@ -380,6 +381,8 @@ def forget_member(workspace_id: int, user_id: int) -> None:
         Message.update(author=None).where(Message.id.in_(ids)).execute()
     Conversation.update(assignee=None).where(
         (Conversation.workspace == workspace_id) & (Conversation.assignee == user_id)).execute()
+    NoteMention.delete().where((NoteMention.workspace_id == workspace_id)
+                               & (NoteMention.user == user_id)).execute()
 
 
 # --- demo --------------------------------------------------------------------------------------

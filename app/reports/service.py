@@ -12,7 +12,6 @@ Medians are taken over the conversations that have the time in question; an even
 median is the mean of the two middle ones, rounded to the nearest second (halves up)."""
 
 import bisect
-import statistics
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
@@ -182,9 +181,13 @@ def parse_by(raw: str | None) -> str:
 
 
 def median_seconds(values: list[int]) -> int | None:
+    """The median of a row's own list, sorted in place (no copy of a hundred thousand)."""
     if not values:
         return None
-    return int(statistics.median(values) + 0.5)
+    values.sort()
+    mid = len(values) // 2
+    middle = values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+    return int(middle + 0.5)
 
 
 @dataclass

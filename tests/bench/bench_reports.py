@@ -12,6 +12,7 @@ on stdout. --quick: 10,000 conversations (never says more than "met only at this
 scale"). Building the database takes about a minute; it is thrown away afterwards."""
 
 import argparse
+import os
 import random
 import re
 import shutil
@@ -203,28 +204,44 @@ def add_messages(path: Path, n: int, seed: int) -> None:
     db.close()
 
 
-def timed_get(client, url: str, expect: str) -> tuple[float, bool]:
-    """Wall milliseconds of one GET, and whether it was a 200 holding `expect`."""
-    t0 = time.perf_counter()
+def timed_get(client, url: str, expect: str) -> tuple[float, float, bool]:
+    """Wall and CPU milliseconds of one GET (the test client runs it in this process), and
+    whether it was a 200 holding `expect`."""
+    t0, c0 = time.perf_counter(), time.process_time()
     answer = client.get(url)
     body = answer.get_data(as_text=True)
-    took = (time.perf_counter() - t0) * 1000
-    return took, answer.status_code == 200 and expect in body
+    took, cpu = (time.perf_counter() - t0) * 1000, (time.process_time() - c0) * 1000
+    return took, cpu, answer.status_code == 200 and expect in body
 
 
-def time_gets(client, url: str, samples: int, expect: str, before=None) -> tuple[list[float], int]:
-    """Sorted milliseconds of `samples` GETs (after two unmeasured ones), `before()` run
-    untimed before each, and how many answers were not a 200 holding `expect`."""
+def time_gets(client, url: str, samples: int, expect: str, before=None):
+    """Sorted wall and CPU milliseconds of `samples` GETs (after two unmeasured ones),
+    `before(i)` run untimed before each, and how many answers were not a 200 holding
+    `expect`."""
     for _ in range(2):
         client.get(url)
-    times, bad = [], 0
+    walls, cpus, bad = [], [], 0
     for i in range(samples):
         if before:
             before(i)
-        took, ok = timed_get(client, url, expect)
-        times.append(took)
+        took, cpu, ok = timed_get(client, url, expect)
+        walls.append(took)
+        cpus.append(cpu)
         bad += not ok
-    return sorted(times), bad
+    return sorted(walls), sorted(cpus), bad
+
+
+def machine_check() -> float:
+    """How fast this machine is right now: the best of five sorts of 100,000 integers (a few
+    milliseconds on an idle core; much more when other work shares it)."""
+    rng = random.Random(3)
+    values = [rng.randrange(10 ** 9) for _ in range(100_000)]
+    best = float("inf")
+    for _ in range(5):
+        t0 = time.perf_counter()
+        sorted(values)
+        best = min(best, (time.perf_counter() - t0) * 1000)
+    return best
 
 
 class Floor:
@@ -288,19 +305,23 @@ class Floor:
                         'WHERE m.workspace_id = ?', (WORKSPACE,)).fetchall()
         return (time.perf_counter() - t0) * 1000, found
 
-    def views(self, days: int, samples: int, before=None) -> tuple[list[float], int]:
+    def views(self, days: int, samples: int, before=None):
+        """Sorted wall and CPU milliseconds of `samples` views, and the facts the last read."""
         for _ in range(2):
             self.view(days)
-        times, found = [], 0
+        walls, cpus, found = [], [], 0
         for i in range(samples):
             if before:
                 before(i)
+            c0 = time.process_time()
             took, found = self.view(days)
-            times.append(took)
-        return sorted(times), found
+            walls.append(took)
+            cpus.append((time.process_time() - c0) * 1000)
+        return sorted(walls), sorted(cpus), found
 
 
 def run(recent: int, older: int, other: int, samples: int, new_per_view: int) -> None:
+    load_before, check_before = os.getloadavg()[0], machine_check()
     with tempfile.TemporaryDirectory(prefix="lumnar-bench-reports-") as tmp:
         folder = Path(tmp)
         t0 = time.monotonic()
@@ -314,20 +335,23 @@ def run(recent: int, older: int, other: int, samples: int, new_per_view: int) ->
         # The summary's first figure is the count of conversations: exactly those written.
         expect30 = f"<dt>Conversations</dt><dd>{recent}</dd>"
         expect90 = f"<dt>Conversations</dt><dd>{recent + older}</dd>"
-        cold, cold_ok = timed_get(client, "/dashboard/reports?days=30", expect30)
-        page30, bad30 = time_gets(client, "/dashboard/reports?days=30", samples, expect30)
-        page90, bad90 = time_gets(client, "/dashboard/reports?days=90", samples, expect90)
-        csv30, bad_csv = time_gets(client, "/dashboard/reports.csv?days=30&by=agent", samples,
-                                   "Ann Agent")
-        busy, bad_busy = time_gets(client, "/dashboard/reports?days=30", samples, expect30,
-                                   before=lambda i: add_messages(path, new_per_view, i))
+        url30, url90 = "/dashboard/reports?days=30", "/dashboard/reports?days=90"
+        cold, _, cold_ok = timed_get(client, url30, expect30)
+        page30, cpu30, bad30 = time_gets(client, url30, samples, expect30)
+        page90, _, bad90 = time_gets(client, url90, samples, expect90)
+        csv30, _, bad_csv = time_gets(client, "/dashboard/reports.csv?days=30&by=agent", samples,
+                                      "Ann Agent")
+        busy, _, bad_busy = time_gets(client, url30, samples, expect30,
+                                      before=lambda i: add_messages(path, new_per_view, i))
 
         floor = Floor(copy)
         floor_cold = floor.first_view()
-        floor30, found30 = floor.views(30, samples)
-        floor90, found90 = floor.views(90, samples)
-        floor_busy, _ = floor.views(30, samples, before=lambda i: add_messages(copy, new_per_view, i))
+        floor30, floor_cpu30, found30 = floor.views(30, samples)
+        floor90, _, found90 = floor.views(90, samples)
+        floor_busy, _, _ = floor.views(30, samples,
+                                       before=lambda i: add_messages(copy, new_per_view, i))
         floor.db.close()
+    load_after, check_after = os.getloadavg()[0], machine_check()
 
     bad = {"first view": int(not cold_ok), "30 days": bad30, "90 days": bad90, "CSV": bad_csv,
            "after new messages": bad_busy}
@@ -339,19 +363,23 @@ def run(recent: int, older: int, other: int, samples: int, new_per_view: int) ->
           f"each; {samples} GETs a row through the Flask test client, SQLite, one process. "
           f"Answers not 200 or not counting every conversation: "
           + ", ".join(f"{k} {v}" for k, v in bad.items())
-          + f"; the floor read {found30:,} and {found90:,} facts.")
+          + f"; the floor read {found30:,} and {found90:,} facts. Load average {load_before:.1f} "
+          f"before, {load_after:.1f} after ({os.cpu_count()} cores).")
     table("GET /dashboard/reports (the whole request: session, figures kept up to date, medians, "
           "SVG, template) vs the bare SQL statements it needs (sqlite3)", [
               ("first view: figures made for every conversation (once)", cold, floor_cold, "ms"),
               ("30 days, p50", p(page30, .5), p(floor30, .5), "ms"),
               ("30 days, p95", p(page30, .95), p(floor30, .95), "ms",
                chat_report.goal(p(page30, .95), "≤", GOAL_MS, " ms", clean=clean)),
+              ("30 days, CPU time p50", p(cpu30, .5), p(floor_cpu30, .5), "ms"),
               (f"30 days after {new_per_view} new messages each view, p95", p(busy, .95),
                p(floor_busy, .95), "ms",
                chat_report.goal(p(busy, .95), "≤", GOAL_MS, " ms", clean=clean)),
               ("90 days, p50", p(page90, .5), p(floor90, .5), "ms"),
               ("90 days, p95", p(page90, .95), p(floor90, .95), "ms"),
               ("CSV by agent, 30 days, p50", p(csv30, .5), p(floor30, .5), "ms"),
+              ("machine check: sorting 100,000 integers in Python, before / after", check_before,
+               check_after, "ms"),
           ])
 
 

@@ -74,6 +74,7 @@ def create_app(config=None) -> Flask:
     from app.automations.views_webhooks import bp as hooks_bp
     from app.billing.views import bp as billing_bp
     from app.billing.views import hooks as stripe_hooks_bp
+    from app.chat.ratings import bp as ratings_bp
     from app.chat.views import bp as chat_bp
     from app.chat.views_labels import bp as labels_bp
     from app.chat.views_notes import bp as notes_bp
@@ -103,6 +104,7 @@ def create_app(config=None) -> Flask:
     app.register_blueprint(chat_bp)
     app.register_blueprint(notes_bp)
     app.register_blueprint(labels_bp)
+    app.register_blueprint(ratings_bp)
     app.register_blueprint(automations_bp)
     app.register_blueprint(hooks_bp)
     app.register_blueprint(dashboard_bp)

@@ -294,6 +294,14 @@ def _0021_reports(db):
     db.create_tables(REPORT_MODELS, safe=True)
 
 
+
+def _0024_satisfaction_ratings(db):
+    # Visitors' ratings of their resolved conversations (app/chat/ratings.py).
+    from app.chat.ratings import RATING_MODELS
+
+    db.create_tables(RATING_MODELS, safe=True)
+
+
 STEPS = [
     (1, "initial", _0001_initial),
     (2, "live_chat", _0002_live_chat),
@@ -318,6 +326,7 @@ STEPS = [
     (21, "reports", _0021_reports),
     (22, "alert_settings", _0022_alert_settings),
     (23, "private_notes", _0023_private_notes),
+    (24, "satisfaction_ratings", _0024_satisfaction_ratings),
 ]
 
 

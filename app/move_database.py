@@ -28,6 +28,7 @@ def product_models() -> list:
     from app.chat.labels import LABEL_MODELS
     from app.chat.models import CHAT_MODELS
     from app.chat.notes import NOTE_MODELS
+    from app.chat.ratings import RATING_MODELS
     from app.contact.models import CONTACT_MODELS
     from app.dashboard.alerts import ALERT_MODELS
     from app.insight.models import INSIGHT_MODELS
@@ -46,7 +47,7 @@ def product_models() -> list:
                         *AUTOMATION_MODELS, AuditEntry, *BILLING_MODELS, *POLICY_MODELS,
                         *CONTACT_MODELS, *INSIGHT_MODELS, *EXPORT_MODELS, *RESTRICTION_MODELS,
                         *DELETION_MODELS, *REPORT_MODELS, *HOURS_MODELS,
-                        *IDENTITY_MODELS, *NOTE_MODELS, *ALERT_MODELS])
+                        *IDENTITY_MODELS, *NOTE_MODELS, *ALERT_MODELS, *RATING_MODELS])
 
 
 def copy_all(source, target: LumnarPostgres, echo=lambda line: None) -> dict:

@@ -42,6 +42,7 @@ EXEMPT = {
     "widget.email_update": VISITOR_HEADER,
     "widget.transcript": VISITOR_HEADER,
     "widget.conversation_delete": VISITOR_HEADER,
+    "ratings.rate_conversation": VISITOR_HEADER,
     "unsubscribe.unsubscribe_confirm": "the encrypted token in its URL (one address, one kind of "
                                        "e-mail); RFC 8058 one-click, it reads no cookie",
 }

@@ -31,7 +31,7 @@ from flask import current_app, has_app_context
 from jinja2 import BaseLoader, Environment
 
 from app.chat import service
-from app.chat.models import ChatEvent, Message
+from app.chat.models import ChatEvent, Conversation, Message
 from app.csrf import hidden_input
 from app.db import thread_connection
 from app.widget import service as widget_service
@@ -255,4 +255,11 @@ class Renderer:
             return self.html("widget/_event_message.html", message=message)
         if kind == ChatEvent.READ:
             return self.html("widget/_seen.html", oob=True, seen=True)
-        return None  # status and visitor-detail changes are for agents only
+        if kind == ChatEvent.STATUS and row.actor in (Conversation.OPEN, Conversation.RESOLVED):
+            # Resolved: the satisfaction question comes in; reopened: it goes (app/chat/ratings.py).
+            conversation = conversation or service.CONVERSATION.first(row.conversation_id)
+            if conversation is None:
+                return None
+            return self.html("widget/_rating.html", oob=True, conversation=conversation,
+                             site=conversation.site)
+        return None  # other status and visitor-detail changes are for agents only

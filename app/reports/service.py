@@ -232,6 +232,10 @@ class Report:
     def rows(self, by: str) -> list[Row]:
         return {"day": self.by_day, "site": self.by_site, "agent": self.by_agent}[by]
 
+    @cached_property
+    def satisfaction(self) -> dict:
+        return satisfaction(self)
+
 
 def local_days(tz_name: str, days: int, now: datetime) -> tuple[list[date], list[int]]:
     """The last `days` local days up to today, and the UTC epoch second each one starts at,
@@ -341,3 +345,55 @@ def safe_cell(text: str) -> str:
 
 def _blank(value):
     return "" if value is None else value
+
+
+# --- satisfaction (visitors' ratings, app/chat/ratings.py) -------------------------------------
+
+# The ratings of the period's conversations, with the site and agent each counts for (the same
+# facts as the tables above). By table name: the ratings' module holds the widget's route.
+RATINGS = ('SELECT f."site_id", f."replier_id", f."first_response", r."rating" '
+           'FROM "conversation_rating" r JOIN "report_fact" f ON f."conversation_id" = r."conversation_id" '
+           'WHERE f."workspace_id" = ? AND f."started" >= ? AND f."started" < ?')
+
+
+@dataclass
+class Rated:
+    """One line of the satisfaction tables: a site or an agent, and its ratings."""
+
+    label: str
+    good: int = 0
+    okay: int = 0
+    bad: int = 0
+
+    @property
+    def rated(self) -> int:
+        return self.good + self.okay + self.bad
+
+    @property
+    def good_share(self) -> str:
+        """The share of good ratings in whole percent (halves up), "—" when none was given."""
+        return f"{(200 * self.good + self.rated) // (2 * self.rated)} %" if self.rated else "—"
+
+
+def satisfaction(rep: Report) -> dict:
+    """{"total": Rated, "site": [Rated], "agent": [Rated]}: the ratings of the conversations the
+    report counts, per site and per agent in the report's own rows and order."""
+    tz = zone(rep.zone)
+    start, end = (int(datetime.combine(d, datetime.min.time(), tzinfo=tz).timestamp())
+                  for d in (rep.first, rep.last + timedelta(days=1)))
+    sites = {row.key: Rated(row.label) for row in rep.by_site}
+    agents = {row.key: Rated(row.label) for row in rep.by_agent}
+    agents.setdefault(FORMER, Rated("Former agent"))
+    agents.setdefault(NO_REPLY, Rated("No reply yet"))
+    total = Rated("All conversations")
+    # The report names its sites, not its workspace: no site, no conversation to rate.
+    workspace_id = Site.get_by_id(rep.by_site[0].key).workspace_id if rep.by_site else None
+    found = database.execute_sql(sql(RATINGS), (workspace_id, start, end)).fetchall() if workspace_id else []
+    for site_id, replier, first, rating in found:
+        agent = NO_REPLY if first is None else replier if replier in agents else FORMER
+        for row in (total, sites.get(site_id), agents[agent]):
+            if row is not None and rating in ("good", "okay", "bad"):
+                setattr(row, rating, getattr(row, rating) + 1)
+    return {"total": total, "site": list(sites.values()),
+            "agent": [row for key, row in agents.items()
+                      if row.rated or key not in (FORMER, NO_REPLY)]}

@@ -44,6 +44,7 @@ from app.chat.models import (
     SavedReply,
 )
 from app.chat.notes import NoteMention
+from app.chat.ratings import ConversationRating
 from app.contact.models import ContactRequest, RequestMessage
 from app.dashboard.alerts import AlertSettings
 from app.insight.models import InsightCount, InsightObjection
@@ -275,6 +276,11 @@ KINDS: list[Kind] = [
          ConversationLabel, ("id", "conversation", "label", "created_at"),
          workspace=lambda s: ConversationLabel.select().join(Label).where(
              Label.workspace == s.workspace_id), personal=None),
+    Kind("conversation_ratings", "Visitors' ratings of their resolved conversations (good, okay "
+         "or bad) with their comments.",
+         ConversationRating, ("id", "conversation", "rating", "comment", "created_at"),
+         workspace=lambda s: ConversationRating.select().where(
+             ConversationRating.workspace_id == s.workspace_id), personal=None),
     Kind("member_limits", "The most open conversations round-robin may give each member "
          "(0: no limit).", MemberLimit, ("membership", "max_open"),
          workspace=lambda s: MemberLimit.select().join(Membership).where(

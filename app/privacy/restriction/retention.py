@@ -175,7 +175,7 @@ RETENTION: list[Row] = [
         "each site's own setting, 180 days by default, after the conversation's last message",
         "to answer visitors and keep the history the workspace's team needs",
         ("conversation", "message", "attachment", "visitor", "chat_event",
-         "widget_verified_visitor", "note_mention", "report_fact"), _chat,
+         "widget_verified_visitor", "note_mention", "report_fact", "conversation_rating"), _chat,
         "jobs/chat.py purge_old_conversations (nightly)"),
     Row("chat-signals", "Typing and read signals, and who is online",
         "a day (online status: 5 minutes)", "to show them live and after a reconnect",

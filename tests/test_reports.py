@@ -228,6 +228,21 @@ def test_a_member_who_left_counts_as_a_former_agent(app, week):
     assert kept == 0
 
 
+def test_the_figures_go_with_their_conversation_and_their_workspace(app, week):
+    """A deleted conversation takes its figures with it at once (they cascade), and deleting
+    the workspace leaves none of its figures nor its cursor."""
+    from app.privacy.deletion import service as deletion
+    from app.reports.models import ReportCursor
+
+    with app.app_context(), connection():
+        service.report(week["ws"], 90, now=NOW)
+        assert ConversationFact.select().where(ConversationFact.workspace_id == week["ws"]).count() == 8
+        week["c1"].delete_instance()
+        assert ConversationFact.get_or_none(ConversationFact.conversation == week["c1"].id) is None
+        deletion.delete_workspace(week["ws"])
+        assert ConversationFact.select().count() == 0 and ReportCursor.select().count() == 0
+
+
 def test_another_workspaces_conversations_never_count(app, week):
     """A rival workspace's conversations, sites and agents, on the same days, are in none of
     the owner's numbers, and the owner's are in none of theirs."""

@@ -1,5 +1,6 @@
-"""The reports' numbers: one row of facts per conversation started in the period, read in one
-statement, then counted and their medians taken per day, per site and per agent.
+"""The reports' numbers: one row of figures per conversation (app/reports/models.py, kept up to
+date from the chat's events at each view), those of the conversations started in the period
+read in one statement, then counted and their medians taken per day, per site and per agent.
 
 What the words mean (the page says so too):
 - a conversation belongs to the local day (workspace time zone) it was started on;

@@ -64,8 +64,10 @@ def create_app(config=None) -> Flask:
         pass  # the database itself cannot be opened: /healthz reports that with a 503
 
     from app.accounts import passwords, sessions
+    from app.widget import language as widget_language
 
     passwords.configure(app)
+    widget_language.init_app(app)  # the widget in the visitor's language
     sessions.init_app(app)
     security.init_app(app)
 
@@ -96,6 +98,7 @@ def create_app(config=None) -> Flask:
     from app.widget.views import sites_bp
     from app.widget.views_hours import bp as hours_bp
     from app.widget.views_identity import bp as identity_bp
+    from app.widget.views_language import bp as languages_bp
 
     # Before any route: an id past SQLite's integers is then a 404 on every route, never a 500.
     app.url_map.converters["int"] = RowIdConverter
@@ -113,6 +116,7 @@ def create_app(config=None) -> Flask:
     app.register_blueprint(sites_bp)
     app.register_blueprint(hours_bp)
     app.register_blueprint(identity_bp)
+    app.register_blueprint(languages_bp)
     app.register_blueprint(staff_bp)
     app.register_blueprint(billing_bp)
     app.register_blueprint(policies_bp)

@@ -294,12 +294,18 @@ def _0021_reports(db):
     db.create_tables(REPORT_MODELS, safe=True)
 
 
-
 def _0024_satisfaction_ratings(db):
     # Visitors' ratings of their resolved conversations (app/chat/ratings.py).
     from app.chat.ratings import RATING_MODELS
 
     db.create_tables(RATING_MODELS, safe=True)
+
+
+def _0025_widget_languages(db):
+    # The widget's default language and per-language texts of each site (app/widget/language.py).
+    from app.widget.language import LANGUAGE_MODELS
+
+    db.create_tables(LANGUAGE_MODELS, safe=True)
 
 
 STEPS = [
@@ -327,6 +333,7 @@ STEPS = [
     (22, "alert_settings", _0022_alert_settings),
     (23, "private_notes", _0023_private_notes),
     (24, "satisfaction_ratings", _0024_satisfaction_ratings),
+    (25, "widget_languages", _0025_widget_languages),
 ]
 
 

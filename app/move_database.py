@@ -41,13 +41,15 @@ def product_models() -> list:
     from app.staff.models import AuditEntry
     from app.widget.hours import HOURS_MODELS
     from app.widget.identity import IDENTITY_MODELS
+    from app.widget.language import LANGUAGE_MODELS
     from app.widget.models import OriginSeen
 
     return sort_models([*ACCOUNT_MODELS, OutboundEmail, *CHAT_MODELS, *LABEL_MODELS, OriginSeen,
                         *AUTOMATION_MODELS, AuditEntry, *BILLING_MODELS, *POLICY_MODELS,
                         *CONTACT_MODELS, *INSIGHT_MODELS, *EXPORT_MODELS, *RESTRICTION_MODELS,
                         *DELETION_MODELS, *REPORT_MODELS, *HOURS_MODELS,
-                        *IDENTITY_MODELS, *NOTE_MODELS, *ALERT_MODELS, *RATING_MODELS])
+                        *IDENTITY_MODELS, *NOTE_MODELS, *ALERT_MODELS, *RATING_MODELS,
+                        *LANGUAGE_MODELS])
 
 
 def copy_all(source, target: LumnarPostgres, echo=lambda line: None) -> dict:

@@ -34,7 +34,7 @@ def pytest_configure(config):
 # (the others are deselected, not skipped, and run on SQLite only); the list grows as each area
 # moves over.
 POSTGRES_READY = {
-    "test_billing.py", "test_csat.py", "test_promises.py", "test_contact_requests.py", "test_insight.py",
+    "test_billing.py", "test_csat.py", "test_widget_language.py", "test_promises.py", "test_contact_requests.py", "test_insight.py",
     "test_policies.py", "test_suspension.py", "test_security_alerts.py", "test_export.py",
     "test_restriction.py", "test_retention.py", "test_deletion.py",
     "test_accounts.py", "test_sessions.py", "test_team.py", "test_shared_mode.py",

@@ -35,6 +35,7 @@ from app.chat.models import ChatEvent, Conversation, Message
 from app.csrf import hidden_input
 from app.db import thread_connection
 from app.widget import service as widget_service
+from app.widget.language import speaking
 
 AGENT, VISITOR = "agent", "visitor"
 ID_MARK = "client-id-goes-here"  # where a fresh form's client id is put in (see compose)
@@ -153,19 +154,22 @@ class Renderer:
     # (rendering it each time was a tenth of a message's cost). A form shown again with what
     # was wrong is rendered in full.
     def compose(self, site, visitor, away: bool, errors=(), email="", body="",
-                client_id="", ask_email=False) -> str:
+                client_id="", ask_email=False, language="en") -> str:
         """The widget's message form (the page's own partial); `ask_email`: with the chat's
-        question for an e-mail address out of band (the team is away)."""
+        question for an e-mail address out of band (the team is away); in the visitor's
+        `language` (app/widget/language.py)."""
         if errors or email or body:
-            return self.html("widget/_compose.html", site=site, visitor=visitor, away=away,
-                             ask_email_oob=ask_email,
-                             form=Filled(errors, email=email, body=body, client_id=client_id))
-        key = ("compose", site.site_key, bool(visitor.email), away, ask_email)
+            with speaking(language):
+                return self.html("widget/_compose.html", site=site, visitor=visitor, away=away,
+                                 ask_email_oob=ask_email,
+                                 form=Filled(errors, email=email, body=body, client_id=client_id))
+        key = ("compose", site.site_key, bool(visitor.email), away, ask_email, language)
         text = self.forms.get(key)
         if text is None:
-            text = self.keep(key, self.html(
-                "widget/_compose.html", site=site, visitor=visitor, away=away,
-                ask_email_oob=ask_email, form=Filled((), email="", body="", client_id=ID_MARK)))
+            with speaking(language):
+                text = self.keep(key, self.html(
+                    "widget/_compose.html", site=site, visitor=visitor, away=away,
+                    ask_email_oob=ask_email, form=Filled((), email="", body="", client_id=ID_MARK)))
         return text.replace(ID_MARK, client_id or secrets.token_urlsafe(16))
 
     def reply_form(self, conversation, token: str, note: bool = False) -> str:

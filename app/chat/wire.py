@@ -44,6 +44,7 @@ from app.db import thread_connection
 from app.rendering import render, render_form_errors
 from app.security import MESSAGES, error_page, forwarded
 from app.widget import hours
+from app.widget import language as widget_language
 from app.widget import service as widget_service
 from app.widget.forms import WidgetMessageForm
 from app.widget.pages import chat_context, frame_csp
@@ -279,16 +280,18 @@ class ChatWrites:
                 page_url=fields.get("page", ""), conversation=conversation,
                 client_id=service.client_id_from(fields.get("client_id")))
         except ChatError as err:
-            return self.compose(site, visitor, err.status, [err.message], fields)
+            return self.compose(site, visitor, err.status, [err.message], fields,
+                                language=widget_language.from_header(headers.get("accept-language"), site))
         if conversation is None or (message.replayed and service.first_message(message)):
             # The first message starts the conversation: swap the whole chat in, stream
             # included (and so again for a retry of that first message: the page that lost
             # the answer still shows the form without a chat).
             return self.whole_chat(scope, site, visitor)
         # The message reaches the page through the stream; here only a fresh form.
-        return self.compose(site, visitor, 200)
+        return self.compose(site, visitor, 200,
+                            language=widget_language.from_header(headers.get("accept-language"), site))
 
-    def compose(self, site, visitor, status, errors=(), fields=None) -> Answer:
+    def compose(self, site, visitor, status, errors=(), fields=None, language="en") -> Answer:
         """The message form, fresh, or as sent with what was wrong (then its client id kept:
         nothing was stored under it)."""
         fields = fields or {}
@@ -299,7 +302,7 @@ class ChatWrites:
             client_id=service.client_id_from(fields.get("client_id")) or fresh_id(),
             # A message kept while nobody is online: the chat asks where to answer it (the
             # team may have left after the conversation started, so the question comes along).
-            ask_email=status == 200 and away and not visitor.email)
+            ask_email=status == 200 and away and not visitor.email, language=language)
         return Answer(status, [HTML], html.encode())
 
     def unavailable(self, scope) -> ThroughFlask:

@@ -14,7 +14,7 @@ from app.errors import RuleError
 from app.extensions import csrf, limiter
 from app.mail import service as mail
 from app.rendering import go, render, render_form_errors
-from app.widget import identity
+from app.widget import identity, language
 from app.widget import service as widget_service
 from app.widget.colours import HEX, NEEDED, contrast_with_white, shown
 from app.widget.demo import demo_site
@@ -106,7 +106,10 @@ def status(site_key):
     header; a same-origin fetch sends none, so then the loader's `origin` parameter (the page
     is then on Lumnar's own origin, as the demo shop is)."""
     origin = request.headers.get("Origin") or request.args.get("origin", "")
-    response = jsonify(widget_service.widget_status(site_key, origin))
+    answer = widget_service.widget_status(site_key, origin)
+    if answer["allowed"]:  # the button's words in the visitor's language
+        answer.update(language.launcher_words(widget_service.site_by_key(site_key), request.accept_languages))
+    response = jsonify(answer)
     response.headers["Access-Control-Allow-Origin"] = "*"
     response.headers["Cache-Control"] = "no-store"  # each page view is counted (the site page)
     return response
@@ -194,7 +197,7 @@ def transcript(site, visitor, conversation):
         abort(Response("There is no conversation to send yet.", status=409, mimetype="text/plain"))
     if not visitor.email:
         # Above the profile form, where the address is to be added.
-        need_email = RuleError("Add your e-mail first, then ask again.")
+        need_email = RuleError(language.translate("Add your e-mail first, then ask again."))
         form = WidgetProfileForm(formdata=None, name=visitor.name)
         return render_form_errors("widget/_profile.html", None, form, error=need_email, site=site,
                                   profile_form=form)
@@ -202,7 +205,8 @@ def transcript(site, visitor, conversation):
                                            & Message.visible_to_visitor()).order_by(Message.id))
     mail.send(visitor.email, "transcript", f"Your conversation with {site.name}",
               site=site, messages=messages, conversation=conversation)
-    return render("widget/_notice.html", text=f"We sent the conversation to {visitor.email}.")
+    return render("widget/_notice.html", text=language.translate(
+        "We sent the conversation to %(email)s.", email=visitor.email))
 
 
 @bp.post("/widget/<site_key>/delete")

@@ -13,6 +13,45 @@
 (function () {
   "use strict";
   var body = document.body;
+  // The words this script writes, in the chat's language (frame.html puts them in as data).
+  var words = (function () {
+    try { return JSON.parse(document.getElementById("widget-words").textContent); } catch (e) { return {}; }
+  })();
+  function word(key, fallback) { return typeof words[key] === "string" && words[key] ? words[key] : fallback; }
+  var language = document.documentElement.lang || "en";
+
+  // The chat's stream renders each event once for whoever watches, in English; this frame
+  // puts in its own language's words as the fragments arrive (before the browser paints).
+  function put(el, key) {
+    var said = word(key, el.textContent);
+    if (el.textContent !== said) { el.textContent = said; }  // unchanged: no new mutation
+  }
+  function streamedWords() {
+    var seen = document.getElementById("seen");
+    if (seen && seen.textContent) { put(seen, "seen"); }
+    var typing = document.querySelector("#typing.active");
+    if (typing) { put(typing, "typing"); }
+    document.querySelectorAll("#messages > li.w-msg-visitor > .w-who").forEach(function (who) { put(who, "you"); });
+    document.querySelectorAll("[data-word]").forEach(function (el) { put(el, el.getAttribute("data-word")); });
+    // The satisfaction question (templates/widget/_rating.html), which the stream brings in.
+    var rating = document.getElementById("rating");
+    if (!rating) { return; }
+    [["legend", "rating_question"], ["label[for=rating-comment]", "rating_comment"],
+     ["button[type=submit]", "rating_send"]].forEach(function (pair) {
+      var el = rating.querySelector(pair[0]);
+      if (el) { put(el, pair[1]); }
+    });
+    rating.querySelectorAll("label.w-choice").forEach(function (label) {
+      var input = label.querySelector("input");
+      var text = label.lastChild;
+      if (!input || !text || text.nodeType !== 3) { return; }
+      var said = " " + word(input.value, text.nodeValue.trim());
+      if (text.nodeValue !== said) { text.nodeValue = said; }
+    });
+  }
+  if (language !== "en" && window.MutationObserver) {
+    new MutationObserver(streamedWords).observe(body, { childList: true, subtree: true });
+  }
   var storageKey = "lumnar-visitor:" + body.getAttribute("data-site-key");
   var allowed = (body.getAttribute("data-allowed-origins") || "").split(" ").filter(Boolean);
   var parentOrigin = null;
@@ -107,7 +146,7 @@
       var files = Array.prototype.map.call(li.querySelectorAll(".w-file a, .w-file img"), function (f) {
         return f.getAttribute("alt") || f.textContent;
       }).filter(Boolean);
-      var text = body ? body.textContent.trim() : "sent " + files.join(", ");
+      var text = body ? body.textContent.trim() : word("sent", "sent %(files)s").replace("%(files)s", files.join(", "));
       said.push((who ? who.textContent.trim() + ": " : "") + text);
     });
     if (region && said.length) { region.textContent = said.join(" "); }
@@ -125,17 +164,18 @@
   // When the team is back (outside business hours): the server wrote it on the workspace's
   // clock, the visitor reads it on their own ("today", "tomorrow", a weekday, or the date a
   // week or more ahead: the server's rule, app/widget/hours.py reopening_text).
-  var weekday = new Intl.DateTimeFormat("en-GB", { weekday: "long" });
-  var dated = new Intl.DateTimeFormat("en-GB", { weekday: "long", day: "numeric", month: "long" });
-  var clock = new Intl.DateTimeFormat("en-GB", { hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
+  var dateLocale = language === "en" ? "en-GB" : language;
+  var weekday = new Intl.DateTimeFormat(dateLocale, { weekday: "long" });
+  var dated = new Intl.DateTimeFormat(dateLocale, { weekday: "long", day: "numeric", month: "long" });
+  var clock = new Intl.DateTimeFormat(dateLocale, { hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
   function dayNumber(d) { return Date.UTC(d.getFullYear(), d.getMonth(), d.getDate()) / 86400000; }
   function onVisitorClock() {
     document.querySelectorAll("time[data-visitor-clock]").forEach(function (t) {
       var when = new Date(t.getAttribute("datetime"));
       if (isNaN(when.getTime())) { return; }
       var days = dayNumber(when) - dayNumber(new Date());
-      var day = days === 0 ? "today" : days === 1 ? "tomorrow" : (days < 7 ? weekday : dated).format(when);
-      t.textContent = day + " " + clock.format(when) + " (your time)";
+      var day = days === 0 ? word("today", "today") : days === 1 ? word("tomorrow", "tomorrow") : (days < 7 ? weekday : dated).format(when);
+      t.textContent = day + " " + clock.format(when) + " " + word("your_time", "(your time)");
       t.removeAttribute("data-visitor-clock");
     });
   }
@@ -196,7 +236,7 @@
         loadChat();
       })
       .catch(function () {
-        document.getElementById("chat").textContent = "The chat cannot start right now. Please try again later.";
+        document.getElementById("chat").textContent = word("cannot_start", "The chat cannot start right now. Please try again later.");
       });
   }
 

@@ -57,6 +57,7 @@ from app.reports.models import ConversationFact, ReportCursor
 from app.staff.models import AuditEntry
 from app.widget.hours import SiteHours
 from app.widget.identity import SiteIdentity, VerifiedVisitor
+from app.widget.language import SiteLanguage, SiteText
 from app.widget.models import OriginSeen, Site, Visitor
 
 SCHEMA_VERSION = 1
@@ -235,6 +236,14 @@ KINDS: list[Kind] = [
     Kind("site_hours", "Each site's business hours: a weekly schedule in the workspace's time zone "
          "and its closed days.", SiteHours, ("id", "site", "weekly", "closed_days", "updated_at"),
          workspace=lambda s: SiteHours.select().join(Site).where(Site.workspace == s.workspace_id),
+         personal=None),
+    Kind("site_languages", "Each site's default language for the chat widget.", SiteLanguage,
+         ("id", "site", "default_language"),
+         workspace=lambda s: SiteLanguage.select().join(Site).where(Site.workspace == s.workspace_id),
+         personal=None),
+    Kind("site_texts", "Each site's greeting and away message per language.", SiteText,
+         ("id", "site", "language", "greeting", "away_message"),
+         workspace=lambda s: SiteText.select().join(Site).where(Site.workspace == s.workspace_id),
          personal=None),
     Kind("visitors", "People who opened the chat on the workspace's sites.",
          Visitor, ("id", "site", "name", "email", "first_page_url", "first_seen_at", "last_seen_at"),

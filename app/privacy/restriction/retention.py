@@ -189,7 +189,7 @@ RETENTION: list[Row] = [
         "as long as the workspace exists", "it is the service the workspace uses",
         ("workspace", "site", "saved_reply", "automation", "credential", "workspace_key",
          "widget_origin_seen", "membership", "event_counter", "vault_check", "site_identity",
-         "label"),
+         "label", "site_language", "site_text"),
         None,
         "deleted with the workspace"),
     Row("accounts", "Accounts: name, e-mail address, password hash, browsers signed in from "

@@ -353,11 +353,14 @@ def test_visitor_sees_seen_when_an_agent_reads(app, ws, site, online):
     assert '<p id="seen" class="w-seen" hx-swap-oob="true">Seen</p>' in html
 
 
-def test_status_and_visitor_changes_are_for_agents_only(app, ws, site, online):
+def test_a_status_change_shows_the_visitor_only_the_rating_question(app, ws, site, online):
+    """The agents' controls (Reopen, assignment) never reach the visitor: a resolved
+    conversation sends its visitor the rating question (app/chat/ratings.py), nothing else."""
     conv = new_conversation(app, site)
     in_app(app, lambda: service.set_status(Conversation.get_by_id(conv.id), "resolved"))
     event = last_event(kind="status")
-    assert render_event(app, VISITOR, event) is None
+    visitor_html = render_event(app, VISITOR, event)
+    assert 'id="rating"' in visitor_html and "Reopen" not in visitor_html
     assert "Reopen" in render_event(app, AGENT, event)
 
 

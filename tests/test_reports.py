@@ -13,6 +13,7 @@ from html.parser import HTMLParser
 import pytest
 
 from app.accounts.models import Membership, Workspace
+from app.chat.labels import ConversationLabel, Label
 from app.chat.models import ChatEvent, Conversation, EventCounter, Message
 from app.db import connection, utcnow
 from app.reports import service
@@ -177,6 +178,25 @@ def test_the_numbers_match_the_hand_computed_week(app, week):
         ("Former agent", (1, 1, 300, 1, 1800)), ("No reply yet", (1, 0, None, 0, None))]
 
 
+def test_each_label_counts_its_conversations_and_times(app, week):
+    """Per label: a conversation with two labels counts for both, one with none for none, a
+    label on no conversation of the period is a row of zeros."""
+    with connection():
+        vip = Label.create(workspace=week["ws"], name="VIP", folded="vip", colour="#aa0000")
+        refund = Label.create(workspace=week["ws"], name="Refund", folded="refund", colour="#00aa00")
+        Label.create(workspace=week["ws"], name="Idle", folded="idle", colour="#0000aa")
+        for conv, label in (("c1", vip), ("c3", vip), ("c3", refund), ("c4", refund)):
+            ConversationLabel.create(conversation=week[conv].id, label=label)
+        rep = service.report(week["ws"], 7, now=NOW)
+    # VIP: c1 (120 s, resolved 3600) and c3 (600, 3600): median (120 + 600) / 2 = 360.
+    # Refund: c3 (600, 3600) and c4 (never answered, open).
+    assert [(r.label, figures(r)) for r in rep.by_label] == [
+        ("Idle", (0, 0, None, 0, None)), ("Refund", (2, 1, 600, 1, 3600)),
+        ("VIP", (2, 2, 360, 2, 3600))]
+    assert service.csv_rows(rep, "label")[1:] == [
+        ["Idle", 0, 0, "", 0, ""], ["Refund", 2, 1, 600, 1, 3600], ["VIP", 2, 2, 360, 2, 3600]]
+
+
 def test_the_ninety_day_view_takes_in_older_conversations(app, week):
     """c7 (1 February) is in the 90-day view and in no shorter one."""
     with connection():
@@ -301,7 +321,9 @@ def this_week(app, user, ws, agent):
     blog = make_site(app, ws, name="=HYPERLINK(\"http://evil.example\")")
     with connection():
         Workspace.update(timezone=ZONE).where(Workspace.id == ws).execute()
-        build(ws, shop, blog, user.id, agent["user"].id, shift)
+        made = build(ws, shop, blog, user.id, agent["user"].id, shift)
+        label = Label.create(workspace=ws, name="VIP", folded="vip", colour="#aa0000")
+        ConversationLabel.create(conversation=made["c1"].id, label=label)
     return ws
 
 
@@ -315,12 +337,12 @@ def as_shown(csv_row: list[str]) -> list[str]:
 
 @pytest.mark.parametrize("days", ["7", "30", "90"])
 def test_each_csv_download_holds_the_rows_of_its_table_on_the_page(auth, this_week, days):
-    """The page's three tables (per day, site, agent) and the three CSV files hold the same
-    rows and numbers, whatever the period."""
+    """The page's four tables (per day, site, agent, label) and the four CSV files hold the
+    same rows and numbers, whatever the period."""
     page = auth.get(f"/dashboard/reports?days={days}")
     assert page.status_code == 200
     tables = Tables(page.get_data(as_text=True)).tables
-    assert len(tables) == 3
+    assert len(tables) == 4
     for by, table in zip(service.BREAKDOWNS, tables, strict=True):
         answer = auth.get(f"/dashboard/reports.csv?days={days}&by={by}")
         assert answer.status_code == 200 and answer.mimetype == "text/csv"
@@ -340,13 +362,14 @@ def test_a_name_that_looks_like_a_formula_is_never_one_in_the_csv(auth, this_wee
 
 
 def test_the_page_draws_the_bars_and_names_the_time_zone(auth, this_week):
-    """Three SVG charts, each named by its title, with one bar per day (for the days that had
-    conversations) and per site and agent; no inline style anywhere (the CSP forbids it)."""
+    """Four SVG charts, each named by its title, with one bar per day (for the days that had
+    conversations) and per site, agent and label; no inline style anywhere (the CSP forbids
+    it)."""
     html = auth.get("/dashboard/reports?days=7").get_data(as_text=True)
-    assert html.count("<svg") == 3 and "style=" not in html
+    assert html.count("<svg") == 4 and "style=" not in html
     assert "Conversations per day over the last 7 days" in html
     assert html.count('class="bar-ok"') == 4  # the 17th, 18th, 19th and 20th
-    assert html.count('class="bar"') == 2 + 4  # two sites; Olive, Andy, former, no reply
+    assert html.count('class="bar"') == 2 + 4 + 1  # two sites; Olive, Andy, former, no reply; VIP
     assert f"by day in {ZONE}" in html
     assert 'href="/dashboard/reports?days=7" hx-get' in html and 'aria-current="page">Last 7 days' in html
 
@@ -412,7 +435,7 @@ def test_a_period_no_report_has_is_refused_with_a_message(auth, this_week, path,
     assert "Last 30 days" in body  # the way on
 
 
-@pytest.mark.parametrize("by", ["<script>alert(1)</script>", "", "label", "DAY", "site "])
+@pytest.mark.parametrize("by", ["<script>alert(1)</script>", "", "labels", "DAY", "site "])
 def test_a_table_no_report_has_is_refused_with_a_message(auth, this_week, by):
     answer = auth.get(f"/dashboard/reports.csv?days=30&by={by}")
     body = answer.get_data(as_text=True)

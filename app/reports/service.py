@@ -20,6 +20,7 @@ from functools import cached_property
 
 from app.accounts.models import Membership, User, Workspace
 from app.automations.screens import zone
+from app.chat.labels import Label
 from app.chat.models import ChatEvent, Conversation, EventCounter, Message
 from app.db import database, dialect, sql, utcnow
 from app.errors import RuleError
@@ -29,7 +30,7 @@ from app.widget.models import Site
 PERIODS = (7, 30, 90)
 DEFAULT_DAYS = 30
 # ?by= of the CSV download: which table it is.
-BREAKDOWNS = ("day", "site", "agent")
+BREAKDOWNS = ("day", "site", "agent", "label")
 
 FORMER, NO_REPLY = -1, -2  # the agent rows that are no current member (ids sort with them)
 
@@ -84,9 +85,13 @@ WHICH = {
               "AND e.seq > ? AND e.seq <= ?)",
 }
 # In the order they began: each day's facts are then one run of rows.
-READ = ('SELECT "started", "site_id", "first_response", "replier_id", "resolution" '
-        'FROM "report_fact" WHERE "workspace_id" = ? AND "started" >= ? AND "started" < ? '
-        'ORDER BY "started"')
+READ = ('SELECT "started", "site_id", "first_response", "replier_id", "resolution", '
+        '"conversation_id" FROM "report_fact" WHERE "workspace_id" = ? AND "started" >= ? '
+        'AND "started" < ? ORDER BY "started"')
+# The labels on the period's conversations (app/chat/labels.py), read beside the facts.
+LABELLED = ('SELECT cl."conversation_id", cl."label_id" FROM "conversation_label" cl '
+            'JOIN "report_fact" f ON f."conversation_id" = cl."conversation_id" '
+            'WHERE f."workspace_id" = ? AND f."started" >= ? AND f."started" < ?')
 
 FIRST_BATCH = 500  # conversations per transaction when a workspace's facts are first made
 EVENT_BATCH = 1000  # events per transaction afterwards: each is short, chat keeps answering
@@ -229,9 +234,11 @@ class Report:
     by_day: list[Row]
     by_site: list[Row]
     by_agent: list[Row]
+    by_label: list[Row]
 
     def rows(self, by: str) -> list[Row]:
-        return {"day": self.by_day, "site": self.by_site, "agent": self.by_agent}[by]
+        return {"day": self.by_day, "site": self.by_site, "agent": self.by_agent,
+                "label": self.by_label}[by]
 
     @cached_property
     def satisfaction(self) -> dict:
@@ -282,7 +289,8 @@ def report(workspace_id: int, days: int, now: datetime | None = None) -> Report:
     tz_name = zone(Workspace.get_by_id(workspace_id).timezone).key
     span, starts = local_days(tz_name, days, now)
     facts = database.execute_sql(sql(READ), (workspace_id, starts[0], starts[-1])).fetchall()
-    started, site_ids, firsts, repliers, resolved = zip(*facts, strict=True) if facts else ((),) * 5
+    started, site_ids, firsts, repliers, resolved, conversation_ids = (
+        zip(*facts, strict=True) if facts else ((),) * 6)
 
     total = Row("all", "All conversations", len(facts), present(firsts), present(resolved))
     cuts = [bisect.bisect_left(started, s) for s in starts]
@@ -300,7 +308,28 @@ def report(workspace_id: int, days: int, now: datetime | None = None) -> Report:
     fill_rows(agents | others, split(keys, firsts, resolved))
     by_agent = sorted(agents.values(), key=lambda r: (-r.conversations, r.label.lower(), r.key))
     by_agent += [r for r in others.values() if r.conversations]
-    return Report(days, tz_name, span[0], span[-1], total, by_day, list(sites.values()), by_agent)
+    by_label = label_rows(workspace_id, (workspace_id, starts[0], starts[-1]), conversation_ids,
+                          firsts, resolved)
+    return Report(days, tz_name, span[0], span[-1], total, by_day, list(sites.values()), by_agent,
+                  by_label)
+
+
+def label_rows(workspace_id: int, period: tuple, conversation_ids, firsts, resolved) -> list[Row]:
+    """One row per label of the workspace (name order): a conversation with several labels
+    counts for each of them, one with none for none."""
+    labels = {lb.id: Row(lb.id, lb.name) for lb in Label.select(Label.id, Label.name)
+              .where(Label.workspace == workspace_id).order_by(Label.name, Label.id)}
+    on = {}
+    for conversation_id, label_id in database.execute_sql(sql(LABELLED), period).fetchall():
+        on.setdefault(conversation_id, []).append(label_id)
+    keys, label_firsts, label_resolved = [], [], []
+    for conversation_id, first, resolution in zip(conversation_ids, firsts, resolved, strict=True):
+        for label_id in on.get(conversation_id, ()):
+            keys.append(label_id)
+            label_firsts.append(first)
+            label_resolved.append(resolution)
+    fill_rows(labels, split(keys, label_firsts, label_resolved))
+    return list(labels.values())
 
 
 # --- words and files ---------------------------------------------------------------------------
@@ -329,7 +358,8 @@ CSV_HEADER = ["conversations", "answered", "median_first_response_seconds", "res
 def csv_rows(rep: Report, by: str) -> list[list]:
     """The table `by` as CSV rows, header first: the same rows and numbers as the page's table,
     times in whole seconds ("" when there is none)."""
-    head = {"day": f"day ({rep.zone})", "site": "site", "agent": "answered first by"}[by]
+    head = {"day": f"day ({rep.zone})", "site": "site", "agent": "answered first by",
+            "label": "label"}[by]
     out = [[head, *CSV_HEADER]]
     for row in rep.rows(by):
         out.append([safe_cell(row.label), row.conversations, row.answered,

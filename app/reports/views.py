@@ -30,7 +30,8 @@ def reports_page():
     rep = service.report(workspace_id(), days)
     return render(PAGE, FRAGMENT, report=rep, days=days, periods=service.PERIODS,
                   day_chart=charts.per_day(rep.by_day, days), site_chart=charts.hbars(rep.by_site),
-                  agent_chart=charts.hbars(rep.by_agent), duration=service.duration)
+                  agent_chart=charts.hbars(rep.by_agent), label_chart=charts.hbars(rep.by_label),
+                  duration=service.duration)
 
 
 @bp.get("/reports.csv")

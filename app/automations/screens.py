@@ -3,7 +3,6 @@ pages, and the geometry of the runs-per-day chart."""
 
 import math
 from datetime import timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from peewee import fn
 
@@ -99,13 +98,6 @@ def audit_page(workspace_id: int, page: int = 1):
                 .order_by(AuditEntry.created_at.desc(), AuditEntry.id.desc())
                 .limit(AUDIT_PAGE + 1).offset((page - 1) * AUDIT_PAGE))
     return rows[:AUDIT_PAGE], len(rows) > AUDIT_PAGE
-
-
-def zone(name: str):
-    try:
-        return ZoneInfo(name or "UTC")
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo("UTC")
 
 
 # --- the runs-per-day chart ---------------------------------------------------------------------

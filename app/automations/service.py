@@ -6,7 +6,7 @@ import random
 import secrets
 import time
 from datetime import date, datetime, timedelta, timezone
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+from zoneinfo import available_timezones
 
 from croniter import CroniterError, croniter
 from flask import current_app
@@ -24,6 +24,7 @@ from app.errors import RuleError
 from app.mail import service as mail
 from app.privacy import erasure
 from app.privacy.restriction.service import check_may_process
+from app.timezones import zone
 
 # The ticker runs once a minute; a slot found this long after its time was missed (the worker
 # was down), and its run says so.
@@ -54,15 +55,8 @@ def _enqueue(run_ids, delay: float | None = None) -> None:
 # --- time ------------------------------------------------------------------------------------
 
 
-def _zone(tz_name: str):
-    try:
-        return ZoneInfo(tz_name or "UTC")
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo("UTC")
-
-
 def _local(utc_naive: datetime, tz_name: str) -> datetime:
-    return utc_naive.replace(tzinfo=timezone.utc).astimezone(_zone(tz_name))
+    return utc_naive.replace(tzinfo=timezone.utc).astimezone(zone(tz_name))
 
 
 def _utc(aware: datetime) -> datetime:
@@ -649,10 +643,10 @@ def runs_per_day(workspace_id: int, days: int = 30, automation_id: int | None = 
     """(day, succeeded, failed) for each of the last `days` days in the workspace's time zone,
     oldest first, zeros included."""
     tz_name = _workspace(workspace_id).timezone
-    zone = _zone(tz_name)
+    local_zone = zone(tz_name)
     today = today or _local(utcnow(), tz_name).date()
     first = today - timedelta(days=days - 1)
-    since = _utc(datetime.combine(first, datetime.min.time(), tzinfo=zone))
+    since = _utc(datetime.combine(first, datetime.min.time(), tzinfo=local_zone))
     # Counted per quarter hour in SQL (a few thousand groups at most), then put into local
     # days here, where the zone's offsets (half and quarter hours included) are known.
     quarter = epoch_seconds(AutomationRun.created_at) / 900
@@ -666,7 +660,7 @@ def runs_per_day(workspace_id: int, days: int = 30, automation_id: int | None = 
         query = query.where(AutomationRun.automation == automation_id)
     counts = {first + timedelta(days=i): [0, 0] for i in range(days)}
     for q, status, n in query.tuples():
-        day = datetime.fromtimestamp(q * 900, tz=timezone.utc).astimezone(zone).date()
+        day = datetime.fromtimestamp(q * 900, tz=timezone.utc).astimezone(local_zone).date()
         if day in counts:
             counts[day][0 if status == AutomationRun.SUCCEEDED else 1] += n
     return [(day, ok, failed) for day, (ok, failed) in counts.items()]

@@ -15,6 +15,7 @@ from app.errors import RuleError
 from app.paging import id_arg, page_arg
 from app.rendering import go, render, render_form_errors
 from app.security import error_page
+from app.timezones import zone
 
 bp = Blueprint("automations", __name__, url_prefix="/dashboard")
 
@@ -247,7 +248,7 @@ def local_time(value, tz_name="UTC"):
     """A stored UTC time in the workspace's zone, to the minute; a dash for none."""
     if value is None:
         return "—"
-    return value.replace(tzinfo=timezone.utc).astimezone(screens.zone(tz_name)).strftime(
+    return value.replace(tzinfo=timezone.utc).astimezone(zone(tz_name)).strftime(
         "%Y-%m-%d %H:%M")
 
 

@@ -19,12 +19,12 @@ from datetime import date, datetime, timedelta, timezone
 from functools import cached_property
 
 from app.accounts.models import Membership, User, Workspace
-from app.automations.screens import zone
 from app.chat.labels import Label
 from app.chat.models import ChatEvent, Conversation, EventCounter, Message
 from app.db import database, dialect, sql, utcnow
 from app.errors import RuleError
 from app.reports.models import ConversationFact, ReportCursor
+from app.timezones import zone
 from app.widget.models import Site
 
 PERIODS = (7, 30, 90)

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from itertools import pairwise
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from flask import current_app
 from peewee import DateTimeField, ForeignKeyField, TextField
@@ -24,6 +24,7 @@ from app.chat import service as chat_service
 from app.db import BaseModel, database, utcnow
 from app.errors import RuleError
 from app.shortcache import cache_for
+from app.timezones import zone
 from app.widget import service as widget_service
 from app.widget.models import Site
 
@@ -67,7 +68,7 @@ class Schedule:
         return self.weekly is None and not self.closed
 
 
-ALWAYS_OPEN = Schedule(ZoneInfo("UTC"), None)
+ALWAYS_OPEN = Schedule(zone("UTC"), None)
 
 
 # --- reading times and dates --------------------------------------------------------------------
@@ -138,18 +139,11 @@ def shown_day(intervals) -> str:
 # --- the schedule of a site ---------------------------------------------------------------------------
 
 
-def zone_of(name: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(name or "UTC")
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo("UTC")
-
-
 def schedule(zone_name: str, days: list[str], closed=()) -> Schedule:
     """A schedule from each weekday's hours as the editor writes them (Monday first) and its
     closed dates; ValueError as parse_day says."""
     weekly = [tuple(parse_day(text)) for text in days]
-    return Schedule(zone_of(zone_name), tuple(weekly) if any(weekly) else None, frozenset(closed))
+    return Schedule(zone(zone_name), tuple(weekly) if any(weekly) else None, frozenset(closed))
 
 
 def _stored(weekly_json: str, closed_json: str, zone_name: str) -> Schedule:

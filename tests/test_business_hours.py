@@ -17,7 +17,7 @@ import pytest
 
 from app.accounts.models import Workspace
 from app.db import connection, utcnow
-from app.widget import hours
+from app.widget import hours, language
 from app.widget.hours import SiteHours, is_open, next_opening
 from app.widget.models import Site
 from tests.chat_fixtures import (  # noqa: F401  (fixtures)
@@ -141,6 +141,22 @@ def test_the_next_opening_is_told_by_day_name_and_by_date_a_week_or_more_ahead()
     assert said == ["today 21:00 (Europe/Paris time)", "tomorrow 09:00 (Europe/Paris time)",
                     "Thursday 09:00 (Europe/Paris time)",
                     "Monday 9 June 09:00 (Europe/Paris time)"]
+
+
+@pytest.mark.parametrize("code, expected", [
+    ("fr", ["aujourd'hui 21:00 (heure de Europe/Paris)", "jeudi 09:00 (heure de Europe/Paris)",
+            "lundi 9 juin 09:00 (heure de Europe/Paris)"]),
+    ("de", ["heute 21:00 (Zeit in Europe/Paris)", "Donnerstag 09:00 (Zeit in Europe/Paris)",
+            "Montag 9 Juni 09:00 (Zeit in Europe/Paris)"]),
+])
+def test_the_next_opening_is_told_in_the_widgets_language(code, expected):
+    """Without the frame's script too, no English word in a French or German chat: day and
+    month names from CLDR, "today" and the zone's words from the catalogues."""
+    now = datetime(2025, 6, 2, 20, tzinfo=PARIS)  # a Monday evening
+    with language.speaking(code):
+        said = [hours.reopening_text(now + timedelta(days=d, hours=h), PARIS, now)
+                for d, h in ((0, 1), (3, -11), (7, -11))]
+    assert said == expected
 
 
 def test_a_site_without_a_schedule_is_always_open(app, site):

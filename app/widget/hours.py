@@ -16,6 +16,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from itertools import pairwise
 from zoneinfo import ZoneInfo
 
+from babel.dates import format_date
 from flask import current_app
 from peewee import DateTimeField, ForeignKeyField, TextField
 
@@ -25,6 +26,7 @@ from app.db import BaseModel, database, utcnow
 from app.errors import RuleError
 from app.shortcache import cache_for
 from app.timezones import zone
+from app.widget import language
 from app.widget import service as widget_service
 from app.widget.models import Site
 
@@ -295,13 +297,15 @@ def status(site: Site, at_utc: datetime | None = None) -> Status:
 
 def reopening_text(reopens: datetime, zone: ZoneInfo, now: datetime) -> str:
     """When the team is back on the workspace's clock ("tomorrow 09:00", "Monday 09:00", with
-    the date a week or more ahead), for a browser that does not rewrite it on the visitor's
-    own clock as static/widget/frame.js does (by the same rule)."""
+    the date a week or more ahead), in the language the widget speaks, for a browser that does
+    not rewrite it on the visitor's own clock as static/widget/frame.js does (by the same rule).
+    Day and month names are CLDR's (Babel), as the browser's Intl gives them."""
     local = reopens.astimezone(zone)
     days = (local.date() - _utc(now).astimezone(zone).date()).days
-    day = {0: "today", 1: "tomorrow"}.get(days) or (
-        f"{local:%A}" if days < 7 else f"{local:%A} {local.day} {local:%B}")
-    return f"{day} {local:%H:%M} ({zone.key} time)"
+    code = language.current()
+    day = {0: language.translate("today"), 1: language.translate("tomorrow")}.get(days) or (
+        format_date(local.date(), "EEEE" if days < 7 else "EEEE d MMMM", locale=code))
+    return f"{day} {local:%H:%M} " + language.translate("(%(zone)s time)", zone=zone.key)
 
 
 def team_away(site: Site, within: Status | None = None) -> bool:

@@ -2,6 +2,7 @@
 streams, the replay a reconnecting browser gets, and the HTML each event becomes."""
 
 import asyncio
+import re
 import sqlite3
 
 import anyio
@@ -11,6 +12,7 @@ from app.chat import events, live, render, service, streams
 from app.chat.live import AGENT, VISITOR
 from app.chat.models import ChatEvent, Conversation, Message, Presence
 from app.db import connection
+from app.widget import service as widget_service
 from tests.chat_fixtures import (  # noqa: F401  (fixtures: `site_fixture` is `site`)
     WidgetVisitor,
     online_fixture,
@@ -286,6 +288,48 @@ def test_visitor_stream_replays_then_follows_without_gaps_or_repeats(app, ws, si
             await eventually(lambda: not in_app(app, service.visitor_connected, conv.id))
 
     run_async(scenario())
+
+
+def test_each_visitor_stream_hears_the_chat_in_its_own_language(app, ws, site, online):
+    """The same visitor in a French and a German browser (a verified visitor on two devices):
+    the team's typing reaches each stream in the language its widget was shown in, rendered
+    once per language, and an English stream still gets English."""
+    conv = new_conversation(app, site)
+
+    async def scenario():
+        async with running_hub(app) as hub:
+            subs = {}
+            for code in ("fr", "de", "en"):
+                subs[code] = hub.subscribe(ws, conversation_id=conv.id, language=code)
+            if not subs["fr"].known:
+                with connection():
+                    hub.begin(ws, streams.workspace_seq(ws))
+            assert hub.visitor_audiences[conv.id] == (VISITOR, "visitor:de", "visitor:fr")
+            await anyio.to_thread.run_sync(typing, app, conv.id, Message.AGENT)
+            heard = {}
+            for code, sub in subs.items():
+                event = await asyncio.wait_for(sub.queue.get(), WAIT)
+                heard[code] = sse_html(event.sse[sub.audience])
+            assert "L'équipe écrit…" in heard["fr"]
+            assert "Das Team schreibt…" in heard["de"]
+            assert "The team is typing…" in heard["en"]
+            assert [hub.renders[(a, ws, event.seq)] for a in event.sse] == [1, 1, 1]
+            for sub in subs.values():
+                hub.unsubscribe(sub)
+            assert conv.id not in hub.visitor_audiences
+
+    run_async(scenario())
+
+
+def test_the_stream_ticket_carries_the_language_the_chat_was_shown_in(app, site, online):
+    guest = WidgetVisitor.arrive(app, site.site_key)
+    assert guest.send("Bună ziua").status_code == 200
+    chat = guest.http.get(guest.url("chat"), headers={**guest.headers,
+                                                     "Accept-Language": "ro-RO,ro;q=0.9"})
+    assert chat.status_code == 200
+    ticket = re.search(r'/sse/visitor\?ticket=([^&"]+)', chat.get_data(as_text=True))[1]
+    with app.app_context():
+        assert widget_service.read_stream_ticket(ticket)["l"] == "ro"
 
 
 # --- what each event looks like ------------------------------------------------------------------

@@ -107,6 +107,23 @@ def test_the_fresh_message_form_after_a_message_stays_in_the_visitors_language(v
     assert "Invia" in unescape(answer.get_data(as_text=True))
 
 
+@pytest.mark.parametrize("accept, data, files, expected", [
+    ("fr-FR", {"body": "x" * 5001}, None,
+     "Un message peut compter 5,000 caractères au plus. Celui-ci en a 5,001."),
+    ("de-DE", {"body": ""}, {"file": ("notes.exe", b"MZ\x90\x00binary", "application/octet-stream")},
+     "Nur Bilder (PNG, JPEG, GIF, WebP), PDF- und Textdateien können gesendet werden."),
+    ("ro-RO", {"body": ""}, {"file": ("empty.txt", b"", "text/plain")}, "Fișierul este gol."),
+])
+def test_a_refused_message_or_file_is_explained_in_the_visitors_language(visitor, online, accept,
+                                                                      data, files, expected):
+    """The chat's rules say no in the widget's language, their numbers put in; nothing stored."""
+    answer = asgi_request(visitor.app, "POST", visitor.url("messages"), data=data, files=files,
+                          headers={**visitor.headers, "Accept-Language": accept})
+    assert answer.status_code == 422
+    assert expected in unescape(answer.get_data(as_text=True))
+    assert visitor.conversation() is None
+
+
 def test_the_launcher_label_follows_the_visitors_language(visitor, site):
     response = visitor.http.get(f"/widget/{site.site_key}/status?origin=https://shop.example.com",
                                 headers={"Accept-Language": "ro-RO"})
@@ -189,7 +206,13 @@ DYNAMIC = ["Your name (optional)", "Your e-mail", "Enter your e-mail address.",
            "Enter a valid e-mail address, like name@example.com.",
            "Enter your e-mail address, so that we can answer you.",
            "Write a message or attach a file.", "Chat with us", "Hi! How can we help?",
-           "Good", "Okay", "Bad"]
+           "Good", "Okay", "Bad", "The file is empty.", "Files can be at most 10 MB.",
+           "Only images (PNG, JPEG, GIF, WebP), PDF and plain text files can be sent. "
+           "This file is of another kind.",
+           "Messages can be at most %(limit)s characters. This one has %(count)s.",
+           "Messages can be at most 5,000 characters.",
+           "Too many attempts in a short time. Wait a minute, then send your message again.",
+           "Too many attempts in a short time. Wait a few minutes, then send the file again."]
 
 
 def message_ids() -> set[str]:

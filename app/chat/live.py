@@ -180,6 +180,16 @@ BEAT, CHECK = 0, 1  # what falls due on the ticker's agenda
 AGENT, VISITOR = "agent", "visitor"  # a workspace's streams are agents', a conversation's visitors'
 
 
+def visitor_audience(language: str | None) -> str:
+    """A visitor's stream hears the chat in the language the widget was shown in: each language
+    watching a conversation is an audience of its own ("visitor" for English, "visitor:fr")."""
+    return VISITOR if not language or language == "en" else f"{VISITOR}:{language}"
+
+
+def audience_language(audience: str) -> str:
+    return audience.partition(":")[2] or "en"
+
+
 class Event:
     """A chat event as the dispatcher hands it out: the row's fields and `sse`, its bytes
     for each audience (None: nothing to show that audience). One object for every stream."""
@@ -196,10 +206,10 @@ class Subscriber:
                  "heartbeat", "beat_every", "beat_at", "check_every", "check_at", "known")
 
     def __init__(self, workspace_id=None, conversation_id=None, allowed=None, heartbeat=None,
-                 beat_every=15.0, check_every=15.0):
+                 beat_every=15.0, check_every=15.0, language=None):
         self.workspace_id = workspace_id
         self.conversation_id = conversation_id
-        self.audience = VISITOR if conversation_id is not None else AGENT
+        self.audience = visitor_audience(language) if conversation_id is not None else AGENT
         self.queue: asyncio.Queue = asyncio.Queue(maxsize=QUEUE_LIMIT)
         self.dropped = False
         self.allowed = allowed  # () -> bool, asked in a worker thread every check_every
@@ -307,6 +317,9 @@ class Hub:
         self.tasks = []
         self.by_workspace = defaultdict(set)  # agents' streams
         self.by_conversation = defaultdict(set)  # visitors' streams
+        # conversation -> the audiences (languages) of its visitors' streams here: a tuple
+        # replaced whole when a stream comes or goes, so that other threads read it safely.
+        self.visitor_audiences = {}
         self.watching = Counter()  # workspace -> this process's streams of it (both audiences)
         self.cursor = {}  # workspace -> the last event number delivered to its streams
         # Events published from memory that wait for an earlier number (another process's
@@ -373,8 +386,7 @@ class Hub:
         # atomic. A stream subscribing meanwhile is caught on the loop afterwards (dispatch
         # renders what it is owed; _drain leaves such an event to the dispatcher).
         agent = bool(self.by_workspace.get(row.workspace_id))
-        visitor = bool(self.by_conversation.get(row.conversation_id))
-        return (AGENT,) * agent + (VISITOR,) * visitor
+        return (AGENT,) * agent + self.visitor_audiences.get(row.conversation_id, ())
 
     def _fetch_rendered(self, wanted: dict):
         """In a worker thread: each workspace's events after its number in `wanted`, rendered
@@ -486,13 +498,14 @@ class Hub:
     # -- subscribers ---------------------------------------------------------------------------
     def subscribe(self, workspace_id, conversation_id=None, **timers) -> Subscriber:
         """A stream of a workspace (an agent's) or of one of its conversations (a visitor's).
-        `timers`: allowed, heartbeat, beat_every, check_every (see Subscriber). Unless its
+        `timers`: allowed, heartbeat, beat_every, check_every, language (see Subscriber). Unless its
         `known` is true, the stream must tell begin() where its replay starts."""
         sub = Subscriber(workspace_id, conversation_id, **timers)
         sub.known = workspace_id in self.cursor
         self.watching[workspace_id] += 1
         if conversation_id is not None:
             self.by_conversation[conversation_id].add(sub)
+            self._heard_in(conversation_id)
         else:
             self.by_workspace[workspace_id].add(sub)
         self._due(sub.beat_at, BEAT, sub)
@@ -517,6 +530,13 @@ class Hub:
                 self._wake(True)
         return self.cursor[workspace_id]
 
+    def _heard_in(self, conversation_id) -> None:
+        audiences = tuple(sorted({s.audience for s in self.by_conversation.get(conversation_id, ())}))
+        if audiences:
+            self.visitor_audiences[conversation_id] = audiences
+        else:
+            self.visitor_audiences.pop(conversation_id, None)
+
     def _due(self, at: float, what: int, sub: Subscriber) -> None:
         # The ticker's agenda: (due time, order, what, subscriber). A stream that has gone is
         # dropped when its entry comes up (see tick), not searched for when it leaves.
@@ -537,6 +557,8 @@ class Hub:
             if not group:
                 key = sub.conversation_id if sub.conversation_id is not None else sub.workspace_id
                 (self.by_conversation if sub.conversation_id is not None else self.by_workspace).pop(key, None)
+            if sub.conversation_id is not None:
+                self._heard_in(sub.conversation_id)
             self.watching[sub.workspace_id] -= 1
             if self.watching[sub.workspace_id] <= 0:
                 # Nobody here follows it any more: forget it (a later stream starts it again).

@@ -31,13 +31,13 @@ from flask import current_app, has_app_context
 from jinja2 import BaseLoader, Environment
 
 from app.chat import service
+from app.chat.live import AGENT, audience_language
 from app.chat.models import ChatEvent, Conversation, Message
 from app.csrf import hidden_input
 from app.db import thread_connection
 from app.widget import service as widget_service
 from app.widget.language import speaking
 
-AGENT, VISITOR = "agent", "visitor"
 ID_MARK = "client-id-goes-here"  # where a fresh form's client id is put in (see compose)
 LINKS_KEPT = 4096  # built links kept; past that, the lot is dropped and built again
 FORMS_KEPT = 1024  # fresh forms kept, one per site and kind, one per conversation and agent
@@ -216,8 +216,11 @@ class Renderer:
             message = getattr(row, "message", None) or service.MESSAGE.first(row.ref_id)
         out = {}
         for audience in audiences:
-            make = self.agent_html if audience == AGENT else self.visitor_html
-            out[audience] = encode(make(row, conversation, message), row.seq)
+            if audience == AGENT:
+                out[audience] = encode(self.agent_html(row, conversation, message), row.seq)
+                continue
+            with speaking(audience_language(audience)):  # "visitor:fr": the widget's words in French
+                out[audience] = encode(self.visitor_html(row, conversation, message), row.seq)
         return out
 
     def agent_html(self, row, conversation, message) -> str | None:

@@ -144,8 +144,8 @@ def check_body(body: str, has_file: bool) -> str:
     if not body and not has_file:
         raise ChatError("Write a message or attach a file.", field="body")
     if len(body) > MAX_CHARS:
-        raise ChatError(f"Messages can be at most {MAX_CHARS:,} characters. "
-                        f"This one has {len(body):,}.", field="body")
+        raise ChatError("Messages can be at most %(limit)s characters. This one has %(count)s.",
+                        field="body", values={"limit": f"{MAX_CHARS:,}", "count": f"{len(body):,}"})
     return body
 
 

@@ -23,6 +23,7 @@ from app.chat import live, render
 from app.chat.models import ChatEvent, EventCounter, Presence
 from app.db import database, dialect, thread_connection, utcnow
 from app.paging import whole_number
+from app.widget import language as widget_language
 from app.widget import service as widget_service
 
 HEARTBEAT_SECONDS = 15
@@ -194,7 +195,7 @@ class Opened:
 
 async def admit(hub, after: int, presence: tuple, check=None, heartbeat=None, allowed=None,
                 workspace_id=None, conversation_id=None, recheck_seconds=HEARTBEAT_SECONDS,
-                beat_every=HEARTBEAT_SECONDS):
+                beat_every=HEARTBEAT_SECONDS, language=None):
     """Open a stream of a workspace (an agent's) or of one of its conversations (a
     visitor's): subscribe, then in one worker thread hop (shared with the other streams
     opening at that moment, see Batch) ask `check()` (false: refused, None is returned), render
@@ -208,10 +209,10 @@ async def admit(hub, after: int, presence: tuple, check=None, heartbeat=None, al
     workspace yet, the hop first reads the workspace's counter, and the hub follows on from
     there (live.Hub.begin). The hub's ticker then puts a heartbeat in the queue every
     `beat_every` seconds and asks `allowed()` about every `recheck_seconds`, putting END in
-    the queue when it says no."""
+    the queue when it says no. `language`: a visitor's stream's (live.visitor_audience)."""
     sub = hub.subscribe(workspace_id, conversation_id=conversation_id,
                         allowed=allowed, heartbeat=heartbeat, beat_every=beat_every,
-                        check_every=recheck_seconds)
+                        check_every=recheck_seconds, language=language)
     audience = sub.audience
 
     def replayed(last, first):
@@ -412,7 +413,8 @@ def routes(flask_app, hub) -> dict:
                 hub, parse_after(request), lambda: ("visitor", scope[0], conversation_id), check=check,
                 allowed=check, workspace_id=workspace_id, conversation_id=conversation_id,
                 recheck_seconds=VISITOR_RECHECK_SECONDS,
-                beat_every=VISITOR_HEARTBEAT_SECONDS)
+                beat_every=VISITOR_HEARTBEAT_SECONDS,
+                language=widget_language.known(claim.get("l")))
         if opened is None:
             return PlainTextResponse("This chat link is not valid any more.", status_code=403)
         return EventStream(opened)

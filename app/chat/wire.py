@@ -269,9 +269,11 @@ class ChatWrites:
         details = bool(fields.get("name") or fields.get("email"))
         form = WidgetMessageForm(formdata=fields) if details else None
         conversation = service.current_conversation(visitor)
+        language = widget_language.from_header(headers.get("accept-language"), site)
+        if form is not None and not form.validate():
+            return self.compose(site, visitor, 422, [e for errs in form.errors.values() for e in errs],
+                                fields, language=language)
         try:
-            if form is not None and not form.validate():
-                raise ChatError(" ".join(e for errs in form.errors.values() for e in errs))
             message = service.send_visitor_message(
                 site, visitor, fields.get("body", "") if form is None else form.body.data or "",
                 *(upload or ("", None)),
@@ -280,16 +282,16 @@ class ChatWrites:
                 page_url=fields.get("page", ""), conversation=conversation,
                 client_id=service.client_id_from(fields.get("client_id")))
         except ChatError as err:
-            return self.compose(site, visitor, err.status, [err.message], fields,
-                                language=widget_language.from_header(headers.get("accept-language"), site))
+            # The rule's words in the visitor's language, its values (a count, a limit) put in.
+            return self.compose(site, visitor, err.status, [widget_language.said(err, language)],
+                                fields, language=language)
         if conversation is None or (message.replayed and service.first_message(message)):
             # The first message starts the conversation: swap the whole chat in, stream
             # included (and so again for a retry of that first message: the page that lost
             # the answer still shows the form without a chat).
             return self.whole_chat(scope, site, visitor)
         # The message reaches the page through the stream; here only a fresh form.
-        return self.compose(site, visitor, 200,
-                            language=widget_language.from_header(headers.get("accept-language"), site))
+        return self.compose(site, visitor, 200, language=language)
 
     def compose(self, site, visitor, status, errors=(), fields=None, language="en") -> Answer:
         """The message form, fresh, or as sent with what was wrong (then its client id kept:

@@ -73,6 +73,12 @@ def chosen(accept_language, site) -> str:
     return accept_language.best_match(LANGUAGES, default=None) or default_language(site)
 
 
+def known(code) -> str:
+    """`code` when it is one of the widget's languages, else the default (a stream ticket's
+    word for it, signed by us but perhaps from before a language was dropped)."""
+    return code if code in LANGUAGES else DEFAULT
+
+
 def from_header(value, site) -> str:
     """The same choice from a raw Accept-Language header (the chat's own ASGI routes)."""
     return chosen(parse_accept_header(value or "", LanguageAccept), site)
@@ -125,6 +131,12 @@ def translate(message: str, **values) -> str:
     """`message` in the current language; `values` fill its %(name)s places."""
     said = catalogue(current()).gettext(message)
     return said % values if values else said
+
+
+def said(error, code: str) -> str:
+    """A rule's refusal (app.errors.RuleError) in language `code`, its values filled in."""
+    with speaking(code):
+        return translate(error.msgid, **error.values)
 
 
 @pass_context

@@ -3,7 +3,7 @@ same for the Flask views and for the chat's own message route (app/chat/wire.py)
 
 from app.chat import service
 from app.chat.models import ChatEvent, Message
-from app.widget import hours
+from app.widget import hours, language
 from app.widget import service as widget_service
 from app.widget.forms import WidgetEmailForm, WidgetMessageForm, WidgetProfileForm
 
@@ -29,7 +29,7 @@ def chat_context(site, visitor, **extra):
     away = hours.team_away(site, within)
     context = dict(
         site=site, visitor=visitor, conversation=conv, messages=messages, after=after,
-        ticket=widget_service.stream_ticket(conv, visitor) if conv else None, away=away,
+        ticket=widget_service.stream_ticket(conv, visitor, language.current()) if conv else None, away=away,
         hours=within,
         # Their words are kept while nobody is online; then the chat asks where to answer.
         ask_email=bool(away and conv and not visitor.email),

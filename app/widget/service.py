@@ -254,12 +254,14 @@ def _opened_visitor_token(token: str) -> dict | None:
         return None
 
 
-def stream_ticket(conversation, visitor: Visitor) -> str:
+def stream_ticket(conversation, visitor: Visitor, language: str = "en") -> str:
     """What goes in the visitor's stream URL instead of the token (URLs end up in logs): the
     conversation, its workspace (the stream follows the workspace's events from the start,
-    before the ticket is checked against the database) and the visitor."""
+    before the ticket is checked against the database), the visitor, and the language the
+    chat was shown in (the stream's words are in it too: app/chat/live.py, audiences)."""
     return _signer("visitor-stream").dumps(
-        {"c": conversation.id, "w": conversation.workspace_id, "v": visitor.public_id})
+        {"c": conversation.id, "w": conversation.workspace_id, "v": visitor.public_id,
+         "l": language})
 
 
 def read_stream_ticket(ticket: str) -> dict | None:

@@ -34,8 +34,9 @@ VISITOR_HEADER = "the visitor token in the X-Lumnar-Visitor header (kept in the 
 EXEMPT = {
     "hooks.inbound": "the secret in its URL; it reads no cookie",
     "stripe_hooks.webhook": "the Stripe-Signature over the raw body, checked with the endpoint secret; it reads no cookie",
-    "widget.visitor_create": "nothing to protect: it makes a new anonymous visitor for whoever "
-                             "asks and reads no cookie",
+    "widget.visitor_create": "reads no cookie: it makes a new anonymous visitor for whoever asks, "
+                             "or gives a signed-in user's own visitor only for the site's HMAC of "
+                             "their id, which a forging page cannot make",
     "widget.message_create": VISITOR_HEADER,
     "widget.typing": VISITOR_HEADER,
     "widget.profile_update": VISITOR_HEADER,

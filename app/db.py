@@ -7,9 +7,12 @@ it once, and the factory puts the configured engine behind it."""
 import fcntl
 import functools
 import itertools
+import mmap
 import os
 import sqlite3
+import struct
 import threading
+import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -640,6 +643,95 @@ class BaseModel(Model):
     class Meta:
         database = database
         legacy_table_names = False
+
+
+class WriteIntent:
+    """A chat write on its way, told to the database's other processes: the time of the last
+    one, in 8 bytes of a file beside the database that every process maps (a memory write to
+    tell, a memory read to ask; nothing else in it). SQLite has one writer at a time; the
+    worker's long deletions ask between two statements and commit at once when a chat write
+    is coming, so the chat finds the lock free (see Pace)."""
+
+    def __init__(self, path: str):
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            if os.fstat(fd).st_size < 8:
+                os.ftruncate(fd, 8)
+            self.map = mmap.mmap(fd, 8)
+        finally:
+            os.close(fd)
+
+    def announce(self) -> None:
+        self.map[0:8] = struct.pack("d", time.time())
+
+    def last(self) -> float:
+        return struct.unpack("d", self.map[0:8])[0]
+
+
+_intents: dict[str, WriteIntent] = {}
+
+
+def write_intent() -> WriteIntent | None:
+    """This database's WriteIntent; None on PostgreSQL (its writers of different rows do not
+    wait for each other) and for a database in memory."""
+    engine = database.obj
+    if engine is None or is_postgres() or engine.database == ":memory:":
+        return None
+    path = f"{engine.database}-intent"
+    found = _intents.get(path)
+    if found is None:
+        found = _intents.setdefault(path, WriteIntent(path))
+    return found
+
+
+class Pace:
+    """How a long background deletion (a retention purge) shares SQLite's one write lock with
+    live chat. Its rows go `chunk` at a time, one statement each, several statements to a
+    transaction; the transaction is committed as soon as a chat write is announced (WriteIntent:
+    the chat's routes announce one before they read the request), or after `longest` seconds.
+    After each commit it rests `rest` times as long as the transaction took (at least
+    `min_rest`), then until no chat write was announced for `quiet` seconds (at most
+    `patience`: a chat that never pauses still lets the purge on). A chat write that meets the
+    purge thus waits about one statement and one commit, not a whole batch.
+
+    Measured (tests/bench/bench_privacy.py, 100,000 messages while 100 chat messages a second
+    flow): batches of a fixed 20 conversations held the lock 7 ms at the median, 31 ms at the
+    99th percentile and 109 ms at worst, and chat delivery p99 went from 10 to 40 ms; sized by
+    time alone (1-2 ms a transaction) the fixed cost of each commit made the purge 9 times
+    slower and the holds' tail stayed (p99 8 ms)."""
+
+    def __init__(self, chunk: int = 20, longest: float = 0.02, rest: float = 1.0,
+                 min_rest: float = 0.002, quiet: float = 0.005, patience: float = 0.5):
+        self.chunk, self.longest, self.rest, self.min_rest = chunk, longest, rest, min_rest
+        self.quiet, self.patience = quiet, patience
+        self.intent = write_intent()
+        self.transactions = 0
+        self.held = 0.0  # seconds the transactions took, in all
+        self.began = 0.0
+        self.announced = 0.0
+
+    @contextmanager
+    def transaction(self):
+        """One transaction of the deletion (the caller asks yield_now() between its statements),
+        then the rest."""
+        self.announced = self.intent.last() if self.intent else 0.0
+        self.began = time.perf_counter()
+        with database.atomic():
+            yield self
+        took = time.perf_counter() - self.began
+        self.transactions += 1
+        self.held += took
+        time.sleep(max(self.min_rest, self.rest * took))
+        if self.intent is not None:
+            give_up = time.monotonic() + self.patience
+            while time.time() - self.intent.last() < self.quiet and time.monotonic() < give_up:
+                time.sleep(0.002)
+
+    def yield_now(self) -> bool:
+        """Whether to commit now: a chat write is coming, or the transaction is long enough."""
+        if time.perf_counter() - self.began >= self.longest:
+            return True
+        return self.intent is not None and self.intent.last() != self.announced
 
 
 def delete_in_batches(model, where, batch: int = 300, before=None) -> int:

@@ -62,7 +62,7 @@ def test_purge_uses_the_given_moment(app, ws, site, online):
 
 def test_purge_deletes_more_than_one_batch(app, ws, online):
     site = make_site(app, ws, name="Busy", retention_days=10)
-    n = retention.BATCH * 2 + 5
+    n = retention.CONVERSATIONS * 2 + 5
     old = utcnow() - timedelta(days=11)
     with connection(), database.atomic():
         Visitor.insert_many(
@@ -88,6 +88,28 @@ def test_purge_deletes_more_than_one_batch(app, ws, online):
     assert count(ChatEvent) == 1 + n
     assert count(ChatEvent, ChatEvent.kind == "deleted") == n
     assert len(fts_hits("bulk")) == 1
+
+
+def test_a_long_conversation_loses_its_messages_a_chunk_at_a_time_then_goes(app, ws, site, online,
+                                                                             monkeypatch):
+    """More than LONG messages: they go in statements of pace.chunk (46 here, 20 a statement)
+    before the conversation itself, and none is left behind, in the table or the index."""
+    monkeypatch.setattr(retention, "LONG", 5)
+    long_one = conversation_with(app, site, "first walrus line", 0)
+    short_one = conversation_with(app, site, "lone walrus line", 0)
+    with connection(), database.atomic():
+        Message.insert_many([{"conversation": long_one, "workspace_id": ws, "sender": "visitor",
+                              "body": f"walrus {i}"} for i in range(45)]).execute()
+    from app.chat import service
+    with connection():
+        while service.index_new_messages():
+            pass
+    assert len(fts_hits("walrus")) == 47
+    assert retention.purge_expired(now=utcnow() + timedelta(days=181)) == 2
+    assert count(Conversation) == 0 and count(Message) == 0
+    assert fts_hits("walrus") == []
+    assert count(ChatEvent, ChatEvent.conversation_id.in_([long_one, short_one])
+                 & (ChatEvent.kind != "deleted")) == 0
 
 
 def test_nightly_job_runs_the_purge(app, ws, site, online):

@@ -25,6 +25,7 @@ Renderer.events.
 import contextlib
 import re
 import secrets
+import threading
 from urllib.parse import urlsplit
 
 from flask import current_app, has_app_context
@@ -128,6 +129,10 @@ class Renderer:
         self.env.filters.update(app_env.filters)
         self.env.tests.update(app_env.tests)
         self.env.globals.update(app_env.globals)
+        # Within one call of events(), each workspace's unread total is read once: every event
+        # of the pass is committed already, so they would all read the same number (a purge
+        # hands the dispatcher hundreds of deletions at a time, each with the badge).
+        self.pass_state = threading.local()
 
     def url_for(self, endpoint: str, **values) -> str:
         # Built once per endpoint and values: werkzeug's build cost more than a fragment's
@@ -198,8 +203,20 @@ class Renderer:
         batch, whose app context and connection it then uses (not pushed a second time on
         the hot path), or in another thread (see the module's doc), which gets its own."""
         inside = has_app_context() and current_app._get_current_object() is self.app
-        with contextlib.nullcontext() if inside else self.app.app_context(), thread_connection():
-            return [self.event(row, audiences) for row, audiences in wanted]
+        self.pass_state.unread = {}
+        try:
+            with contextlib.nullcontext() if inside else self.app.app_context(), thread_connection():
+                return [self.event(row, audiences) for row, audiences in wanted]
+        finally:
+            self.pass_state.unread = None
+
+    def unread_total(self, workspace_id: int) -> int:
+        memo = getattr(self.pass_state, "unread", None)
+        if memo is None:
+            return service.unread_total(workspace_id)
+        if workspace_id not in memo:
+            memo[workspace_id] = service.unread_total(workspace_id)
+        return memo[workspace_id]
 
     def event(self, row, audiences) -> dict:
         if not audiences:
@@ -228,7 +245,7 @@ class Renderer:
         if kind == ChatEvent.DELETED:
             return self.html("chat/_event_deleted.html", conversation_id=row.conversation_id,
                              by_visitor=row.actor == Message.VISITOR,
-                             unread=service.unread_total(row.workspace_id))
+                             unread=self.unread_total(row.workspace_id))
         if conversation is None:
             return None  # deleted since: nothing of it may be shown
         if kind == ChatEvent.TYPING:
@@ -243,7 +260,7 @@ class Renderer:
             return self.html("chat/_event_note.html", conversation=conversation, message=message)
         return self.html("chat/_event_agent.html", conversation=conversation, message=message,
                          kind=kind, ref_id=row.ref_id,
-                         unread=service.unread_total(row.workspace_id))
+                         unread=self.unread_total(row.workspace_id))
 
     def visitor_html(self, row, conversation, message) -> str | None:
         kind = row.kind

@@ -1,81 +1,115 @@
-"""Retention: conversations older than their site's window, deleted in small batches so that
-live chat keeps answering while the clean-up runs (each batch is its own short transaction)."""
+"""Retention: conversations older than their site's window, deleted in short transactions so
+that live chat keeps answering while the clean-up runs."""
 
-import time
 from datetime import timedelta
 
 from peewee import fn
 
 from app.chat import events, live, service
-from app.chat.models import ChatEvent, Conversation, Presence
-from app.db import database, utcnow
+from app.chat.models import ChatEvent, Conversation, Message, Presence
+from app.db import Pace, utcnow
 from app.widget.models import Site, Visitor
 
-# Measured by tests/bench/bench_privacy.py --quick (100,000 expired messages purged by the
-# worker while 100 chat messages a second flow; 2 shared cores). SQLite has one writer, and the
-# web process's chat writer never waits for it on the event loop: it asks again every 2 ms
-# (app/chat/writer.py). With 200 conversations a batch and no pause, each batch held the lock
-# ~50 ms and the next took it again within a millisecond, so the chat writer seldom got in:
-# delivery went from p50 7 / p99 15 ms (idle) to p50 660 / p99 1,470 ms during the purge
-# (purge: 8 s). With what follows: p50 7 / p99 27 ms idle, p50 12 / p99 87 ms during (purge:
-# 34 s). Still short of "p99 within 20 % of idle": what is left is each batch's few ms of
-# lock, the purge's own CPU, and the web process rendering every deletion for open inboxes.
-# The price is time: 1,000,000 messages took 572 s alone (73 s of CPU) where bare sqlite3
-# took 75 s, on a machine busy with other work; the rests grow with the batches' wall time.
-BATCH = 20  # conversations a transaction (~200 messages): the lock is held ~7 ms a batch
-# After each batch the purge rests twice as long as the batch took (at least MIN_REST): it
-# holds the lock a third of the time at most, however slow the machine is at that moment.
-REST = 2.0
-MIN_REST = 0.01
+# How the purge shares SQLite's one write lock with live chat (app.db.Pace): conversations go
+# one at a time, several to a transaction, which commits as soon as a chat write is announced;
+# then the purge rests until the chat is quiet. A conversation goes whole (its events, then the
+# row, whose messages, files, search entries, labels, facts and rating follow by cascade and
+# trigger: the cheapest way, 5.5 ms for 20 conversations of 10 messages where deleting the same
+# messages 20 at a time by id took 1.5 ms per 20), after checking inside the transaction that
+# it is still past its window (a visitor who wrote again keeps it). A long conversation's
+# messages go first, a chunk a statement, so that no one statement holds the lock long.
+# Measured by tests/bench/bench_privacy.py: see the README's retention notes.
+CONVERSATIONS = 20  # conversations read at a time, outside any transaction
+LONG = 200  # messages: a conversation with more loses them a chunk at a time first
 # Each purged message leaves a tombstone in the search index (FTS5, whose automatic merging is
-# off: migration 8), one new segment a batch; at 16 segments to a level FTS5 merges them inside
-# the batch that wrote the 16th ("crisis merge"), which held the lock ~300 ms. A bounded merge
-# step after each batch, as the worker's search upkeep does, keeps every level below that.
-SEARCH_MERGE_PAGES = 64
-VISITOR_BATCH = 500  # idle visitors a transaction (one statement for all of them held ~0.3 s)
+# off: migration 8), one new segment a transaction; at 16 segments to a level FTS5 merges them
+# inside the transaction that wrote the 16th ("crisis merge", ~300 ms of lock measured). A
+# small merge step every few transactions keeps every level below that, a millisecond or so.
+SEARCH_MERGE_PAGES = 8
+MERGE_EVERY = 4  # transactions
 
 
-def _rest(since: float) -> None:
-    time.sleep(max(MIN_REST, REST * (time.perf_counter() - since)))
+def _expired(site_id: int, cutoff):
+    return (Conversation.site == site_id) & (Conversation.last_activity_at < cutoff)
 
 
 def purge_expired(now=None) -> int:
     """Delete conversations whose last activity is older than their site's retention days."""
     now = now or utcnow()
     deleted = 0
+    pace = Pace()
     for site in Site.select(Site.id, Site.retention_days):
         cutoff = now - timedelta(days=site.retention_days)
+        expired = _expired(site.id, cutoff)
         while True:
-            started = time.perf_counter()
-            rows = list(Conversation.select(Conversation.id, Conversation.workspace).where(
-                (Conversation.site == site.id) & (Conversation.last_activity_at < cutoff)).limit(BATCH))
-            if not rows:
+            todo = list(Conversation.select(Conversation.id, Conversation.workspace).where(expired)
+                        .order_by(Conversation.id).limit(CONVERSATIONS))
+            if not todo:
                 break
-            ids = [c.id for c in rows]
-            with database.atomic():
-                ChatEvent.delete().where(ChatEvent.conversation_id.in_(ids)).execute()
-                Conversation.delete().where(Conversation.id.in_(ids)).execute()
-                # Open inboxes and widgets drop them live, as for any other deletion.
-                events.record([live.Written(None, c.workspace_id, c.id, ChatEvent.DELETED,
-                                            actor="retention") for c in rows])
-            deleted += len(ids)
-            service.merge_search_index(SEARCH_MERGE_PAGES)
-            _rest(started)
+            long_ones = (Message.select(Message.conversation)
+                         .where(Message.conversation.in_([c.id for c in todo]))
+                         .group_by(Message.conversation).having(fn.COUNT(Message.id) > LONG))
+            for row in long_ones:
+                still = Conversation.select(Conversation.id).where(
+                    (Conversation.id == row.conversation_id) & expired)
+                _paced(pace, Message, Message.conversation.in_(still), search=True)
+            while todo:
+                deleted += _some_conversations(pace, todo, cutoff)
+                _merge_step(pace)
         # Visitors with nothing left and not seen within the window go as well.
-        idle = Visitor.select(Visitor.id).where(
-            (Visitor.site == site.id) & (Visitor.last_seen_at < cutoff)
-            & ~fn.EXISTS(Conversation.select().where(Conversation.visitor == Visitor.id)))
-        while True:
-            started = time.perf_counter()
-            ids = [v.id for v in idle.limit(VISITOR_BATCH)]
-            if not ids:
-                break
-            with database.atomic():
-                Visitor.delete().where(Visitor.id.in_(ids)).execute()
-            _rest(started)
+        _paced(pace, Visitor, (Visitor.site == site.id) & (Visitor.last_seen_at < cutoff)
+               & ~fn.EXISTS(Conversation.select().where(Conversation.visitor == Visitor.id)))
     if deleted:
         live.notify()
     return deleted
+
+
+def _some_conversations(pace: Pace, todo: list, cutoff) -> int:
+    """Delete conversations from the front of `todo` in one paced transaction; how many went."""
+    gone = []
+    with pace.transaction():
+        while todo:
+            conv = todo.pop(0)
+            # By its id alone (the site's index would be walked instead) and still past the
+            # window; its events only once it has gone.
+            if Conversation.delete().where((Conversation.id == conv.id)
+                                           & (Conversation.last_activity_at < cutoff)).execute():
+                ChatEvent.delete().where(ChatEvent.conversation_id == conv.id).execute()
+                gone.append(conv)
+            if pace.yield_now():
+                break
+        if gone:
+            # Open inboxes and widgets drop them live, as for any other deletion.
+            events.record([live.Written(None, c.workspace_id, c.id, ChatEvent.DELETED,
+                                        actor="retention") for c in gone])
+    return len(gone)
+
+
+def _merge_step(pace: Pace) -> None:
+    """A search index merge step every MERGE_EVERY transactions: FTS5 merges a level once it
+    holds 4 segments (usermerge), so a step after each one mostly found nothing to do and cost
+    a transaction (measured: 15 % of the purge's CPU while chat ran, when it commits often)."""
+    if pace.transactions % MERGE_EVERY == 0:
+        service.merge_search_index(SEARCH_MERGE_PAGES)
+
+
+def _paced(pace: Pace, model, where, search: bool = False) -> None:
+    """Delete the rows of `model` that `where` selects: `pace.chunk` rows a statement (the
+    condition asked again in it), statements in a transaction until pace says to commit;
+    `search`: a search index merge step after each transaction."""
+    more = True
+    while more:
+        with pace.transaction():
+            while True:
+                ids = [row.id for row in model.select(model.id).where(where).limit(pace.chunk)]
+                if not ids:
+                    more = False
+                    break
+                model.delete().where(model.id.in_(ids) & where).execute()
+                if pace.yield_now():
+                    break
+        if search:
+            _merge_step(pace)
 
 
 def purge_stale_events(now=None) -> int:

@@ -40,7 +40,7 @@ from app.chat.pages import conversation_context
 from app.chat.service import ChatError
 from app.chat.text import MAX_CHARS
 from app.csrf import refusal, token_from
-from app.db import thread_connection
+from app.db import thread_connection, write_intent
 from app.rendering import render, render_form_errors
 from app.security import MESSAGES, error_page, forwarded
 from app.widget import hours
@@ -173,6 +173,8 @@ class ChatWrites:
         self.streams = streams or {}
         self.trust_proxy = flask_app.config["TRUST_PROXY"]
         self.cookie_name = flask_app.config["SESSION_COOKIE_NAME"].encode()
+        with flask_app.app_context():
+            self.intent = write_intent()  # None on PostgreSQL: its writers do not queue
 
     def __getattr__(self, name):
         # The Starlette app's own attributes (state, routes, router) read through this layer.
@@ -209,6 +211,10 @@ class ChatWrites:
     async def handle(self, route, key, scope, receive) -> Answer | None:
         if scope["method"] != "POST":
             return Answer(405, [TEXT, (b"allow", b"POST")], b"Method Not Allowed")
+        # A chat write is coming: a long deletion in another process (the worker's retention
+        # purge) commits at its next statement, so the write lock is free when the batch asks.
+        if self.intent is not None:
+            self.intent.announce()
         try:
             body = await read_body(scope, receive)
         except TooLarge:

@@ -37,7 +37,10 @@ from app.db import PRAGMAS, database, dialect, one_writer, thread_connection
 log = logging.getLogger(__name__)
 
 BATCH_LIMIT = 256  # jobs in one transaction at most: a long transaction delays other processes
-RETRY_SECONDS = 0.002  # a write lock held elsewhere is asked for again this soon
+# A write lock held elsewhere is asked for again this soon: the worker's long deletions hold
+# it about a millisecond at a time (app.db.Pace), so a chat write that found it taken gets
+# it within about that; asking costs a failed BEGIN, a few microseconds.
+RETRY_SECONDS = 0.0005
 BUSY_TIMEOUT = PRAGMAS["busy_timeout"]  # what the connection goes back to after a batch
 # The batch's BEGIN must not wait for a lock held elsewhere (then the loop would): on SQLite,
 # a busy timeout of 0 for it. PostgreSQL's BEGIN takes no lock at all, and its writers of

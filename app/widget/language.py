@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
 
-from flask import has_request_context, request
+from flask import current_app, has_app_context, has_request_context, request
 from jinja2 import pass_context
 from markupsafe import Markup
 from peewee import CharField, ForeignKeyField
@@ -19,6 +19,7 @@ from werkzeug.datastructures import LanguageAccept
 from werkzeug.http import parse_accept_header
 
 from app.db import BaseModel, database
+from app.shortcache import cache_for
 from app.widget.models import DEFAULT_LAUNCHER_LABEL, Site
 from app.widget.service import site_by_key
 
@@ -61,10 +62,19 @@ LANGUAGE_MODELS = [SiteLanguage, SiteText]
 
 
 def default_language(site) -> str:
+    """The site's default language. Asked for every visitor message whose browser names none
+    of ours (the chat's writer renders the next form in it): kept a few seconds per process
+    (app/shortcache.py), dropped at once when the site page changes it."""
     if site is None or site.id is None:
         return DEFAULT
-    row = SiteLanguage.get_or_none(SiteLanguage.site == site.id)
-    return row.default_language if row and row.default_language in LANGUAGES else DEFAULT
+
+    def ask() -> str:
+        row = SiteLanguage.get_or_none(SiteLanguage.site == site.id)
+        return row.default_language if row and row.default_language in LANGUAGES else DEFAULT
+
+    if not has_app_context():
+        return ask()
+    return cache_for(current_app, "site_languages").get(site.id, ask, lambda _code: site.id)
 
 
 def chosen(accept_language, site) -> str:
@@ -235,3 +245,4 @@ def save(site, default: str, texts: dict) -> None:
                 for code, (greeting, away) in texts.items() if greeting or away]
         if rows:
             SiteText.insert_many(rows).execute()
+    cache_for(current_app, "site_languages").drop(site.id)

@@ -33,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from app.db import PRAGMAS  # noqa: E402
+from app.db import PRAGMAS, Pace  # noqa: E402
 from tests.bench import bench_chat, chat_report, fill_chat  # noqa: E402
 from tests.bench import privacy_work as work  # noqa: E402
 from tests.bench.chat_client import Load, Outcomes  # noqa: E402
@@ -218,11 +218,12 @@ def report(p: dict, r: dict) -> None:
     table(f"1. Retention purge of {n:,} expired messages ({p['conversations']:,} conversations, "
           "their events and visitors; FTS5 index complete, so every message leaves it too), each "
           "run on its own copy of the data and checked after (none left, no search hit). Lumnar: "
-          "the worker's retention task (jobs/chat.py → retention.purge_expired, batches of "
-          f"{r['batch']} conversations, resting {r['rest']:g} × each batch's time after it so that "
-          "chat writes get the lock: its time is that many times its work, by design) in a process "
-          "of its own. Floor: plain sqlite3, the same deletes in batches of the same size without "
-          "rests, the app's pragmas, the FTS5 delete trigger.", rows)
+          "the worker's retention task (jobs/chat.py → retention.purge_expired: "
+          f"{r['batch']} conversations at a time, their rows deleted in transactions sized to hold "
+          f"the write lock about {r['hold_ms']:g} ms each, resting {r['rest']:g} × each one's time "
+          "after it so that chat writes get the lock: its time is several times its work, by "
+          "design) in a process of its own. Floor: plain sqlite3, the same deletes in batches of "
+          f"{r['batch']} conversations without rests, the app's pragmas, the FTS5 delete trigger.", rows)
 
     idle, during = chat["idle"], chat["during"]
     ok = clean(idle) and clean(during) and chat["covered"] >= 0.95 * chat["purge"]["seconds"]
@@ -310,7 +311,9 @@ def main():
 
     source = work.expired_db(p["conversations"], p["messages"])
     log(f"floor: bare sqlite3 purge of {p['messages']:,} messages")
-    r = {"floor": purge_floor(source, retention.BATCH), "batch": retention.BATCH, "rest": retention.REST}
+    pace = Pace()
+    r = {"floor": purge_floor(source, retention.CONVERSATIONS), "batch": retention.CONVERSATIONS,
+         "rest": pace.rest, "hold_ms": pace.hold * 1000}
     log(f"floor: {r['floor']['seconds']:.1f} s; Lumnar's purge, nothing else running")
     r["alone"] = purge_alone(source)
     log(f"alone: {r['alone']['seconds']:.1f} s; the chat server on the same data")

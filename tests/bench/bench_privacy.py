@@ -218,11 +218,12 @@ def report(p: dict, r: dict) -> None:
     table(f"1. Retention purge of {n:,} expired messages ({p['conversations']:,} conversations, "
           "their events and visitors; FTS5 index complete, so every message leaves it too), each "
           "run on its own copy of the data and checked after (none left, no search hit). Lumnar: "
-          "the worker's retention task (jobs/chat.py → retention.purge_expired: "
-          f"{r['batch']} conversations at a time, their rows deleted in transactions sized to hold "
-          f"the write lock about {r['hold_ms']:g} ms each, resting {r['rest']:g} × each one's time "
-          "after it so that chat writes get the lock: its time is several times its work, by "
-          "design) in a process of its own. Floor: plain sqlite3, the same deletes in batches of "
+          "the worker's retention task (jobs/chat.py → retention.purge_expired, in a thread at the "
+          "lowest CPU priority: conversations one at a time, several to a transaction, committed "
+          f"at the next statement when a chat write is announced or after {r['longest_ms']:g} ms, "
+          f"then a rest of {r['rest']:g} × the transaction's time and until the chat has been quiet "
+          f"{r['quiet_ms']:g} ms: its time is several times its work, by design) in a process of "
+          "its own. Floor: plain sqlite3, the same deletes in batches of "
           f"{r['batch']} conversations without rests, the app's pragmas, the FTS5 delete trigger.", rows)
 
     idle, during = chat["idle"], chat["during"]
@@ -313,7 +314,7 @@ def main():
     log(f"floor: bare sqlite3 purge of {p['messages']:,} messages")
     pace = Pace()
     r = {"floor": purge_floor(source, retention.CONVERSATIONS), "batch": retention.CONVERSATIONS,
-         "rest": pace.rest, "hold_ms": pace.hold * 1000}
+         "rest": pace.rest, "longest_ms": pace.longest * 1000, "quiet_ms": pace.quiet * 1000}
     log(f"floor: {r['floor']['seconds']:.1f} s; Lumnar's purge, nothing else running")
     r["alone"] = purge_alone(source)
     log(f"alone: {r['alone']['seconds']:.1f} s; the chat server on the same data")

@@ -96,6 +96,36 @@ def test_a_verified_user_is_one_visitor_in_every_browser_with_their_conversation
     assert "2 verified, 0 refused (0% of checks)" in site_page(auth, site)
 
 
+def test_a_chat_started_before_signing_in_goes_on_as_the_signed_in_users_on_every_device(
+        app, auth, site, online):
+    """Chatting anonymously, then signing in on the customer's site: the same window keeps its
+    chat, now the user's, which their phone shows too; the team sees it verified. A browser
+    already verified as someone else keeps its own (signing in as another user moves nothing)."""
+    secret = make_secret(auth, site)
+    _, anonymous = arrive(app, site, {})
+    assert anonymous.send("Before signing in: is order 77 shipped?").status_code == 200
+    conversation_id = anonymous.conversation().id
+
+    claim = signed(secret, "user-77", name="Bo Buyer", email="bo@example.com")
+    answer, signed_in = arrive(app, site, claim, token=anonymous.token)
+    assert answer["verified"] is True
+    assert signed_in.record().id != anonymous.record().id
+    assert signed_in.conversation().id == conversation_id
+    assert "is order 77 shipped?" in text(signed_in.chat())
+    assert anonymous.conversation() is None  # the old token's visitor holds nothing now
+
+    _, phone = arrive(app, site, claim)
+    assert phone.conversation().id == conversation_id
+    assert "is order 77 shipped?" in text(phone.chat())
+    page = text(auth.get(f"/dashboard/conversations/{conversation_id}"))
+    assert "signed in on your site as <code>user-77</code>" in page
+
+    other = signed(secret, "user-88", name="Cy Other")
+    _, cy = arrive(app, site, other, token=signed_in.token)
+    assert cy.conversation() is None
+    assert signed_in.conversation().id == conversation_id
+
+
 def test_a_page_that_names_no_user_still_gets_a_new_anonymous_visitor_each_time(app, site):
     first, _ = arrive(app, site, {})
     second, _ = arrive(app, site, {})

@@ -199,6 +199,25 @@ def _add_message(conversation, sender, body, upload, author=None, over_limit=Fal
     return message
 
 
+def hand_over_conversations(anonymous: Visitor, signed_in: Visitor) -> int:
+    """A browser's anonymous visitor signed in on the customer's site (app/widget/identity.py):
+    the chat they started before signing in becomes the signed-in user's, so it goes on in the
+    same window and shows on their other devices. The team's pages hear of the new visitor as
+    of any change of details. Returns how many conversations moved."""
+    with database.atomic():
+        moved = list(Conversation.select(Conversation.id, Conversation.workspace)
+                     .where(Conversation.visitor == anonymous.id))
+        if not moved:
+            return 0
+        Conversation.update(visitor=signed_in.id).where(
+            Conversation.id.in_([c.id for c in moved])).execute()
+        written = [events.new(c.workspace_id, c.id, ChatEvent.VISITOR) for c in moved]
+    widget.forget_visitor(anonymous.id)
+    widget.forget_visitor(signed_in.id)
+    _publish(written)
+    return len(moved)
+
+
 def _publish(written: list) -> None:
     """Hand this write's events (events.new) to the streams from memory, once committed. In
     the chat writer's batch they are numbered, stored and published by the batch around its

@@ -219,6 +219,9 @@ def visitor_for(site: Site, form, current: Visitor | None) -> tuple[Visitor, boo
             return current, False
         return None
     visitor = _linked_visitor(site, claim, form.get("page", "") or "")
+    if current is not None and current.id != visitor.id and not is_verified(current):
+        # Chatted before signing in: that chat is theirs now, on every device.
+        chat_service.hand_over_conversations(current, visitor)
     name, email = claim.name or visitor.name, claim.email or visitor.email
     if (name, email) != (visitor.name, visitor.email):
         chat_service.update_visitor(visitor, name, email)

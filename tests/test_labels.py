@@ -271,6 +271,49 @@ def test_putting_a_label_on_tells_every_agents_page(app, auth, ws, conversation)
     assert "afterbegin:#inbox-rows-label" not in html and ">VIP</span>" not in html
 
 
+def changed_events(ws) -> list:
+    with connection():
+        return list(ChatEvent.select().where((ChatEvent.workspace_id == ws)
+                                             & (ChatEvent.kind == labels.CHANGED))
+                    .order_by(ChatEvent.seq))
+
+
+def test_renaming_recolouring_or_deleting_a_label_tells_every_agents_page(app, auth, ws,
+                                                                        conversation):
+    """One workspace event per change (on no conversation): rendered for agents, every chip of
+    the label is repainted with its new name and colours, and the lists that offer it say the
+    new name; deleted, its chips, its place in a conversation's labels and its options go.
+    Visitors are told nothing."""
+    vip = made_label(app, ws, "VIP", "#ffd700")
+    assert put_on(auth, conversation.id, vip.id).status_code == 200
+    page = text(auth.get(f"/dashboard/conversations/{conversation.id}"))
+    assert f'data-label-id="{vip.id}"' in page and f'data-label-item="{vip.id}"' in page
+    assert f'data-label-option="{vip.id}"' in text(auth.get("/dashboard/inbox"))
+
+    response = auth.post_form(f"/dashboard/labels/{vip.id}", {
+        f"label-{vip.id}-name": "Gold <b>client</b>", f"label-{vip.id}-colour": "#1d4ed8"}, htmx=True)
+    assert response.status_code == 200, text(response)
+    [renamed] = changed_events(ws)
+    assert (renamed.conversation_id, renamed.ref_id) == (0, vip.id)
+    html = agents_html(app, renamed)
+    assert (f'<span class="label-chip" data-label-id="{vip.id}" data-label-colour="#1d4ed8" '
+            f'data-label-ink="#ffffff" hx-swap-oob="outerHTML:[data-label-id=\'{vip.id}\']">'
+            "Gold &lt;b&gt;client&lt;/b&gt;</span>") in html
+    assert (f'<option hx-swap-oob="innerHTML:[data-label-option=\'{vip.id}\']">'
+            "Gold &lt;b&gt;client&lt;/b&gt;</option>") in html
+    [sse] = render.Renderer(app).events([(renamed, (live.VISITOR,))])
+    assert sse[live.VISITOR] is None
+
+    response = auth.post_form(f"/dashboard/labels/{vip.id}/delete")
+    assert response.status_code == 303
+    deleted = changed_events(ws)[-1]
+    html = agents_html(app, deleted)
+    for selector in (f"[data-label-item='{vip.id}']", f"[data-label-id='{vip.id}']",
+                     f"[data-label-option='{vip.id}']"):
+        assert f'hx-swap-oob="delete:{selector}"' in html
+    assert "Gold" not in html
+
+
 def test_putting_a_label_on_twice_keeps_one_row_and_tells_once(app, auth, ws, conversation):
     vip = made_label(app, ws, "VIP")
     for _ in range(2):
@@ -308,7 +351,7 @@ def test_the_inbox_filter_shows_only_conversations_with_the_label(app, auth, ws,
     # Its own list id (live rows of this label only), and the other filters keep the label.
     assert f'id="inbox-rows-label-{vip.id}" data-label="{vip.id}"' in page
     assert f'href="/dashboard/inbox?filter=all&amp;label={vip.id}"' in page
-    assert f'<option value="{vip.id}" selected>VIP</option>' in page
+    assert f'<option value="{vip.id}" data-label-option="{vip.id}" selected>VIP</option>' in page
     assert f'<input type="hidden" name="label" value="{vip.id}">' in page  # sent with a row opened
     auth.post_form(f"/dashboard/conversations/{third}/status", {"status": "resolved"})
     assert rows(text(auth.get(f"/dashboard/inbox?label={vip.id}"))) == [first]

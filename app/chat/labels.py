@@ -40,6 +40,9 @@ from app.errors import RuleError
 from app.widget.colours import HEX, contrast
 
 EVENT = "label"  # the chat event of a label put on or taken off a conversation (ref_id: the label)
+# A label renamed, recoloured or deleted (ref_id: the label): a workspace's event, on no one
+# conversation (conversation_id 0), so that every agent's page repaints or drops its chips.
+CHANGED = "label_changed"
 NAME_MAX = 40
 LABELS_MAX = 100  # per workspace: every conversation's "add a label" list shows them all
 LIMIT_MAX = 1000
@@ -180,15 +183,20 @@ def update(label: Label, name, colour) -> Label:
         with database.atomic():
             Label.update(name=name, folded=_folded(name), colour=colour).where(
                 Label.id == label.id).execute()
+            event = events.new(label.workspace_id, 0, CHANGED, ref_id=label.id, actor=Message.AGENT)
     except IntegrityError:
         raise LabelError(TAKEN.format(name), field="name") from None
     label.name, label.folded, label.colour = name, _folded(name), colour
+    _tell([event])
     return label
 
 
 def delete(label: Label) -> None:
     """The label and its place on every conversation (ON DELETE CASCADE)."""
-    label.delete_instance()
+    with database.atomic():
+        label.delete_instance()
+        event = events.new(label.workspace_id, 0, CHANGED, ref_id=label.id, actor=Message.AGENT)
+    _tell([event])
 
 
 # --- labels on conversations -----------------------------------------------------------------

@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 from flask import current_app, has_app_context
 from jinja2 import BaseLoader, Environment
 
-from app.chat import service
+from app.chat import labels, service
 from app.chat.live import AGENT, audience_language
 from app.chat.models import ChatEvent, Conversation, Message
 from app.csrf import hidden_input
@@ -224,7 +224,8 @@ class Renderer:
         kind = row.kind
         conversation = message = None
         # Read once for both audiences; a visitor's typing or seen marker needs no rows.
-        if kind != ChatEvent.DELETED and (AGENT in audiences or kind == ChatEvent.MESSAGE):
+        if kind not in (ChatEvent.DELETED, labels.CHANGED) and (
+                AGENT in audiences or kind == ChatEvent.MESSAGE):
             # Published from memory (live.Written): the conversation as the write left it.
             conversation = (getattr(row, "conversation", None)
                             or service.CONVERSATION.first(row.conversation_id))
@@ -246,6 +247,10 @@ class Renderer:
             return self.html("chat/_event_deleted.html", conversation_id=row.conversation_id,
                              by_visitor=row.actor == Message.VISITOR,
                              unread=self.unread_total(row.workspace_id))
+        if kind == labels.CHANGED:  # the workspace's, on no conversation
+            label = labels.Label.get_or_none(labels.Label.id == row.ref_id)
+            return self.html("chat/_labels_changed.html", label=label, ref_id=row.ref_id,
+                             ink=labels.ink(label.colour) if label else "")
         if conversation is None:
             return None  # deleted since: nothing of it may be shown
         if kind == ChatEvent.TYPING:

@@ -1,7 +1,8 @@
 """Labels in Chromium: an owner makes them on the Labels page, an agent puts one on a
 conversation, and a teammate's page (another member, another browser) shows it at once, in
 the conversation and in the list, coloured for reading; the inbox filtered by a label keeps
-itself up to date as labels come and go. axe checks each screen."""
+itself up to date as labels come and go, and a label renamed, recoloured or deleted changes
+on the teammate's page at once. axe checks each screen."""
 
 import re
 
@@ -122,4 +123,22 @@ def test_a_label_put_on_in_one_page_shows_live_in_a_teammates(agent_page, guests
     teammate.reload()
     expect(teammate.get_by_role("list", name="Conversations").locator("> li")).to_have_count(1)
     expect(row(teammate, "gift wrap")).to_have_count(1)
+
+    # Renamed and recoloured on the Labels page: the teammate's chips change at once, and so
+    # does the filter's choice; deleted, its chips go from the teammate's page too.
+    owner.goto("/dashboard/labels")
+    owner.get_by_label("Name of VIP").fill("Gold")
+    owner.get_by_label("Colour of VIP").fill("#1d4ed8")
+    owner.get_by_role("button", name="Save VIP").click()
+    expect(owner.locator("#labels-page .label-chip", has_text="Gold")).to_have_count(1)
+    gift = row(teammate, "gift wrap").locator(".label-chip")
+    expect(gift).to_have_text(["Gold"])
+    assert chip_colours(gift) == ("rgb(29, 78, 216)", "rgb(255, 255, 255)")  # white on blue
+    expect(teammate.get_by_label("Label", exact=True).locator("option:checked")).to_have_text("Gold")
+    assert_accessible(teammate)
+    owner.once("dialog", lambda dialog: dialog.accept())
+    owner.get_by_role("button", name="Delete Gold").click()
+    expect(owner.locator("#labels-page .label-chip", has_text="Gold")).to_have_count(0)
+    expect(row(teammate, "gift wrap").locator(".label-chip")).to_have_count(0)
+    expect(teammate.get_by_label("Label", exact=True).locator("option", has_text="Gold")).to_have_count(0)
     assert owner.errors == [] and teammate.errors == [], (owner.errors, teammate.errors)

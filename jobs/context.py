@@ -1,11 +1,10 @@
 """What every task runs inside: the Flask app context and an open database connection."""
 
-import os
-import threading
 from contextlib import contextmanager
 
 from flask import current_app, has_app_context
 
+from app import background
 from app.db import connection, database, dialect, thread_connection
 from jobs import WORKER_BUSY_SECONDS, huey
 
@@ -32,36 +31,15 @@ def task_context():
         yield app
 
 
-LOWEST_PRIORITY = 19  # nice
-
-
 def at_low_priority(fn, *args):
-    """fn(*args) in a task context, in a thread of its own at the lowest CPU priority: a long
-    clean-up (the retention purge) then takes the CPU the web process leaves, instead of
-    sharing it equally while chat waits (measured by tests/bench/bench_privacy.py: the purge
-    used half a core). On Linux a thread has its own nice value; the worker's own threads keep
-    theirs (raising a priority again needs a privilege the worker lacks). In immediate mode
-    (inside a request or a test) it runs here, as any task does."""
+    """fn(*args) in a task context, in a thread at the lowest CPU priority (app.background);
+    in immediate mode (inside a request or a test) here, as any task runs."""
     if has_app_context():
         with task_context():
             return fn(*args)
-    outcome = {}
 
-    def run():
-        try:
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), LOWEST_PRIORITY)
-        except (OSError, AttributeError):  # not Linux: at the worker's own priority
-            pass
-        try:
-            with task_context():
-                outcome["value"] = fn(*args)
-        except BaseException as exc:  # handed to the task's own thread, which raises it
-            outcome["error"] = exc
+    def in_task():
+        with task_context():
+            return fn(*args)
 
-    thread = threading.Thread(target=run, name="low-priority-task", daemon=True)
-    thread.start()
-    thread.join()
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome.get("value")
-
+    return background.at_lowest_priority(in_task)

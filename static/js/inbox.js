@@ -139,6 +139,9 @@
     var row = document.getElementById(focusAfterOpen);
     var link = row && row.querySelector("a");
     focusAfterOpen = null;
+    // The agent already went on (r put them in the reply field before the swap settled):
+    // taking the focus back would send their next keys to the list.
+    if (typingIn(document.activeElement)) { return; }
     if (link && link.offsetParent !== null) {
       link.focus();
       link.scrollIntoView({ block: "nearest" });
@@ -204,6 +207,7 @@
     var action = Object.prototype.hasOwnProperty.call(keys, e.key) ? keys[e.key] : null;
     if (!action) { return; }
     e.preventDefault();
+    if (e.key !== "j" && e.key !== "k") { focusAfterOpen = null; } // a later key wins
     action();
   });
 

@@ -308,6 +308,18 @@ def _0025_widget_languages(db):
     db.create_tables(LANGUAGE_MODELS, safe=True)
 
 
+def _0026_report_stamps(db):
+    # The Reports page keeps each past day's figures between views (app/reports/service.py):
+    # every write to a workspace's facts takes a new stamp from its cursor and puts it on the
+    # rows it writes, so that a day shows it changed. Existing rows start at 0, before any
+    # stamp given. The index gets the stamp, so that each day's check reads the index alone.
+    add_columns("report_fact", stamp="INTEGER NOT NULL DEFAULT 0")
+    add_columns("report_cursor", stamp="INTEGER NOT NULL DEFAULT 0")
+    db.execute_sql('DROP INDEX IF EXISTS "report_fact_workspace_id_started"')
+    db.execute_sql('CREATE INDEX IF NOT EXISTS "report_fact_workspace_id_started_stamp" '
+                   'ON "report_fact" ("workspace_id", "started", "stamp")')
+
+
 STEPS = [
     (1, "initial", _0001_initial),
     (2, "live_chat", _0002_live_chat),
@@ -334,6 +346,7 @@ STEPS = [
     (23, "private_notes", _0023_private_notes),
     (24, "satisfaction_ratings", _0024_satisfaction_ratings),
     (25, "widget_languages", _0025_widget_languages),
+    (26, "report_stamps", _0026_report_stamps),
 ]
 
 

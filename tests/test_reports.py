@@ -7,7 +7,7 @@ comment; the page's tables and the CSV downloads must then say the same."""
 
 import csv
 import io
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from html.parser import HTMLParser
 
 import pytest
@@ -29,7 +29,7 @@ from tests.chat_fixtures import (  # noqa: F401  (fixtures, used by name)
     workspace_id_of,
     ws_fixture,
 )
-from tests.conftest import Client, log_in, make_user
+from tests.conftest import Client, build_app, log_in, make_user
 
 ZONE = "Europe/Berlin"  # UTC+1 in March before the 30th: 23:30 UTC is the next local day
 NOW = datetime(2025, 3, 20, 12, 0)  # UTC; 13:00 in Berlin, so "today" is 20 March
@@ -279,6 +279,265 @@ def test_another_workspaces_conversations_never_count(app, week):
     assert [r.label for r in theirs.by_site] == ["Rival shop"]
     assert [r.label for r in theirs.by_agent] == ["Rita Rival", "Former agent", "No reply yet"]
     assert theirs.total.conversations == 8
+
+
+# --- each day's figures, kept between views ------------------------------------------------------
+# The first view of each test below keeps every day's figures; the changes are then made
+# through the product's own services, and the next view must show exactly the new numbers.
+
+
+def epoch(when: datetime) -> int:
+    return int(when.replace(tzinfo=timezone.utc).timestamp())
+
+
+def on(rep, day: str) -> tuple:
+    return figures(next(r for r in rep.by_day if r.label == day))
+
+
+def test_a_past_day_changed_by_a_late_reply_shows_the_new_median_at_the_next_view(app, week):
+    """An agent's reply to c4, unanswered since the 19th, sent through the chat now (a late
+    first response): the 19th, kept from the first view, has it at the next one."""
+    from app.accounts.models import User
+    from app.chat import service as chat
+
+    with connection():
+        before = service.report(week["ws"], 7, now=NOW)
+    assert on(before, "2025-03-19") == (3, 2, 323, 1, 3600)
+    with app.test_request_context(), connection():
+        reply = chat.post_agent_reply(Conversation.get_by_id(week["c4"].id),
+                                      User.get_by_id(week["olive"]), "Sorry for the wait!")
+        rep = service.report(week["ws"], 7, now=NOW)
+    late = epoch(reply.created_at) - epoch(at(19, "12:00"))
+    assert late > 600  # sent today, long after 2025
+    # The 19th: c2 45, c3 600, c4 `late`: 600.
+    assert on(rep, "2025-03-19") == (3, 3, 600, 1, 3600)
+    # All: 30 45 60 120 300 600 late: 120. Blog: c3 600, c4 late.
+    assert figures(rep.total) == (7, 7, 120, 4, 3600)
+    assert [(r.label, figures(r)) for r in rep.by_site] == [
+        ("Blog", (2, 2, int((600 + late) / 2 + 0.5), 1, 3600)), ("Shop", (5, 5, 60, 3, 3600))]
+    # Olive now first on c1 c3 c4 c6 (30 120 600 late: 360); nobody is left unanswered.
+    assert [(r.label, figures(r)) for r in rep.by_agent] == [
+        ("Olive Owner", (4, 4, 360, 3, 3600)), ("Andy Agent", (2, 2, 53, 0, None)),
+        ("Former agent", (1, 1, 300, 1, 1800))]
+    assert [(r.label, figures(r)) for r in rep.by_day if r.label != "2025-03-19"] == [
+        (r.label, figures(r)) for r in before.by_day if r.label != "2025-03-19"]
+
+
+def test_a_conversation_deleted_from_a_past_day_leaves_its_counts_at_the_next_view(app, week):
+    """c6 (the 17th) deleted by an agent: its day, its site and its agent lose it."""
+    from app.chat import service as chat
+
+    with connection():
+        assert on(service.report(week["ws"], 7, now=NOW), "2025-03-17") == (1, 1, 30, 1, 7200)
+    with app.test_request_context(), connection():
+        chat.delete_conversation(Conversation.get_by_id(week["c6"].id), A)
+        rep = service.report(week["ws"], 7, now=NOW)
+    assert on(rep, "2025-03-17") == (0, 0, None, 0, None)
+    # First responses 45 60 120 300 600: 120; resolutions 1800 3600 3600: 3600.
+    assert figures(rep.total) == (6, 5, 120, 3, 3600)
+    # Shop: c1 c2 c5 c8 (45 60 120 300: 90; resolved c1 3600, c5 1800: 2700).
+    assert [(r.label, figures(r)) for r in rep.by_site] == [
+        ("Blog", (2, 1, 600, 1, 3600)), ("Shop", (4, 4, 90, 2, 2700))]
+    # Olive keeps c1 c3 (120 600: 360), as many as Andy: names in order then.
+    assert [(r.label, figures(r)) for r in rep.by_agent] == [
+        ("Andy Agent", (2, 2, 53, 0, None)), ("Olive Owner", (2, 2, 360, 2, 3600)),
+        ("Former agent", (1, 1, 300, 1, 1800)), ("No reply yet", (1, 0, None, 0, None))]
+
+
+def test_a_day_that_lost_a_conversation_and_gained_another_counts_the_new_one_at_the_next_view(
+        app, week):
+    """c6 deleted from the 17th and c9 started that day (Andy after 20 s, open): the day has
+    one conversation before and after, not the same one."""
+    from app.chat import service as chat
+
+    with connection():
+        service.report(week["ws"], 7, now=NOW)
+    with app.test_request_context(), connection():
+        chat.delete_conversation(Conversation.get_by_id(week["c6"].id), A)
+        w = Writer(week["ws"])  # numbers its events after the deletion's
+        c9 = w.conversation(week["shop"], at(17, "15:00"))
+        w.message(c9, V, at(17, "15:00"))
+        w.message(c9, A, at(17, "15:00:20"), week["andy"])
+        rep = service.report(week["ws"], 7, now=NOW)
+    assert on(rep, "2025-03-17") == (1, 1, 20, 0, None)
+    # First responses 20 45 60 120 300 600: 90; resolutions 1800 3600 3600: 3600.
+    assert figures(rep.total) == (7, 6, 90, 3, 3600)
+    # Andy: c2 45, c8 60, c9 20: 45.
+    assert [(r.label, figures(r)) for r in rep.by_agent] == [
+        ("Andy Agent", (3, 3, 45, 0, None)), ("Olive Owner", (2, 2, 360, 2, 3600)),
+        ("Former agent", (1, 1, 300, 1, 1800)), ("No reply yet", (1, 0, None, 0, None))]
+
+
+def test_a_member_who_left_counts_as_former_agent_in_days_already_summarised(app, week):
+    """Andy removed from the team after the first view: his first replies on days already
+    kept (c2 on the 19th, c8 on the 18th) are a former agent's at the next view."""
+    from app.accounts import service as accounts
+    from app.accounts.models import User
+
+    with connection():
+        before = service.report(week["ws"], 7, now=NOW)
+    assert "Andy Agent" in [r.label for r in before.by_agent]
+    with app.test_request_context(), connection():
+        andy = Membership.get((Membership.workspace == week["ws"]) & (Membership.user == week["andy"]))
+        accounts.remove_member(Workspace.get_by_id(week["ws"]), User.get_by_id(week["olive"]), andy.id)
+        rep = service.report(week["ws"], 7, now=NOW)
+    # The former agent: c5 (300) and Andy's c2 (45) and c8 (60): 60.
+    assert [(r.label, figures(r)) for r in rep.by_agent] == [
+        ("Olive Owner", (3, 3, 120, 3, 3600)), ("Former agent", (3, 3, 60, 1, 1800)),
+        ("No reply yet", (1, 0, None, 0, None))]
+    assert [figures(r) for r in rep.by_day] == [figures(r) for r in before.by_day]
+
+
+def test_a_label_put_on_a_conversation_of_a_past_day_counts_at_the_next_view(app, week):
+    """A label put on c3 (the 19th) and taken off c1 (the 18th) through the inbox's service,
+    after views that kept those days: each next view counts the label's conversations as
+    they are."""
+    from app.chat import labels
+
+    with app.test_request_context(), connection():
+        vip = labels.create(week["ws"], "VIP", "#aa0000")
+        labels.put_on(week["c1"], vip)
+        first = service.report(week["ws"], 7, now=NOW)
+        labels.put_on(week["c3"], vip)
+        second = service.report(week["ws"], 7, now=NOW)
+        labels.take_off(week["c1"], vip)
+        third = service.report(week["ws"], 7, now=NOW)
+    assert [(r.label, figures(r)) for r in first.by_label] == [("VIP", (1, 1, 120, 1, 3600))]
+    # c1 (120 s, resolved after 3600) and c3 (600, 3600): 360.
+    assert [(r.label, figures(r)) for r in second.by_label] == [("VIP", (2, 2, 360, 2, 3600))]
+    assert [(r.label, figures(r)) for r in third.by_label] == [("VIP", (1, 1, 600, 1, 3600))]
+
+
+def test_a_label_deleted_and_a_new_one_made_counts_none_of_the_old_ones_conversations(
+        app, week, engine):
+    """SQLite gives a deleted label's id to the next label made: the days kept while the old
+    label was on c1 and c3 must not count them for the new one."""
+    from app.chat import labels
+
+    with app.test_request_context(), connection():
+        vip = labels.create(week["ws"], "VIP", "#aa0000")
+        labels.put_on(week["c1"], vip)
+        labels.put_on(week["c3"], vip)
+        assert [figures(r) for r in service.report(week["ws"], 7, now=NOW).by_label] == [
+            (2, 2, 360, 2, 3600)]
+        labels.delete(vip)
+        refund = labels.create(week["ws"], "Refund", "#00aa00")
+        rep = service.report(week["ws"], 7, now=NOW)
+    if engine == "sqlite":
+        assert refund.id == vip.id
+    assert [(r.label, figures(r)) for r in rep.by_label] == [("Refund", (0, 0, None, 0, None))]
+
+
+def test_a_second_workspaces_changes_never_mix_into_the_days_kept_for_the_first(app, week):
+    """A rival workspace with the same week in the same time zone (the same local days): a
+    late reply and a deletion in theirs change their next view and nothing of ours."""
+    from app.accounts.models import User
+    from app.chat import service as chat
+
+    rival = make_user(app, email="rival@example.com", name="Rita Rival")
+    with connection():
+        rival_ws = workspace_id_of(rival.email)
+    rival_site = make_site(app, rival_ws, name="Rival shop", origins="https://rival.example.org")
+    with connection():
+        Workspace.update(timezone=ZONE).where(Workspace.id == rival_ws).execute()
+        theirs = build(rival_ws, rival_site, rival_site, rival.id, rival.id)
+        ours_before = service.report(week["ws"], 7, now=NOW)
+        assert figures(service.report(rival_ws, 7, now=NOW).total) == (7, 6, 90, 4, 3600)
+    with app.test_request_context(), connection():
+        chat.post_agent_reply(Conversation.get_by_id(theirs["c4"].id), User.get_by_id(rival.id),
+                              "Sorry for the wait!")
+        chat.delete_conversation(Conversation.get_by_id(theirs["c6"].id), A)
+        ours, rivals = service.report(week["ws"], 7, now=NOW), service.report(rival_ws, 7, now=NOW)
+    # Theirs: first responses 45 60 120 300 600 and the late one: (120 + 300) / 2 = 210;
+    # resolutions c1 c3 3600, c5 1800: 3600.
+    assert figures(rivals.total) == (6, 6, 210, 3, 3600)
+    assert [r.label for r in rivals.by_site] == ["Rival shop"]
+    # Ours: the hand-computed week, day by day, as before.
+    assert figures(ours.total) == (7, 6, 90, 4, 3600)
+    assert [(r.label, figures(r)) for r in ours.by_day] == [
+        (r.label, figures(r)) for r in ours_before.by_day]
+    assert [(r.label, figures(r)) for r in ours.by_agent] == [
+        ("Olive Owner", (3, 3, 120, 3, 3600)), ("Andy Agent", (2, 2, 53, 0, None)),
+        ("Former agent", (1, 1, 300, 1, 1800)), ("No reply yet", (1, 0, None, 0, None))]
+
+
+@pytest.mark.sqlite_only("a second database file in the same process; the PostgreSQL pass "
+                         "runs every app on one database")
+def test_a_day_kept_for_one_database_is_never_shown_from_another(app, app_config, tmp_path, week):
+    """Another database (a test's own, a restored copy) with the same workspace id, made at
+    the same moment, with the same days, counts and stamps, but Andy's reply to c2 after 50 s
+    instead of 45: its 19th is its own."""
+    with connection():
+        assert on(service.report(week["ws"], 7, now=NOW), "2025-03-19") == (3, 2, 323, 1, 3600)
+        born = Workspace.get_by_id(week["ws"]).created_at
+    (tmp_path / "other").mkdir()
+    other = build_app({**app_config, "DATA_DIR": tmp_path / "other"})
+    owner = make_user(other)
+    other_ws = workspace_id_of(owner.email)
+    assert other_ws == week["ws"]
+    shop = make_site(other, other_ws, name="Shop")
+    blog = make_site(other, other_ws, name="Blog", origins="https://blog.example.com")
+    with connection():
+        Workspace.update(timezone=ZONE, created_at=born).where(Workspace.id == other_ws).execute()
+        made = build(other_ws, shop, blog, owner.id, owner.id)
+        Message.update(created_at=at(18, "23:30:50")).where(
+            (Message.conversation == made["c2"].id) & (Message.sender == A)).execute()
+        rep = service.report(other_ws, 7, now=NOW)
+    assert on(rep, "2025-03-19") == (3, 2, 325, 1, 3600)  # (50 + 600) / 2
+
+
+def test_the_median_of_days_put_together_is_the_median_of_all_their_times():
+    """Medians over a period are taken from each day's sorted times without putting them
+    together: the same as sorting them all (odd and even counts, equal middles, one day)."""
+    import random
+
+    rng = random.Random(7)
+    for _ in range(500):
+        runs = [sorted(rng.choice((rng.randrange(5), rng.randrange(10_000)))
+                       for _ in range(rng.randrange(6))) for _ in range(rng.randrange(1, 6))]
+        values = sorted(v for run in runs for v in run)
+        n = len(values)
+        expected = None if not n else values[n // 2] if n % 2 else int(
+            (values[n // 2 - 1] + values[n // 2]) / 2 + 0.5)
+        assert service.median_seconds(runs) == expected, runs
+
+
+def test_a_day_patched_with_its_changed_facts_equals_the_day_made_from_all_of_them():
+    """A kept day brought up to date with the facts written since (new conversations, changed
+    times, repliers, sites and labels) has the figures of the day made again from all its
+    facts, and the day it was made from is left as it was."""
+    import random
+
+    rng = random.Random(11)
+    none = service.NONE
+
+    def fact(cid):
+        first = rng.choice((none, rng.randrange(1, 50)))
+        return (cid, rng.choice((1, 2)), first, rng.choice((none, 7, 8)) if first != none else none,
+                rng.choice((none, rng.randrange(100, 150))))
+
+    def shape(day):
+        def groups(table):
+            return {k: (g.count, list(g.firsts), list(g.resolutions)) for k, g in table.items() if g.count}
+        return (day.count, list(day.cids), list(day.sites), list(day.firsts), list(day.repliers),
+                list(day.resolutions), day.labels, groups({"all": day.total}), groups(day.by_site),
+                groups(day.by_agent), groups(day.by_label))
+
+    for _ in range(200):
+        facts = {cid: fact(cid) for cid in rng.sample(range(1, 40), rng.randrange(0, 12))}
+        labels = {cid: tuple(rng.sample(("a", "b"), rng.randrange(3))) for cid in facts}
+        old = service.Day.made(list(facts.values()), labels, len(facts), 1)
+        kept = shape(old)
+        changed = [fact(cid) for cid in rng.sample(range(1, 45), rng.randrange(0, 8))]
+        new_labels = {f[0]: tuple(rng.sample(("a", "b", "c"), rng.randrange(4))) for f in changed}
+        everything = facts | {f[0]: f for f in changed}
+        patched = old.patched(changed, new_labels, len(everything), 2)
+        assert shape(old) == kept
+        assert shape(patched) == shape(service.Day.made(
+            list(everything.values()), labels | new_labels, len(everything), 2))
+        # A day whose count says some of its facts are gone is read again whole.
+        if everything:
+            assert old.patched(changed, new_labels, len(everything) - 1, 2) is None
 
 
 # --- the page and its downloads ----------------------------------------------------------------

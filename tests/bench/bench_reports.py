@@ -247,16 +247,27 @@ def machine_check() -> float:
 class Floor:
     """The statements the page runs for its numbers (as app/reports/service.py writes them),
     bare, with sqlite3 on a copy of the same database: no session, no Python figures, no
-    template. The session's and the layout's own queries are not in it."""
+    template. The session's and the layout's own queries are not in it. Like the page, it
+    remembers what each local day looked like at its last view (how many facts, the highest
+    stamp), and asks each day for the facts written since (every fact on its first view)."""
+
+    STAMP = ("UPDATE report_cursor SET stamp = stamp + 1 WHERE workspace_id = ?",
+             "SELECT stamp FROM report_cursor WHERE workspace_id = ?")
 
     def __init__(self, path: Path):
         from app.reports import service
 
         with app_for(path).app_context():
             self.build, self.events = service.upsert_sql("ids"), service.upsert_sql("events")
-            self.read, self.batch = service.READ, service.FIRST_BATCH
-        self.keep = service.KEEP_DAYS
+            self.days_sql, self.labels_sql = service.days_sql, service.labels_sql
+            self.days_params, self.batch = service.days_params, service.FIRST_BATCH
+        self.keep, self.local_days = service.KEEP_DAYS, service.local_days
+        self.seen = {}  # (start, end) of a local day -> its highest stamp at the last view
         self.db = sqlite3.connect(path, isolation_level=None)
+
+    def stamp(self) -> int:
+        self.db.execute(self.STAMP[0], (WORKSPACE,))
+        return self.db.execute(self.STAMP[1], (WORKSPACE,)).fetchone()[0]
 
     def first_view(self) -> float:
         """Every recent conversation's facts made, in the app's batches, and the cursor."""
@@ -264,6 +275,8 @@ class Floor:
         t0 = time.perf_counter()
         (seq,) = self.db.execute("SELECT seq FROM event_counter WHERE workspace_id = ?",
                                  (WORKSPACE,)).fetchone()
+        self.db.execute("INSERT INTO report_cursor (workspace_id, seq, member_ids, stamp) "
+                        "VALUES (?, -1, '', 0)", (WORKSPACE,))
         after = 0
         while True:
             ids = [r[0] for r in self.db.execute(
@@ -272,20 +285,19 @@ class Floor:
             if not ids:
                 break
             self.db.execute("BEGIN IMMEDIATE")
-            self.db.execute(self.build, (WORKSPACE, since, after, ids[-1]))
+            self.db.execute(self.build, (WORKSPACE, since, after, ids[-1], self.stamp()))
             self.db.execute("COMMIT")
             after = ids[-1]
-        self.db.execute("INSERT INTO report_cursor (workspace_id, seq, member_ids) VALUES (?, ?, '')",
-                        (WORKSPACE, seq))
+        self.db.execute("UPDATE report_cursor SET seq = ? WHERE workspace_id = ?", (seq, WORKSPACE))
         return (time.perf_counter() - t0) * 1000
 
     def view(self, days: int) -> tuple[float, int]:
         """One view: the cursor checks, new events folded in (if any), the reads. Returns the
-        milliseconds and the number of facts read."""
+        milliseconds and the number of facts the days hold."""
         now = datetime.now(timezone.utc).replace(tzinfo=None)
         since = str(now - timedelta(days=self.keep))
-        lo = int(window_start(now, days).replace(tzinfo=timezone.utc).timestamp())
-        hi = int(window_start(now + timedelta(days=1), 1).replace(tzinfo=timezone.utc).timestamp())
+        _, starts = self.local_days(ZONE, days, now)
+        bounds = list(zip(starts, starts[1:], strict=False))
         t0 = time.perf_counter()
         (last,) = self.db.execute("SELECT seq FROM event_counter WHERE workspace_id = ?",
                                   (WORKSPACE,)).fetchone()
@@ -293,16 +305,30 @@ class Floor:
                                  (WORKSPACE,)).fetchone()
         if seq < last:
             self.db.execute("BEGIN IMMEDIATE")
-            self.db.execute(self.events, (WORKSPACE, since, WORKSPACE, seq, last))
+            self.db.execute(self.events, (WORKSPACE, since, WORKSPACE, seq, last, self.stamp()))
             self.db.execute("UPDATE report_cursor SET seq = ? WHERE workspace_id = ?", (last, WORKSPACE))
             self.db.execute("COMMIT")
         self.db.execute("SELECT user_id FROM membership WHERE workspace_id = ?", (WORKSPACE,)).fetchall()
-        self.db.execute("SELECT timezone FROM workspace WHERE id = ?", (WORKSPACE,)).fetchall()
-        found = len(self.db.execute(self.read, (WORKSPACE, lo, hi)).fetchall())
+        self.db.execute("SELECT timezone, created_at FROM workspace WHERE id = ?", (WORKSPACE,)).fetchall()
+        asked = [(lo, hi, self.seen.get((lo, hi), -1)) for lo, hi in bounds]
+        found, changed = 0, set()
+        for day, kind, a, b, *_ in self.db.execute(self.days_sql(len(asked)),
+                                                   self.days_params(WORKSPACE, asked)):
+            if kind == 0:
+                found += a
+                self.seen[bounds[day]] = b
+            else:
+                changed.add(day)
+        if changed:
+            with_facts = [asked[day] for day in sorted(changed)]
+            self.db.execute(self.labels_sql(len(with_facts)), [
+                v for lo, hi, after in with_facts for v in (WORKSPACE, lo, hi, after)]).fetchall()
         self.db.execute('SELECT id, name FROM site WHERE workspace_id = ? ORDER BY name, id',
                         (WORKSPACE,)).fetchall()
         self.db.execute('SELECT u.id, u.name FROM "user" u JOIN membership m ON m.user_id = u.id '
                         'WHERE m.workspace_id = ?', (WORKSPACE,)).fetchall()
+        self.db.execute('SELECT id, name, created_at FROM label WHERE workspace_id = ? '
+                        'ORDER BY name, id', (WORKSPACE,)).fetchall()
         return (time.perf_counter() - t0) * 1000, found
 
     def views(self, days: int, samples: int, before=None):

@@ -191,3 +191,58 @@ def test_purged_conversations_leave_a_deleted_event_so_open_views_drop_them(app)
         retention.purge_expired()
         events = list(ChatEvent.select().where(ChatEvent.conversation_id == old.id))
         assert [(e.kind, e.actor) for e in events] == [(ChatEvent.DELETED, "retention")]
+
+
+def test_the_purge_leaves_the_search_index_with_nothing_left_to_merge(app, ws, site, online,
+                                                                      monkeypatch):
+    """Each purge transaction leaves tombstones in new index segments; were they left to pile
+    up, FTS5 would merge 16 of them inside one of the purge's deletes, holding the chat's write
+    lock for 100 ms and more. The purge merges after each transaction until FTS5 finds nothing
+    to merge, so it ends with none, and what is kept is still found."""
+    from app.chat import service
+
+    monkeypatch.setattr(retention, "CONVERSATIONS", 2)  # many short transactions
+    monkeypatch.setattr(retention, "SEARCH_MERGE_PAGES", 1)  # small steps: many of them needed
+    guests = [WidgetVisitor.arrive(app, site.site_key) for _ in range(40)]
+    for round_ in range(3):  # interleaved message ids, as live chat writes them
+        for i, guest in enumerate(guests):
+            word = "heron" if i % 2 else "egret"
+            assert guest.send(f"{word} {i} round {round_}").status_code == 200
+    with connection():
+        while service.index_new_messages():
+            pass
+        while service.merge_search_index():
+            pass
+        old = [g.conversation().id for i, g in enumerate(guests) if i % 2]
+        Conversation.update(last_activity_at=utcnow() - timedelta(days=181)).where(
+            Conversation.id.in_(old)).execute()
+
+    assert retention.purge_expired() == 20
+
+    with connection():
+        assert service.merge_search_index() == 0
+    assert fts_hits("heron") == []
+    assert len(fts_hits("egret")) == 60
+
+
+def test_each_purged_conversations_notice_names_that_conversation_and_only_it(app, ws, site, online):
+    """A purge's notices are rendered once a pass with the id put in: in one pass, each names
+    its own conversation (row and open pane), and a visitor's own deletion keeps its words."""
+    from app.chat import render
+    from tests.test_chat_streams import sse_html
+
+    ids = [conversation_with(app, site, f"owl {i}", 400) for i in range(3)]
+    assert retention.purge_expired() == 3
+    with connection():
+        rows = list(ChatEvent.select().where(ChatEvent.kind == ChatEvent.DELETED)
+                    .order_by(ChatEvent.seq))
+    by_visitor = ChatEvent(workspace_id=ws, conversation_id=99999, kind=ChatEvent.DELETED,
+                           seq=rows[-1].seq + 1, actor="visitor")
+    out = render.Renderer(app).events([(row, ("agent",)) for row in [*rows, by_visitor]])
+    notices = [sse_html(sse["agent"]) for sse in out]
+    for conv_id, notice in zip([*ids, 99999], notices, strict=True):
+        assert f'id="conv-{conv_id}"' in notice and f'id="conversation-{conv_id}"' in notice
+        others = [i for i in [*ids, 99999] if i != conv_id]
+        assert not any(f"-{i}\"" in notice for i in others)
+    assert "This conversation was deleted." in notices[0]
+    assert "The visitor deleted this conversation." in notices[-1]

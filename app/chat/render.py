@@ -41,6 +41,7 @@ from app.widget.language import speaking
 
 ID_MARK = "client-id-goes-here"  # where a fresh form's client id is put in (see compose)
 LINKS_KEPT = 4096  # built links kept; past that, the lot is dropped and built again
+CONVERSATION_MARK = "conversation-id-goes-here"  # where a deletion notice's id is put in
 FORMS_KEPT = 1024  # fresh forms kept, one per site and kind, one per conversation and agent
 
 
@@ -204,11 +205,12 @@ class Renderer:
         the hot path), or in another thread (see the module's doc), which gets its own."""
         inside = has_app_context() and current_app._get_current_object() is self.app
         self.pass_state.unread = {}
+        self.pass_state.deleted = {}
         try:
             with contextlib.nullcontext() if inside else self.app.app_context(), thread_connection():
                 return [self.event(row, audiences) for row, audiences in wanted]
         finally:
-            self.pass_state.unread = None
+            self.pass_state.unread = self.pass_state.deleted = None
 
     def unread_total(self, workspace_id: int) -> int:
         memo = getattr(self.pass_state, "unread", None)
@@ -244,9 +246,7 @@ class Renderer:
     def agent_html(self, row, conversation, message) -> str | None:
         kind = row.kind
         if kind == ChatEvent.DELETED:
-            return self.html("chat/_event_deleted.html", conversation_id=row.conversation_id,
-                             by_visitor=row.actor == Message.VISITOR,
-                             unread=self.unread_total(row.workspace_id))
+            return self.deleted_notice(row)
         if kind == labels.CHANGED:  # the workspace's, on no conversation
             label = labels.Label.get_or_none(labels.Label.id == row.ref_id)
             return self.html("chat/_labels_changed.html", label=label, ref_id=row.ref_id,
@@ -266,6 +266,23 @@ class Renderer:
         return self.html("chat/_event_agent.html", conversation=conversation, message=message,
                          kind=kind, ref_id=row.ref_id,
                          unread=self.unread_total(row.workspace_id))
+
+    def deleted_notice(self, row) -> str:
+        """The agents' notice of a deleted conversation. A retention purge deletes hundreds a
+        second, read back in passes of many, and their notices differ only in the
+        conversation's id: rendered once a pass and kind of deletion with a marker where the id
+        goes, then the id put in."""
+        unread = self.unread_total(row.workspace_id)
+        by_visitor = row.actor == Message.VISITOR
+        memo = getattr(self.pass_state, "deleted", None)
+        key = (by_visitor, unread)
+        text = memo.get(key) if memo is not None else None
+        if text is None:
+            text = self.html("chat/_event_deleted.html", conversation_id=CONVERSATION_MARK,
+                             by_visitor=by_visitor, unread=unread)
+            if memo is not None:
+                memo[key] = text
+        return text.replace(CONVERSATION_MARK, str(row.conversation_id))
 
     def visitor_html(self, row, conversation, message) -> str | None:
         kind = row.kind

@@ -246,3 +246,28 @@ def test_each_purged_conversations_notice_names_that_conversation_and_only_it(ap
         assert not any(f"-{i}\"" in notice for i in others)
     assert "This conversation was deleted." in notices[0]
     assert "The visitor deleted this conversation." in notices[-1]
+
+
+def test_the_purge_tells_its_deletions_in_runs_not_with_every_transaction(app, ws, site, online,
+                                                                          monkeypatch):
+    """A chat message numbered after a purge event waits until the web process has read it
+    back: the purge records its "deleted" events in runs (NOTICE_EVERY), here all at the end,
+    one run, numbered one after the other."""
+    monkeypatch.setattr(retention, "CONVERSATIONS", 2)  # three transactions of deletions
+    monkeypatch.setattr(retention, "NOTICE_EVERY", 3600)
+    ids = [conversation_with(app, site, f"ibis {i}", 400) for i in range(6)]
+    assert retention.purge_expired() == 6
+    with connection():
+        rows = list(ChatEvent.select().where(ChatEvent.kind == ChatEvent.DELETED)
+                    .order_by(ChatEvent.seq))
+    assert sorted(r.conversation_id for r in rows) == sorted(ids)
+    assert len({r.created_at for r in rows}) == 1  # one record: one moment
+    assert [r.seq for r in rows] == list(range(rows[0].seq, rows[0].seq + 6))
+
+    monkeypatch.setattr(retention, "NOTICE_EVERY", 0)  # with every transaction
+    [conversation_with(app, site, f"stork {i}", 400) for i in range(6)]
+    assert retention.purge_expired() == 6
+    with connection():
+        later = {r.created_at for r in ChatEvent.select().where(
+            (ChatEvent.kind == ChatEvent.DELETED) & (ChatEvent.seq > rows[-1].seq))}
+    assert len(later) == 3

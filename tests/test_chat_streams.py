@@ -432,6 +432,49 @@ def test_deleted_conversation_events_show_who_deleted_it_and_nothing_of_it(app, 
         assert ChatEvent.get_or_none(ChatEvent.id == old_message_event) is None
 
 
+def test_a_purges_deletions_reach_open_inboxes_as_one_event_and_every_visitor_stream(
+        app, ws, site, online):
+    """The retention purge (another process, read back) deletes conversations by the hundred:
+    a run of them is one event for the streams, numbered as the last, whose agents' notice
+    drops each conversation and whose visitors' notice reaches each conversation's stream."""
+    from datetime import timedelta
+
+    from app.chat import retention
+    from app.db import utcnow
+
+    old = [new_conversation(app, site, f"old words {i}") for i in range(3)]
+    kept = new_conversation(app, site, "kept words")
+    with connection():
+        Conversation.update(last_activity_at=utcnow() - timedelta(days=400)).where(
+            Conversation.id.in_([c.id for c in old])).execute()
+
+    async def scenario():
+        async with running_hub(app) as hub:
+            inbox = follow(hub, ws)
+            widgets = [follow(hub, ws, c.id) for c in (old[0], old[2], kept)]
+            assert await anyio.to_thread.run_sync(in_app, app, retention.purge_expired) == 3
+            [event] = await take(inbox, 1)
+            await asyncio.sleep(0.3)  # several rounds of the dispatcher: nothing more comes
+            assert inbox.queue.empty()
+            with connection():
+                seqs = [e.seq for e in ChatEvent.select().where(ChatEvent.kind == ChatEvent.DELETED)
+                        .order_by(ChatEvent.seq)]
+            assert sorted(event.conversation_ids) == [c.id for c in old]
+            assert event.seq == seqs[-1] and len(seqs) == 3
+            notice = sse_html(event.sse[AGENT])
+            for conv in old:
+                assert f'id="conv-{conv.id}"' in notice and f'id="conversation-{conv.id}"' in notice
+            assert f"conv-{kept.id}" not in notice and "old words" not in notice
+            for widget in widgets[:2]:
+                [got] = await take(widget, 1)
+                assert got is event and "The team deleted this conversation." in sse_html(
+                    got.sse[VISITOR])
+            assert widgets[2].queue.empty()  # a conversation that stays hears nothing
+            assert hub.read_back == 3
+
+    run_async(scenario())
+
+
 def test_hub_stops_even_when_woken_at_the_moment_it_is_stopped(app, ws, site):
     """Server shutdown must not hang: a notify() landing as the dispatcher is cancelled
     (asyncio.wait_for in Python 3.11 may then swallow the cancellation) still stops it."""

@@ -282,7 +282,9 @@ class Renderer:
                              by_visitor=by_visitor, unread=unread)
             if memo is not None:
                 memo[key] = text
-        return text.replace(CONVERSATION_MARK, str(row.conversation_id))
+        # A run of deletions read back together (live.Deletions): one notice for each.
+        ids = getattr(row, "conversation_ids", None) or (row.conversation_id,)
+        return "".join(text.replace(CONVERSATION_MARK, str(cid)) for cid in ids)
 
     def visitor_html(self, row, conversation, message) -> str | None:
         kind = row.kind

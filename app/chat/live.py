@@ -224,14 +224,16 @@ class Deletions:
         self.conversation_id, self.ref_id = 0, 0
         self.conversation_ids = [first.conversation_id]
 
-    def takes(self, row) -> bool:
-        """Whether `row` (read back, not published from memory) follows on from the run."""
-        return (row.kind == DELETED and row.workspace_id == self.workspace_id
-                and row.actor == self.actor and row.seq == self.seq + 1)
-
     def add(self, row) -> None:
         self.seq = row.seq
         self.conversation_ids.append(row.conversation_id)
+
+
+def _follows(last, row) -> bool:
+    """Whether deletion `row` comes right after `last` (a deletion, or a run of them) of the
+    same workspace and the same actor: the two can be told as one."""
+    return (row.kind == last.kind == DELETED and row.workspace_id == last.workspace_id
+            and row.actor == last.actor and row.seq == last.seq + 1)
 
 
 def grouped(rows: list, known: list) -> list:
@@ -239,17 +241,13 @@ def grouped(rows: list, known: list) -> list:
     (known None) made one Deletions each."""
     out = []
     for row, event in zip(rows, known, strict=True):
-        if event is None and row.kind == DELETED and out and out[-1][1] is None:
-            last = out[-1][0]
-            if isinstance(last, Deletions) and last.takes(row):
-                last.add(row)
-                continue
-            if last.kind == DELETED and not isinstance(last, Deletions):
-                run = Deletions(last)
-                if run.takes(row):
-                    run.add(row)
-                    out[-1] = (run, None)
-                    continue
+        if event is None and out and out[-1][1] is None and _follows(out[-1][0], row):
+            run = out[-1][0]
+            if not isinstance(run, Deletions):
+                run = Deletions(run)
+                out[-1] = (run, None)
+            run.add(row)
+            continue
         out.append((row, event))
     return out
 

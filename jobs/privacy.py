@@ -42,7 +42,7 @@ def erase_deleted_traces():
     with task_context():
         # The chat's search index is rewritten by the chat's own merge step (passed in, so
         # that the chat, which asks for erasures, and erasure need not import each other).
-        erasure.erase_traces(chat.merge_search_index, chat.SEARCH_UPKEEP_PAUSE)
+        erasure.erase_traces(chat.merge_search_index)
 
 
 def _first_to_queue(now: float) -> bool:

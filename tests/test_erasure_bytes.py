@@ -8,6 +8,7 @@ previous one). A credential's secret is never in the bytes at all (encrypted).""
 import secrets
 import time
 from datetime import timedelta
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -182,3 +183,35 @@ def test_deletions_while_a_run_is_queued_share_it_and_a_lost_run_blocks_nothing(
         erasure.request_erasure()
     assert found_in(database_files(app), person.needles) == {}
     assert huey.get(ERASURE_QUEUED, peek=True) is None  # taken by the run as it started
+
+
+def test_the_erasure_rewrites_the_index_in_short_steps_each_committed_on_its_own(
+        app, auth, person, bystander):
+    """The index is rewritten OPTIMIZE_STEP_PAGES at a time, each step its own transaction,
+    committed before the next begins (another connection sees the database change between
+    two steps: SQLite's data_version), so that a chat message waits at most one short step;
+    and the run still leaves nothing of the deleted words."""
+    import sqlite3
+
+    from app.chat.service import merge_search_index
+    from app.db import database
+
+    with connection():
+        Conversation.delete().where(Conversation.id == person.conversation_id).execute()
+    other = sqlite3.connect(app.config["DATABASE"])
+    steps, versions = [], []
+
+    def merge_step(pages):
+        steps.append((pages, database.transaction_depth()))
+        versions.append(other.execute("PRAGMA data_version").fetchone()[0])
+        return merge_search_index(pages)
+
+    try:
+        with app.app_context(), connection():
+            erasure.erase_traces(merge_step)
+    finally:
+        other.close()
+    assert len(steps) >= 2 and set(steps) == {(-erasure.OPTIMIZE_STEP_PAGES, 1)}
+    assert all(a != b for a, b in pairwise(versions))
+    assert found_in(database_files(app), [t for w in person.words for t in traces(w)]) == {}
+    assert all(fts_hits(word) for word in bystander.words)

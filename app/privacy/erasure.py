@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable
 
 from app import background
-from app.db import database, is_postgres
+from app.db import Pace, database, is_postgres
 
 TASK = "privacy.erase_traces"
 
@@ -35,9 +35,12 @@ TASK = "privacy.erase_traces"
 # as one level, at most this many pages a step), each its own short write transaction: one
 # 'optimize' statement holds the write lock for the whole index (measured 0.22 s with 100k
 # messages, 1.35 s with 1M, growing with the index), and a web request waits at most 5 s
-# for the lock. In steps of 200 pages: 6 steps of at most 84 ms (100k), 45 of at most 116 ms
-# (1M); each run rewrites the whole index, since a deletion's marker is a segment of its own.
-OPTIMIZE_STEP_PAGES = 200
+# for the lock. Each run rewrites the whole index, since a deletion's marker is a segment of
+# its own. A chat message that meets a step waits for all of it: steps of 200 pages held the
+# lock up to 124 ms (100k messages), steps of 16 pages about 5 ms, for a few more steps.
+OPTIMIZE_STEP_PAGES = 16
+TRUNCATE_PATIENCE = 30.0  # seconds of trying to empty the WAL, then the task is retried
+TRUNCATE_RETRY = 0.005
 
 
 class TracesRemain(RuntimeError):
@@ -51,15 +54,42 @@ def request_erasure() -> None:
     background.enqueue(TASK)
 
 
-def erase_traces(merge_step: Callable[[int], bool], pause: float) -> None:
+def erase_traces(merge_step: Callable[[int], int]) -> None:
     """Rewrite the search index without the deleted messages' words, then empty the WAL:
     what was deleted before the call is then neither in the index nor in the WAL (see the
     module's note for the one gap SQLite leaves). `merge_step(pages)` is the search index's
-    merge (app/chat/service.py merge_search_index), true while there is more to merge."""
+    merge (app/chat/service.py merge_search_index): 0 once there is nothing left to merge.
+    The steps share the write lock with live chat as the retention purge does (Pace)."""
     if is_postgres():
         return
-    while merge_step(-OPTIMIZE_STEP_PAGES):
-        time.sleep(pause)  # writers waiting for the lock go in between
-    (busy, _, _) = database.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-    if busy:
+    pace = Pace()
+    while True:
+        with pace.transaction():
+            merged = merge_step(-OPTIMIZE_STEP_PAGES)
+        if not merged:
+            break
+    if not empty_the_wal(TRUNCATE_PATIENCE):
         raise TracesRemain("the WAL still holds pages written before the erasure")
+
+
+def empty_the_wal(patience: float) -> bool:
+    """Copy the WAL back and cut it to nothing (a TRUNCATE checkpoint); whether it was done
+    within `patience` seconds. A TRUNCATE checkpoint holds the write lock while it copies the
+    frames back and then waits, still holding it, until no reader uses the WAL: with a busy
+    timeout, chat messages would wait behind it for as long as the streams keep reading. So most of the WAL is copied first by a PASSIVE checkpoint, which lets
+    writers on, and the TRUNCATE is tried without waiting (busy timeout 0: it gives up at once
+    when a writer or a reader is there) until it finds a moment with neither."""
+    database.execute_sql("PRAGMA wal_checkpoint(PASSIVE)")
+    (timeout,) = database.execute_sql("PRAGMA busy_timeout").fetchone()
+    database.execute_sql("PRAGMA busy_timeout = 0")
+    try:
+        give_up = time.monotonic() + patience
+        while True:
+            (busy, _, _) = database.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            if not busy:
+                return True
+            if time.monotonic() >= give_up:
+                return False
+            time.sleep(TRUNCATE_RETRY)
+    finally:
+        database.execute_sql(f"PRAGMA busy_timeout = {int(timeout)}")

@@ -233,9 +233,10 @@ def _with_percent_s(text: str) -> str:
 
 
 def epoch_seconds(field):
-    """Whole seconds since 1970 of a (naive UTC) datetime column, in the engine's own words."""
+    """Whole seconds since 1970 of a (naive UTC) datetime column, in the engine's own words;
+    a fraction of a second is cut on both (PostgreSQL's CAST alone would round it)."""
     if is_postgres():
-        return fn.date_part("epoch", field).cast("BIGINT")
+        return fn.floor(fn.date_part("epoch", field)).cast("BIGINT")
     return fn.strftime("%s", field).cast("INTEGER")
 
 

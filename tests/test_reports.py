@@ -294,6 +294,23 @@ def on(rep, day: str) -> tuple:
     return figures(next(r for r in rep.by_day if r.label == day))
 
 
+def test_whole_seconds_drop_the_fraction_alike_on_every_engine(app, week):
+    """A time 0.9 s past a whole second counts as that second in the report's own SQL and in
+    the query builder's, on SQLite and on PostgreSQL alike (a cast alone rounds it up on
+    PostgreSQL: a response time one second longer there than on SQLite)."""
+    from app.db import database, dialect, epoch_seconds
+
+    when = datetime(2025, 3, 19, 12, 0, 0, 900_000)
+    with connection():
+        Workspace.update(created_at=when).where(Workspace.id == week["ws"]).execute()
+        built = (Workspace.select(epoch_seconds(Workspace.created_at).alias("s"))
+                 .where(Workspace.id == week["ws"]).scalar())
+        written = database.execute_sql(
+            "SELECT " + service.EPOCH[dialect()].format("created_at") + " FROM workspace WHERE id = "
+            + str(week["ws"])).fetchone()[0]
+    assert built == written == epoch(when.replace(microsecond=0))
+
+
 def test_a_past_day_changed_by_a_late_reply_shows_the_new_median_at_the_next_view(app, week):
     """An agent's reply to c4, unanswered since the 19th, sent through the chat now (a late
     first response): the 19th, kept from the first view, has it at the next one."""

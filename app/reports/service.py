@@ -40,8 +40,9 @@ BREAKDOWNS = ("day", "site", "agent", "label")
 FORMER, NO_REPLY = -1, -2  # the agent rows that are no current member (ids sort with them)
 
 # Whole seconds since 1970 of a naive UTC column (app.db.epoch_seconds, for hand-written SQL).
+# Cut, not rounded, on both: PostgreSQL's CAST rounds a fraction, SQLite's '%s' drops it.
 EPOCH = {"sqlite": "CAST(strftime('%s', {}) AS INTEGER)",
-         "postgres": "CAST(date_part('epoch', {}) AS BIGINT)"}
+         "postgres": "CAST(floor(date_part('epoch', {})) AS BIGINT)"}
 
 # The facts (app/reports/models.py) of some of a workspace's conversations started since a
 # time, written or rewritten with the write's stamp (the last parameter): `which` picks them,

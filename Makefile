@@ -62,23 +62,18 @@ run: demo
 	HOST=$(HOST) PORT=$(PORT) LUMNAR_WORKER_FLAGS=--quiet honcho start -f Procfile web worker
 
 # The whole suite on SQLite, and what is proven on PostgreSQL + Redis (tests/conftest.py
-# POSTGRES_READY) against real throwaway servers. The passes share nothing but the machine
-# (each its own temporary folders, free ports and servers), so they run side by side, the
-# SQLite pass itself in two parts (the browser tests, and the rest): the browser tests spend
-# much of their time waiting for pages and streams, and with two passes alone the machine's
-# cores stood half idle (measured: 21 minutes of CPU in 19 minutes of wall time on 2 cores).
-# The whole takes about as long as the longest part. Each part's output is printed when all end.
+# POSTGRES_READY) against real throwaway servers. The two passes share nothing but the machine
+# (each its own temporary folders, free ports and servers), so they run side by side: the
+# whole takes about as long as the longer pass. Each pass's output is printed when both end.
 test: install chromium servers
 	@mkdir -p .test-output
-	@echo "running the SQLite pass (browser tests and the rest) and the PostgreSQL + Redis pass side by side"
-	@pytest -q -p no:cacheprovider --durations=15 tests/e2e > .test-output/sqlite-browser.txt 2>&1 & browser=$$!; \
-	pytest -q -p no:cacheprovider --durations=15 --ignore=tests/e2e > .test-output/sqlite.txt 2>&1 & lite=$$!; \
+	@echo "running the SQLite pass and the PostgreSQL + Redis pass side by side"
+	@pytest -q -p no:cacheprovider --durations=15 > .test-output/sqlite.txt 2>&1 & lite=$$!; \
 	pytest -q -p no:cacheprovider --durations=15 --engine=postgres > .test-output/postgres.txt 2>&1; pg=$$?; \
-	wait $$browser; brow=$$?; wait $$lite; sqlite=$$?; \
-	echo "== SQLite pass, browser tests (exit $$brow)"; cat .test-output/sqlite-browser.txt; \
-	echo "== SQLite pass, the rest (exit $$sqlite)"; cat .test-output/sqlite.txt; \
+	wait $$lite; sqlite=$$?; \
+	echo "== SQLite pass (exit $$sqlite)"; cat .test-output/sqlite.txt; \
 	echo "== PostgreSQL + Redis pass (exit $$pg)"; cat .test-output/postgres.txt; \
-	test $$brow -eq 0 -a $$sqlite -eq 0 -a $$pg -eq 0
+	test $$sqlite -eq 0 -a $$pg -eq 0
 
 bench: install
 	@if ls tests/bench/bench_*.py >/dev/null 2>&1; then \

@@ -49,8 +49,11 @@ def create_app(config=None) -> Flask:
     from app.chat import wakeups
 
     # Processes that share a PostgreSQL database tell each other of chat events over Redis; on
-    # one SQLite file they see each other's commits without it (app/chat/live.py).
-    wakeups.configure(app.config["REDIS_URL"] if db.is_postgres() else None)
+    # one SQLite file, by the web process's doorbell (app/chat/wakeups.py).
+    if db.is_postgres():
+        wakeups.configure(app.config["REDIS_URL"])
+    else:
+        wakeups.configure(None, app.config["DATABASE"])
 
     from app.automations import vault
 

@@ -7,8 +7,6 @@ and which queue holds them (`install`). So the arrows point one way, jobs → se
 service imports jobs, and none needs a late import to dodge a circle.
 """
 
-import os
-import threading
 from collections.abc import Callable, Iterable
 
 _tasks: dict[str, Callable] = {}
@@ -73,34 +71,3 @@ def runs_at_once() -> bool:
 def queue_answers() -> bool:
     """Whether the queue's storage answers (the health check)."""
     return _queue is not None and _queue.answers()
-
-
-LOWEST_PRIORITY = 19  # nice
-
-
-def at_lowest_priority(fn: Callable):
-    """fn() in a thread of its own at the lowest CPU priority, waited for: its result, or its
-    exception raised here. A long clean-up (the retention purge) then takes the CPU the web
-    process leaves instead of sharing it equally while chat waits (measured by
-    tests/bench/bench_privacy.py: the purge used half a core). On Linux each thread has its
-    own nice value; the calling thread keeps its own (raising a priority again needs a
-    privilege the worker lacks, so the calling thread is never lowered)."""
-    outcome = {}
-
-    def run():
-        try:
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), LOWEST_PRIORITY)
-        except (OSError, AttributeError):  # not Linux: at the caller's own priority
-            pass
-        try:
-            outcome["value"] = fn()
-        except BaseException as exc:  # handed to the waiting thread, which raises it
-            outcome["error"] = exc
-
-    thread = threading.Thread(target=run, name="lowest-priority", daemon=True)
-    thread.start()
-    thread.join()
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome.get("value")
-

@@ -4,7 +4,6 @@ from contextlib import contextmanager
 
 from flask import current_app, has_app_context
 
-from app import background
 from app.db import connection, database, dialect, thread_connection
 from jobs import WORKER_BUSY_SECONDS, huey
 
@@ -30,16 +29,3 @@ def task_context():
         database.execute_sql(PATIENCE[dialect()])
         yield app
 
-
-def at_low_priority(fn, *args):
-    """fn(*args) in a task context, in a thread at the lowest CPU priority (app.background);
-    in immediate mode (inside a request or a test) here, as any task runs."""
-    if has_app_context():
-        with task_context():
-            return fn(*args)
-
-    def in_task():
-        with task_context():
-            return fn(*args)
-
-    return background.at_lowest_priority(in_task)

@@ -4,7 +4,9 @@ numbers follow commit order on both engines (app/chat/events.py). On PostgreSQL,
 processes hear of a commit over Redis pub/sub, and without Redis they still find it."""
 
 import asyncio
+import sys
 import threading
+from pathlib import Path
 
 import anyio
 import pytest
@@ -30,6 +32,8 @@ from tests.test_chat_streams import (
     take,
     visitor_message,
 )
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_two_commits_out_of_id_order_reach_a_stream_once_each_in_commit_order(
@@ -157,6 +161,51 @@ def test_another_process_commit_is_heard_over_redis(app, ws, site, online, slow_
             assert hub.read_back == 1
 
     run_async(scenario())
+
+
+RING_FROM_ANOTHER_PROCESS = """
+import sys
+from app.chat import live, wakeups
+wakeups.configure(None, sys.argv[1])
+live.told(int(sys.argv[2]), int(sys.argv[3]))
+live.notify()
+"""
+
+
+def test_on_sqlite_another_process_commit_rings_the_web_process_doorbell(app, ws, site, online,
+                                                                         monkeypatch):
+    """A worker's event (a purge's deletions, an e-mailed reply) reaches the streams when the
+    worker rings after its commit (live.notify, in a process of its own), not at the next poll
+    of data_version: the poll is made too slow to matter here."""
+    if dialect() != "sqlite":
+        pytest.skip("PostgreSQL set-ups wake each other over Redis")
+    conv = new_conversation(app, site)
+    monkeypatch.setattr(live, "WATCH_INTERVAL", 60.0)
+    monkeypatch.setattr(live, "IDLE_INTERVAL", 60.0)
+
+    async def scenario():
+        async with running_hub(app) as hub:
+            sub = follow(hub, ws)
+            await asyncio.sleep(0.2)  # the dispatcher's first look is behind it: next in 60 s
+            seq = await anyio.to_thread.run_sync(commit_elsewhere, app, ws, conv.id)
+            worker = await anyio.run_process(
+                [sys.executable, "-c", RING_FROM_ANOTHER_PROCESS, database_of(app), str(ws),
+                 str(seq)], cwd=ROOT, check=True)
+            assert worker.returncode == 0
+            [row] = await take(sub, 1)
+            assert (row.seq, row.conversation_id) == (seq, conv.id)
+            assert hub.read_back == 1
+
+    run_async(scenario())
+
+
+def test_a_doorbell_nobody_listens_to_costs_nothing(app, ws, site, online):
+    """No web process running: the worker's ring goes nowhere, raising nothing."""
+    if dialect() != "sqlite":
+        pytest.skip("PostgreSQL set-ups wake each other over Redis")
+    conv = new_conversation(app, site)
+    seq = commit_elsewhere(app, ws, conv.id)
+    wakeups.announce([(ws, seq)])
 
 
 def test_without_redis_another_process_commit_is_found_by_the_poll(app, ws, site, online,

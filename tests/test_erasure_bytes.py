@@ -5,6 +5,7 @@ DELETE (FTS5 keeps them in its segments), so each word is also looked for as the
 it: lower-cased, and only its tail (FTS5 stores a term after the prefix it shares with the
 previous one). A credential's secret is never in the bytes at all (encrypted)."""
 
+import os
 import secrets
 import time
 from datetime import timedelta
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from app.automations.models import Credential
-from app.chat.models import Conversation
+from app.chat.models import Conversation, Message
 from app.db import connection, utcnow
 from app.privacy import erasure
 from app.widget.models import Visitor
@@ -215,3 +216,51 @@ def test_the_erasure_rewrites_the_index_in_short_steps_each_committed_on_its_own
     assert all(a != b for a, b in pairwise(versions))
     assert found_in(database_files(app), [t for w in person.words for t in traces(w)]) == {}
     assert all(fts_hits(word) for word in bystander.words)
+
+
+def temporary_files() -> list[str]:
+    """SQLite's temporary files this process holds open: it unlinks each as it opens it, so
+    only /proc still names them."""
+    found = []
+    for fd in Path("/proc/self/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:  # closed meanwhile
+            continue
+        if "etilqs_" in target:
+            found.append(target)
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="reads /proc (Linux)")
+def test_a_deletion_writes_no_copy_of_the_deleted_rows_to_a_temporary_file(app, person):
+    """A statement inside a longer transaction keeps the pages it changes as they were (its
+    statement journal), so that it alone can be undone; past 64 KiB SQLite writes that journal
+    to a temporary file on disk. The file is unlinked, but its blocks hold the deleted words
+    until the disk reuses them, out of reach of the erasure. Every connection keeps it in
+    memory (temp_store). Shown both ways: with temp_store = FILE the same deletion does write
+    one, so this probe would see it."""
+    from app.db import PRAGMAS, database
+
+    with connection():
+        conv = Conversation.get_by_id(person.conversation_id)
+        Message.insert_many([dict(conversation=conv.id, workspace_id=conv.workspace_id,
+                                  sender="visitor", body=f"{person.words[0]} {n} " + "x" * 300)
+                             for n in range(400)]).execute()
+
+    def files_while_deleting() -> list[str]:
+        with database.atomic() as transaction:
+            Message.update(over_limit=True).where(Message.conversation == conv.id).execute()
+            assert Conversation.delete().where(Conversation.id == conv.id).execute() == 1
+            found = temporary_files()
+            transaction.rollback()
+        return found
+
+    with app.app_context(), connection():
+        assert files_while_deleting() == []
+        database.execute_sql("PRAGMA temp_store = FILE")
+        try:
+            assert files_while_deleting() != []
+        finally:
+            database.execute_sql(f"PRAGMA temp_store = {PRAGMAS['temp_store']}")
+        assert files_while_deleting() == []

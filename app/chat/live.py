@@ -390,6 +390,9 @@ class Hub:
         self.listener = (wakeups.Listener(redis_url, self._woken, self._pushed)
                          if redis_url and database_path.startswith("postgresql://") else None)
         self.pushed = False  # Redis wake-ups are arriving
+        # SQLite: other processes ring this hub's doorbell after committing chat events.
+        self.doorbell = (wakeups.Doorbell(database_path) if self.listener is None
+                         and not database_path.startswith("postgresql://") else None)
         # The watcher is opened in a worker thread that a stopping hub may abandon (cancelled
         # mid-open): the thread hands it over here under the lock, or closes it itself once the
         # hub has stopped, so no connection is ever left to the garbage collector.
@@ -799,6 +802,14 @@ class Hub:
         if self.dirty:
             self.wake.set()
 
+    def _rung(self) -> None:
+        """On the loop: the doorbell rang (another process committed chat events)."""
+        pairs = self.doorbell.rings()
+        if pairs:
+            self._woken(pairs)
+        else:
+            self._wake(True)  # a ring without pairs: ask every watched workspace
+
     def _pushed(self, connected: bool) -> None:
         """The Redis subscription was made (True) or lost: either way, what may have been
         missed meanwhile is asked for."""
@@ -815,6 +826,8 @@ class Hub:
                       asyncio.create_task(self.tick(), name="chat-ticker")]
         if self.listener is not None:
             self.listener.start(self.loop)
+        if self.doorbell is not None and (bell := self.doorbell.open()) is not None:
+            self.loop.add_reader(bell, self._rung)
 
     async def stop(self) -> None:
         for task in self.tasks:
@@ -824,6 +837,9 @@ class Hub:
                 await task
         if self.listener is not None:
             self.listener.stop()
+        if self.doorbell is not None and self.doorbell.socket is not None:
+            self.loop.remove_reader(self.doorbell.socket)
+            self.doorbell.close()
         if self.presence is not None:
             self.left.update(self.present)
             self.arrived.clear()

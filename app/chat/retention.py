@@ -19,8 +19,12 @@ from app.widget.models import Site, Visitor
 # messages 20 at a time by id took 1.5 ms per 20), after checking inside the transaction that
 # it is still past its window (a visitor who wrote again keeps it). A long conversation's
 # messages go first, a chunk a statement, so that no one statement holds the lock long.
-# Measured by tests/bench/bench_privacy.py: see the README's retention notes.
-CONVERSATIONS = 20  # conversations read at a time, outside any transaction
+# Measured by tests/bench/bench_privacy.py: see the README's retention notes. Five to a
+# transaction at most: a chat write that meets one waits for its statement in progress and its
+# commit, and on a busy machine the purge's thread is sometimes preempted inside them (commits
+# of any size took 4-5 ms at the 99th percentile). With 20, chat delivery p99 during the purge
+# was 1.9-2.5 times idle; with 5, 1.2-1.4 times, for a purge twice as long (more rests).
+CONVERSATIONS = 5  # conversations read at a time, outside any transaction
 LONG = 200  # messages: a conversation with more loses them a chunk at a time first
 # Each purged message leaves a tombstone in the search index (FTS5, whose automatic merging is
 # off: migration 8), in new segments; once a level holds 16 segments FTS5 merges them all inside
@@ -34,10 +38,13 @@ SEARCH_MERGE_PAGES = 8
 # its workspace's order). Recorded with every transaction, that was a wait for about one
 # message in ten (measured: delivery p50 9 ms during the purge against 7 with no events). So
 # the deletions are told in runs: with the transaction in progress once NOTICE_EVERY has passed
-# since the last run, and in a last transaction at the end. A purge stopped in between leaves
-# the last run's conversations deleted without a live notice: an open inbox shows them until
-# it reloads (opening one finds nothing), a widget closes at its stream's next check.
-NOTICE_EVERY = 0.5  # seconds
+# since the last run, and in a last transaction at the end, each run ringing the web process
+# at once (live.notify: its doorbell). Runs every 0.5 s held about 400 deletions, which the web
+# process took 2-3 ms to read back while the chat messages numbered after them waited; every
+# 0.1 s, about 40-100. A purge stopped in between leaves the last run's conversations deleted
+# without a live notice: an open inbox shows them until it reloads (opening one finds
+# nothing), a widget closes at its stream's next check.
+NOTICE_EVERY = 0.1  # seconds
 
 
 def _expired(site_id: int, cutoff):
@@ -113,17 +120,16 @@ def _some_conversations(pace: Pace, notices: Notices, todo: list, cutoff) -> int
         notices.waiting += gone
         if notices.due():
             notices.record()
+            # The web process hears of them at once (its doorbell), not at its next poll: a
+            # chat message numbered after them waits until it has read them.
+            pace.after_commit(live.notify)
     return len(gone)
 
 
 def _merge(pace: Pace) -> None:
     """Merge the search index's segments until no level holds enough to merge (FTS5 then
     changes nothing: service.merge_search_index answers 0), SEARCH_MERGE_PAGES a step."""
-    while True:
-        with pace.transaction():
-            merged = service.merge_search_index(SEARCH_MERGE_PAGES)
-        if not merged:
-            return
+    pace.until_done(lambda: service.merge_search_index(SEARCH_MERGE_PAGES))
 
 
 def _paced(pace: Pace, model, where, search: bool = False) -> None:

@@ -1,17 +1,30 @@
-"""Wake-ups between processes over Redis pub/sub (PostgreSQL + Redis set-ups).
+"""Wake-ups between processes: a chat event committed by one process reaches the streams of
+another at once, instead of at that process's next poll.
 
-After a chat write commits, its process publishes "workspace:seq" pairs on one channel; every
-web process listens and reads the events table only for the workspaces it has streams for
-(app/chat/live.py). The table stays the truth: a wake-up carries no event, so one that is lost
-(Redis restarting, a process subscribing a moment late) costs only time, never an event:
-streams then catch up from the hub's poll of the workspaces' counters (every second while
-Redis is away, every few seconds as a safety net while it is there). On SQLite every process
-shares one file, and `PRAGMA data_version` already tells a process about the others' commits.
+- PostgreSQL + Redis: after a chat write commits, its process publishes "workspace:seq" pairs
+  on one channel; every web process listens and reads the events table only for the
+  workspaces it has streams for (app/chat/live.py).
+- SQLite: every process shares one file, and `PRAGMA data_version` tells the web process of
+  the others' commits at its next poll (every 50 ms while chats are active). Until then an
+  event the worker recorded (a retention purge's deletions, an e-mailed reply) is not on the
+  streams, and a chat message numbered after it in that workspace waits for it to be read.
+  So the web process also listens on a doorbell (a Unix datagram socket with an abstract name
+  drawn from the database's path: no file to leave behind or to trip over, gone with the
+  process) and the worker rings it with the same pairs after its commit.
+
+Either way the table stays the truth: a wake-up carries no event, so one that is lost (Redis
+restarting, a process subscribing a moment late, a doorbell nobody listens to) costs only time,
+never an event: streams then catch up from the hub's poll.
 """
 
+import atexit
+import hashlib
 import logging
+import os
 import queue
 import secrets
+import socket
+import sys
 import threading
 import time
 
@@ -27,11 +40,13 @@ _lock = threading.Lock()
 _quiet_until = 0.0  # a Redis that is away is logged about once a minute, not per write
 
 
-def configure(url: str | None) -> None:
-    """Called by the app factory: wake-ups go over `url` (None: not at all)."""
-    global _url, _client
+def configure(url: str | None, database_path: str | None = None) -> None:
+    """Called by the app factory: wake-ups go over Redis at `url`, else by the doorbell of the
+    SQLite database at `database_path` (None: not at all)."""
+    global _url, _client, _bell
     with _lock:
         _url, _client = url or None, None
+        _bell = doorbell_address(database_path) if database_path and not _url else None
 
 
 def encode(pairs, tag: str = PROCESS_TAG) -> bytes:
@@ -56,9 +71,22 @@ def decode(payload) -> list[tuple[int, int]]:
 
 def announce(pairs) -> None:
     """Publish `pairs` (workspace, seq) from a thread that has just committed them. Never
-    raises: without Redis the other processes find the events at their next poll."""
-    if _url is not None and pairs:
+    raises: without a wake-up the other processes find the events at their next poll."""
+    if not pairs:
+        return
+    if _url is not None:
         _publish(encode(pairs))
+    elif _bell is not None and _bell not in _listening:
+        _ring(_bell, encode(newest(pairs)))
+
+
+def newest(pairs) -> list[tuple[int, int]]:
+    """Each workspace's highest number only: a hub reads everything up to it (a purge tells
+    hundreds of deletions of one workspace at once)."""
+    top = {}
+    for workspace, seq in pairs:
+        top[workspace] = max(seq, top.get(workspace, seq))
+    return list(top.items())
 
 
 def _publish(payload: bytes) -> None:
@@ -150,3 +178,80 @@ class Listener:
                     pass
             self.stopping.wait(delay)
             delay = min(self.RETRY_MAX, delay * 2)
+
+
+# --- the SQLite doorbell ----------------------------------------------------------------------
+_bell = None  # this process's database's doorbell address, None: no doorbell (PostgreSQL)
+_listening = set()  # addresses this process's hub listens on: its own commits need no ring
+_ringer = None
+
+
+def doorbell_address(database_path: str) -> bytes | None:
+    """The doorbell's address for this database file: Linux's abstract socket namespace (a
+    leading NUL byte), so nothing is created on disk; None elsewhere, or for a database in
+    memory (no other process shares it)."""
+    if not sys.platform.startswith("linux") or database_path in ("", ":memory:"):
+        return None
+    digest = hashlib.sha256(os.path.realpath(database_path).encode()).hexdigest()[:32]
+    return b"\0lumnar-doorbell-" + digest.encode()
+
+
+def _ring(address: bytes, payload: bytes) -> None:
+    global _ringer
+    try:
+        ringer = _ringer
+        if ringer is None:
+            ringer = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            ringer.setblocking(False)
+            _ringer = ringer
+            atexit.register(ringer.close)
+        ringer.sendto(payload, address)
+    except OSError:
+        # Nobody listens (no web process: ECONNREFUSED), or the hub has not read the last
+        # rings yet (EAGAIN: it will read everything then). Either way nothing is lost.
+        pass
+
+
+class Doorbell:
+    """The web process's side: a datagram socket bound to the database's address, which the
+    hub's loop watches (add_reader). Only one process can bind it; another web process on the
+    same file keeps to its poll."""
+
+    READ = 65536
+
+    def __init__(self, database_path: str):
+        self.address = doorbell_address(database_path)
+        self.socket = None
+
+    def open(self):
+        """The bound socket (for the loop to watch), or None: no doorbell here."""
+        if self.address is None:
+            return None
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        try:
+            listener.bind(self.address)
+        except OSError:  # another process listens already
+            listener.close()
+            return None
+        listener.setblocking(False)
+        self.socket = listener
+        _listening.add(self.address)
+        return listener
+
+    def rings(self) -> list[tuple[int, int]]:
+        """Every (workspace, seq) rung since the last call."""
+        pairs = []
+        while self.socket is not None:
+            try:
+                pairs += decode(self.socket.recv(self.READ))
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                break
+        return pairs
+
+    def close(self) -> None:
+        if self.socket is not None:
+            _listening.discard(self.address)
+            self.socket.close()
+            self.socket = None

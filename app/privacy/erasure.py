@@ -62,12 +62,7 @@ def erase_traces(merge_step: Callable[[int], int]) -> None:
     The steps share the write lock with live chat as the retention purge does (Pace)."""
     if is_postgres():
         return
-    pace = Pace()
-    while True:
-        with pace.transaction():
-            merged = merge_step(-OPTIMIZE_STEP_PAGES)
-        if not merged:
-            break
+    Pace().until_done(lambda: merge_step(-OPTIMIZE_STEP_PAGES))
     if not empty_the_wal(TRUNCATE_PATIENCE):
         raise TracesRemain("the WAL still holds pages written before the erasure")
 
@@ -76,9 +71,10 @@ def empty_the_wal(patience: float) -> bool:
     """Copy the WAL back and cut it to nothing (a TRUNCATE checkpoint); whether it was done
     within `patience` seconds. A TRUNCATE checkpoint holds the write lock while it copies the
     frames back and then waits, still holding it, until no reader uses the WAL: with a busy
-    timeout, chat messages would wait behind it for as long as the streams keep reading. So most of the WAL is copied first by a PASSIVE checkpoint, which lets
-    writers on, and the TRUNCATE is tried without waiting (busy timeout 0: it gives up at once
-    when a writer or a reader is there) until it finds a moment with neither."""
+    timeout, chat messages would wait behind it for as long as the streams keep reading. So
+    most of the WAL is copied first by a PASSIVE checkpoint, which lets writers on, and the
+    TRUNCATE is tried without waiting (busy timeout 0: it gives up at once when a writer or a
+    reader is there) until it finds a moment with neither."""
     database.execute_sql("PRAGMA wal_checkpoint(PASSIVE)")
     (timeout,) = database.execute_sql("PRAGMA busy_timeout").fetchone()
     database.execute_sql("PRAGMA busy_timeout = 0")

@@ -218,8 +218,9 @@ def report(p: dict, r: dict) -> None:
     table(f"1. Retention purge of {n:,} expired messages ({p['conversations']:,} conversations, "
           "their events and visitors; FTS5 index complete, so every message leaves it too), each "
           "run on its own copy of the data and checked after (none left, no search hit). Lumnar: "
-          "the worker's retention task (jobs/chat.py → retention.purge_expired, in a thread at the "
-          "lowest CPU priority: conversations one at a time, several to a transaction, committed "
+          "the worker's retention task (jobs/chat.py → retention.purge_expired, at the worker's "
+          f"own CPU priority: conversations one at a time, at most {r['batch']} to a transaction, "
+          "committed "
           f"at the next statement when a chat write is announced or after {r['longest_ms']:g} ms, "
           f"then a rest of {r['rest']:g} × the transaction's time and until the chat has been quiet "
           f"{r['quiet_ms']:g} ms: its time is several times its work, by design) in a process of "
@@ -232,7 +233,7 @@ def report(p: dict, r: dict) -> None:
     rows = []
     for d, label in ((None, "both ways"), ("v2a", "visitor → agent"), ("a2v", "agent → visitor")):
         for q, name in ((.5, "p50"), (.99, "p99")):
-            g = goal(during.p(q), "≤", target, f" ms ({P99_WITHIN:g} × idle p99)", ok) \
+            g = goal(during.p(q), "≤", round(target, 1), f" ms ({P99_WITHIN:g} × idle p99)", ok) \
                 if d is None and name == "p99" else ""
             rows.append((f"delivery {name}, {label} ({len(during.lat[d]) if d else len(during.all):,} "
                          "during the purge)", during.p(q, d), idle.p(q, d), "ms", g, load_of(during)))

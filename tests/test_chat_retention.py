@@ -1,7 +1,11 @@
 """Retention: conversations idle longer than their site keeps them are deleted with every
 trace, in batches; short-lived typing/read events and stale presence rows are swept too."""
 
+import threading
+import time
 from datetime import timedelta
+
+import pytest
 
 from app.chat import retention
 from app.chat.models import Attachment, ChatEvent, Conversation, Message, Presence
@@ -271,3 +275,37 @@ def test_the_purge_tells_its_deletions_in_runs_not_with_every_transaction(app, w
         later = {r.created_at for r in ChatEvent.select().where(
             (ChatEvent.kind == ChatEvent.DELETED) & (ChatEvent.seq > rows[-1].seq))}
     assert len(later) == 3
+
+
+@pytest.mark.sqlite_only("SQLite's one write lock, shared through the write-intent file")
+def test_after_each_transaction_the_purge_rests_until_the_chat_has_been_quiet(app):
+    """Pace: after a commit the purge sleeps until no chat write has been announced for
+    `quiet` seconds; a chat that never pauses still lets it on after `patience`."""
+    from app.db import Pace, write_intent
+
+    with app.app_context(), connection():
+        pace = Pace(rest=0, min_rest=0, quiet=0.05, patience=0.3)
+        intent = write_intent()
+        with pace.transaction():
+            intent.announce()  # a chat message on its way as the transaction ends
+            announced = time.time()
+        assert time.time() - announced >= pace.quiet
+
+        stop = threading.Event()
+
+        def busy_chat():
+            while not stop.is_set():
+                intent.announce()
+                time.sleep(0.001)
+
+        chat = threading.Thread(target=busy_chat)
+        chat.start()
+        try:
+            began = time.monotonic()
+            with pace.transaction():
+                pass
+            waited = time.monotonic() - began
+        finally:
+            stop.set()
+            chat.join()
+        assert waited >= pace.patience

@@ -21,6 +21,7 @@ figures are not the goal's conditions.
 
 import argparse
 import asyncio
+import inspect
 import os
 import resource
 import shutil
@@ -313,9 +314,12 @@ def main():
 
     source = work.expired_db(p["conversations"], p["messages"])
     log(f"floor: bare sqlite3 purge of {p['messages']:,} messages")
-    pace = Pace()
+    # Pace's defaults, read without making one: a Pace opens the database's write-intent file,
+    # and this process has no database of its own (a fill built just now left its engine
+    # pointing at a folder that is gone).
+    pace = {name: arg.default for name, arg in inspect.signature(Pace).parameters.items()}
     r = {"floor": purge_floor(source, retention.CONVERSATIONS), "batch": retention.CONVERSATIONS,
-         "rest": pace.rest, "longest_ms": pace.longest * 1000, "quiet_ms": pace.quiet * 1000}
+         "rest": pace["rest"], "longest_ms": pace["longest"] * 1000, "quiet_ms": pace["quiet"] * 1000}
     log(f"floor: {r['floor']['seconds']:.1f} s; Lumnar's purge, nothing else running")
     r["alone"] = purge_alone(source)
     log(f"alone: {r['alone']['seconds']:.1f} s; the chat server on the same data")

@@ -387,12 +387,12 @@ class Hub:
         self.stale = 0  # agenda entries of streams that have gone
         self.order = itertools.count()
         self.read_back = 0  # events the dispatcher read from the database and rendered itself
+        on_postgres = database_path.startswith("postgresql://")
         self.listener = (wakeups.Listener(redis_url, self._woken, self._pushed)
-                         if redis_url and database_path.startswith("postgresql://") else None)
+                         if redis_url and on_postgres else None)
         self.pushed = False  # Redis wake-ups are arriving
         # SQLite: other processes ring this hub's doorbell after committing chat events.
-        self.doorbell = (wakeups.Doorbell(database_path) if self.listener is None
-                         and not database_path.startswith("postgresql://") else None)
+        self.doorbell = None if on_postgres else wakeups.Doorbell(database_path)
         # The watcher is opened in a worker thread that a stopping hub may abandon (cancelled
         # mid-open): the thread hands it over here under the lock, or closes it itself once the
         # hub has stopped, so no connection is ever left to the garbage collector.

@@ -244,9 +244,7 @@ class Doorbell:
         while self.socket is not None:
             try:
                 pairs += decode(self.socket.recv(self.READ))
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError:
+            except OSError:  # nothing more to read (BlockingIOError), or the socket is gone
                 break
         return pairs
 

@@ -309,3 +309,143 @@ def test_after_each_transaction_the_purge_rests_until_the_chat_has_been_quiet(ap
             stop.set()
             chat.join()
         assert waited >= pace.patience
+
+
+# A statement that keeps SQLite busy for a while (a few tenths of a second), read-only.
+LONG_STATEMENT = ("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c "
+                  "WHERE x < 1000000) SELECT count(*) FROM c")
+
+
+def _other_process_writer(path):
+    """A connection as another process's chat writer has: it never waits inside SQLite (busy
+    timeout 0) and asks again shortly while the write lock is held."""
+    import sqlite3
+
+    conn = sqlite3.connect(path, timeout=0, isolation_level=None, check_same_thread=False)
+
+    def write(sql):
+        give_up = time.monotonic() + 10
+        while True:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                break
+            except sqlite3.OperationalError:
+                assert time.monotonic() < give_up, "the write lock never came free"
+                time.sleep(0.0005)
+        conn.execute(sql)
+        conn.execute("COMMIT")
+    return conn, write
+
+
+@pytest.mark.sqlite_only("SQLite's one write lock, shared through the write-intent file")
+def test_a_chat_write_announced_mid_statement_preempts_the_purge_which_does_its_step_again(app):
+    """A chat write does not wait for the purge's statement in progress: announced while it
+    runs, it stops it, the purge's transaction is undone (nothing of it stays) and the chat
+    writes; the purge does the same step again afterwards and sees the chat's row."""
+    from app.db import Pace, write_intent
+
+    with app.app_context(), connection():
+        database.execute_sql("CREATE TABLE preempt_probe (who TEXT)")
+        database.execute_sql("PRAGMA busy_timeout = 12345")  # a task's patience
+        pace = Pace(rest=0, min_rest=0, quiet=0.5, patience=5)
+        started, attempts = threading.Event(), []
+        conn, write = _other_process_writer(database.obj.database)
+
+        def chat():
+            started.wait(10)
+            write_intent().announce()
+            write("INSERT INTO preempt_probe VALUES ('chat')")
+
+        def step():
+            attempts.append(1)
+            database.execute_sql("INSERT INTO preempt_probe VALUES ('purge')")
+            started.set()
+            # In a savepoint, as the search index's merge is, and a write: SQLite then ends the
+            # whole transaction itself when it stops the statement.
+            with database.atomic():
+                database.execute_sql(f"INSERT INTO preempt_probe SELECT 'never' "
+                                     f"FROM ({LONG_STATEMENT}) AS n WHERE n.\"count(*)\" < 0")
+            return [who for (who,) in database.execute_sql("SELECT who FROM preempt_probe ORDER BY rowid")]
+
+        writer = threading.Thread(target=chat)
+        writer.start()
+        try:
+            seen = pace.run(step)
+        finally:
+            writer.join()
+            conn.close()
+        assert len(attempts) == 2 and pace.preempted == 1 and pace.transactions == 1
+        assert seen == ["chat", "purge"]  # the undone attempt's row is not there
+        assert not database.connection().in_transaction
+        # Opened afresh after the undone transaction, and as patient as before.
+        assert database.execute_sql("PRAGMA busy_timeout").fetchone() == (12345,)
+
+
+@pytest.mark.sqlite_only("SQLite's one write lock, shared through the write-intent file")
+def test_a_chat_that_never_pauses_cannot_hold_the_purge_back_for_ever(app):
+    """Preempted PREEMPTED_IN_A_ROW times in a row, the same step then goes on to its end."""
+    from app import db
+    from app.db import Pace, write_intent
+
+    with app.app_context(), connection():
+        pace = Pace(rest=0, min_rest=0, quiet=0.001, patience=0.01)
+        intent, stop, attempts = write_intent(), threading.Event(), []
+
+        def busy_chat():
+            while not stop.is_set():
+                intent.announce()
+                time.sleep(0.001)
+
+        def step():
+            attempts.append(1)
+            # Rows read one by one: the statement is stopped inside a read of its cursor.
+            return sum(1 for _ in database.execute_sql(LONG_STATEMENT.replace("count(*)", "x")))
+
+        chat = threading.Thread(target=busy_chat)
+        chat.start()
+        try:
+            assert pace.run(step) == 1000000
+        finally:
+            stop.set()
+            chat.join()
+        assert pace.preempted == db.PREEMPTED_IN_A_ROW
+        assert len(attempts) == db.PREEMPTED_IN_A_ROW + 1
+
+
+@pytest.mark.sqlite_only("SQLite's one write lock, shared through the write-intent file")
+def test_a_preempted_purge_deletes_and_tells_each_conversation_once(app, ws, site, online,
+                                                                    monkeypatch):
+    """Transactions undone for chat writes are done again: every expired conversation goes,
+    with exactly one "deleted" event each, however often the chat cut in (here: a chat write
+    announced by every message the purge deletes, so every transaction that deletes one is
+    undone PREEMPTED_IN_A_ROW times before it goes through)."""
+    from app import db
+    from app.db import Pace, write_intent
+
+    paces = []
+
+    class Watched(Pace):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            paces.append(self)
+
+    monkeypatch.setattr(retention, "Pace", Watched)
+    monkeypatch.setattr(db, "PROGRESS_STEPS", 1)
+    monkeypatch.setattr(retention, "NOTICE_EVERY", 0)  # a run with every transaction
+    monkeypatch.setattr(retention, "CONVERSATIONS", 2)
+    ids = [conversation_with(app, site, f"heron {i}", 400) for i in range(8)]
+    with app.app_context(), connection():
+        intent = write_intent()
+        # On every connection: the purge opens a new one after each undone transaction.
+        database.obj.register_function(lambda: intent.announce(), "chat_announces", 0)
+        database.close()
+        database.connect()
+        database.execute_sql("CREATE TRIGGER chat_cuts_in AFTER DELETE ON message "
+                             "BEGIN SELECT chat_announces(); END")
+        assert retention.purge_expired() == 8
+        # Each transaction that goes through commits after one conversation (a chat write was
+        # announced meanwhile): eight of them, each undone three times first.
+        assert sum(p.preempted for p in paces) == 8 * db.PREEMPTED_IN_A_ROW
+        assert not Conversation.select().where(Conversation.id.in_(ids)).exists()
+        told = [r.conversation_id for r in ChatEvent.select().where(ChatEvent.kind == ChatEvent.DELETED)]
+    assert sorted(told) == sorted(ids)

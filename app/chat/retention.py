@@ -12,8 +12,10 @@ from app.db import Pace, database, utcnow
 from app.widget.models import Site, Visitor
 
 # How the purge shares SQLite's one write lock with live chat (app.db.Pace): conversations go
-# one at a time, several to a transaction, which commits as soon as a chat write is announced;
-# then the purge rests until the chat is quiet. A conversation goes whole (its events, then the
+# one at a time, several to a transaction, which commits at the next statement once a chat
+# write is announced, or is undone at once when the announcement comes while a statement runs
+# (the chat writes, and the same step is done again: so a step keeps what it found to itself
+# until its transaction has committed); then the purge rests until the chat is quiet. A conversation goes whole (its events, then the
 # row, whose messages, files, search entries, labels, facts and rating follow by cascade and
 # trigger: the cheapest way, 5.5 ms for 20 conversations of 10 messages where deleting the same
 # messages 20 at a time by id took 1.5 ms per 20), after checking inside the transaction that
@@ -80,6 +82,7 @@ def purge_expired(now=None) -> int:
     if notices.waiting:
         with database.atomic():
             notices.record()
+        notices.recorded()
     if deleted:
         live.notify()
     return deleted
@@ -92,23 +95,27 @@ class Notices:
         self.waiting = []
         self.last = time.monotonic()
 
-    def due(self) -> bool:
-        return bool(self.waiting) and time.monotonic() - self.last >= NOTICE_EVERY
+    def due(self, more: list) -> bool:
+        return bool(self.waiting or more) and time.monotonic() - self.last >= NOTICE_EVERY
 
-    def record(self) -> None:
-        """In the caller's transaction: open inboxes and widgets drop them live, as for any
-        other deletion."""
+    def record(self, more: list = ()) -> None:
+        """In the caller's transaction, the waiting ones and `more`: open inboxes and widgets
+        drop them live, as for any other deletion. Forgotten only by recorded(), once that
+        transaction has committed (a transaction the chat preempts is undone, events too)."""
         events.record([live.Written(None, c.workspace_id, c.id, ChatEvent.DELETED,
-                                    actor="retention") for c in self.waiting])
+                                    actor="retention") for c in [*self.waiting, *more]])
+
+    def recorded(self) -> None:
         self.waiting, self.last = [], time.monotonic()
 
 
 def _some_conversations(pace: Pace, notices: Notices, todo: list, cutoff) -> int:
     """Delete conversations from the front of `todo` in one paced transaction; how many went."""
-    gone = []
-    with pace.transaction():
-        while todo:
-            conv = todo.pop(0)
+
+    def step():
+        taken, gone = 0, []
+        for conv in todo:
+            taken += 1
             # By its id alone (the site's index would be walked instead) and still past the
             # window; its events only once it has gone.
             if Conversation.delete().where((Conversation.id == conv.id)
@@ -117,12 +124,20 @@ def _some_conversations(pace: Pace, notices: Notices, todo: list, cutoff) -> int
                 gone.append(conv)
             if pace.yield_now():
                 break
-        notices.waiting += gone
-        if notices.due():
-            notices.record()
+        told = notices.due(gone)
+        if told:
+            notices.record(gone)
             # The web process hears of them at once (its doorbell), not at its next poll: a
             # chat message numbered after them waits until it has read them.
             pace.after_commit(live.notify)
+        return taken, gone, told
+
+    taken, gone, told = pace.run(step)
+    del todo[:taken]
+    if told:
+        notices.recorded()
+    else:
+        notices.waiting += gone
     return len(gone)
 
 
@@ -136,17 +151,20 @@ def _paced(pace: Pace, model, where, search: bool = False) -> None:
     """Delete the rows of `model` that `where` selects: `pace.chunk` rows a statement (the
     condition asked again in it), statements in a transaction until pace says to commit;
     `search`: the search index merged after each transaction."""
+
+    def step() -> bool:
+        """Whether rows may be left."""
+        while True:
+            ids = [row.id for row in model.select(model.id).where(where).limit(pace.chunk)]
+            if not ids:
+                return False
+            model.delete().where(model.id.in_(ids) & where).execute()
+            if pace.yield_now():
+                return True
+
     more = True
     while more:
-        with pace.transaction():
-            while True:
-                ids = [row.id for row in model.select(model.id).where(where).limit(pace.chunk)]
-                if not ids:
-                    more = False
-                    break
-                model.delete().where(model.id.in_(ids) & where).execute()
-                if pace.yield_now():
-                    break
+        more = pace.run(step)
         if search:
             _merge(pace)
 

@@ -37,9 +37,10 @@ from app.db import PRAGMAS, database, dialect, one_writer, thread_connection
 log = logging.getLogger(__name__)
 
 BATCH_LIMIT = 256  # jobs in one transaction at most: a long transaction delays other processes
-# A write lock held elsewhere is asked for again this soon: the worker's long deletions hold
-# it about a millisecond at a time (app.db.Pace), so a chat write that found it taken gets
-# it within about that; asking costs a failed BEGIN, a few microseconds.
+# A write lock held elsewhere is asked for again this soon: the worker's long deletions give
+# it up as soon as they see the chat's announcement (app.db.Pace undoes a transaction in
+# progress), so a chat write that found it taken gets it within about that; asking costs a
+# failed BEGIN, a few microseconds.
 RETRY_SECONDS = 0.0005
 BUSY_TIMEOUT = PRAGMAS["busy_timeout"]  # what the connection goes back to after a batch
 # The batch's BEGIN must not wait for a lock held elsewhere (then the loop would): on SQLite,

@@ -150,21 +150,28 @@ def _merge(pace: Pace) -> None:
 def _paced(pace: Pace, model, where, search: bool = False) -> None:
     """Delete the rows of `model` that `where` selects: `pace.chunk` rows a statement (the
     condition asked again in it), statements in a transaction until pace says to commit;
-    `search`: the search index merged after each transaction."""
+    `search`: the search index merged after each transaction. The rows are read in the order
+    of their ids, each select going on from the last id it found, so that no select walks
+    again past the rows `where` keeps (visitors still chatting), with the write lock held. A
+    row that only becomes due meanwhile, below the last id, waits for the next run."""
+    after = 0
 
-    def step() -> bool:
-        """Whether rows may be left."""
+    def step():
+        """(whether rows may be left, the last id it went past)."""
+        last = after
         while True:
-            ids = [row.id for row in model.select(model.id).where(where).limit(pace.chunk)]
+            ids = [row.id for row in model.select(model.id).where(where & (model.id > last))
+                   .order_by(model.id).limit(pace.chunk)]
             if not ids:
-                return False
+                return False, last
             model.delete().where(model.id.in_(ids) & where).execute()
+            last = ids[-1]
             if pace.yield_now():
-                return True
+                return True, last
 
     more = True
     while more:
-        more = pace.run(step)
+        more, after = pace.run(step)
         if search:
             _merge(pace)
 

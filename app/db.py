@@ -844,7 +844,7 @@ class Pace:
 def _open_afresh() -> None:
     """This thread's connection closed and opened again, as patient as it was. Right after a
     transaction SQLite undid for an interrupted statement, the next BEGIN sometimes failed at
-    once with "database is locked" (2 purges in about a dozen under chat load stopped so). The
+    once with "database is locked" (5 purges in 17 under the quick benchmark stopped so). The
     likeliest cause: a statement run inside SQLite for the undone one (the search index's
     own) stays active and keeps the connection in a read transaction, stale by then, and
     SQLite refuses such a connection the write lock without waiting (see LumnarDatabase). A

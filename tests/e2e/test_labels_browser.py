@@ -50,9 +50,11 @@ def mates_page(new_context, mate):
     return page
 
 
-def chip_colours(locator) -> tuple[str, str]:
-    return tuple(locator.evaluate(
-        "el => [getComputedStyle(el).backgroundColor, getComputedStyle(el).color]"))
+def expect_colours(locator, background: str, ink: str) -> None:
+    """A chip's colours: the page's script paints them from its data attributes once the chip
+    is in the page, so they are waited for (read at once, a run saw the default colours)."""
+    expect(locator).to_have_css("background-color", background)
+    expect(locator).to_have_css("color", ink)
 
 
 def test_a_label_put_on_in_one_page_shows_live_in_a_teammates(agent_page, guests, shop, mate,
@@ -67,9 +69,9 @@ def test_a_label_put_on_in_one_page_shows_live_in_a_teammates(agent_page, guests
         expect(owner.locator("#labels-page [role=status]")).to_contain_text(f"Label “{name}” created.")
     vip = owner.locator("#labels-page .label-chip", has_text="VIP")
     expect(vip).to_have_count(1)
-    assert chip_colours(vip) == ("rgb(255, 215, 0)", "rgb(0, 0, 0)")  # black on gold
-    assert chip_colours(owner.locator("#labels-page .label-chip", has_text="Refund")) == (
-        "rgb(29, 78, 216)", "rgb(255, 255, 255)")  # white on blue
+    expect_colours(vip, "rgb(255, 215, 0)", "rgb(0, 0, 0)")  # black on gold
+    expect_colours(owner.locator("#labels-page .label-chip", has_text="Refund"),
+                   "rgb(29, 78, 216)", "rgb(255, 255, 255)")  # white on blue
     assert_accessible(owner)
 
     dana, eli = guests(shop, "dana"), guests(shop, "eli")
@@ -91,7 +93,7 @@ def test_a_label_put_on_in_one_page_shows_live_in_a_teammates(agent_page, guests
     # The teammate's page, untouched: the conversation and its row in the list say so.
     chip = labels_card.locator(".label-chip")
     expect(chip).to_have_text(["VIP"])
-    assert chip_colours(chip) == ("rgb(255, 215, 0)", "rgb(0, 0, 0)")
+    expect_colours(chip, "rgb(255, 215, 0)", "rgb(0, 0, 0)")
     expect(row(teammate, "arrived broken").locator(".label-chip")).to_have_text(["VIP"])
     assert_accessible(teammate)
 
@@ -133,7 +135,7 @@ def test_a_label_put_on_in_one_page_shows_live_in_a_teammates(agent_page, guests
     expect(owner.locator("#labels-page .label-chip", has_text="Gold")).to_have_count(1)
     gift = row(teammate, "gift wrap").locator(".label-chip")
     expect(gift).to_have_text(["Gold"])
-    assert chip_colours(gift) == ("rgb(29, 78, 216)", "rgb(255, 255, 255)")  # white on blue
+    expect_colours(gift, "rgb(29, 78, 216)", "rgb(255, 255, 255)")  # white on blue
     expect(teammate.get_by_label("Label", exact=True).locator("option:checked")).to_have_text("Gold")
     assert_accessible(teammate)
     owner.once("dialog", lambda dialog: dialog.accept())

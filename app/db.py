@@ -806,9 +806,13 @@ class Pace:
                     break
                 time.sleep(min(wait, left))
 
+    def _chat_announced(self) -> bool:
+        """Whether a chat write was announced since this transaction began."""
+        return self.intent is not None and self.intent.last() != self.announced
+
     def _chat_is_waiting(self) -> int:
         """SQLite's progress handler: non-zero stops the statement (the transaction is undone)."""
-        self._stopping = self.intent.last() != self.announced
+        self._stopping = self._chat_announced()
         return self._stopping
 
     def run(self, step: Callable[[], T]) -> T:
@@ -836,9 +840,7 @@ class Pace:
 
     def yield_now(self) -> bool:
         """Whether to commit now: a chat write is coming, or the transaction is long enough."""
-        if time.perf_counter() - self.began >= self.longest:
-            return True
-        return self.intent is not None and self.intent.last() != self.announced
+        return time.perf_counter() - self.began >= self.longest or self._chat_announced()
 
 
 def _open_afresh() -> None:

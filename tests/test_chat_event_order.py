@@ -250,7 +250,9 @@ def test_the_dispatcher_reconnects_when_its_database_connection_is_cut(app, ws, 
         async with running_hub(app) as hub:
             sub = follow(hub, ws)
             with anyio.fail_after(WAIT):
-                while not hub.pushed:
+                # Subscribed to Redis and connected to the database: the two happen in
+                # different threads, in either order (one CI run cut before the watcher was).
+                while not (hub.pushed and hub.watch_open is not None):
                     await asyncio.sleep(0.01)
             assert await anyio.to_thread.run_sync(cut_the_watcher) == 1
             seq = await anyio.to_thread.run_sync(commit_elsewhere, app, ws, conv.id)

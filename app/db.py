@@ -725,9 +725,10 @@ T = TypeVar("T")
 class Pace:
     """How a long background deletion (a retention purge) shares SQLite's one write lock with
     live chat. Its rows go `chunk` at a time, one statement each, several statements to a
-    transaction (the caller asks yield_now() between them); the transaction is committed as
-    soon as a chat write is announced (WriteIntent: the chat's routes announce one before they
-    read the request), or after `longest` seconds. A chat write announced while a statement
+    transaction (the caller asks yield_now() between them, or runs each through execute(),
+    which asks once the statement is built); the transaction is committed as soon as a chat
+    write is announced (WriteIntent: the chat's routes announce one before they read the
+    request), or after `longest` seconds. A chat write announced while a statement
     runs preempts it: SQLite stops the statement and undoes the whole transaction (a progress
     handler asks every PROGRESS_STEPS virtual-machine steps), and run() does it again later.
     After each transaction it rests `rest` times as long as it took (at least `min_rest`),
@@ -754,6 +755,7 @@ class Pace:
         self.began = 0.0
         self.announced = 0.0
         self.committed = []  # what to do as soon as this transaction has committed
+        self.statements = 0
         self.interrupted = False  # the last transaction was undone for a chat write
         self._stopping = False
         self._in_a_row = 0  # transactions undone one after the other
@@ -765,6 +767,7 @@ class Pace:
         self.announced = self.intent.last() if self.intent else 0.0
         self.began = time.perf_counter()
         self.committed = []
+        self.statements = 0  # run by execute() in this transaction
         self.interrupted = self._stopping = False
         # After a few in a row the same work goes on to its end (yielding between statements
         # only), so that a chat that never pauses cannot hold the deletion back for ever.
@@ -841,6 +844,20 @@ class Pace:
     def yield_now(self) -> bool:
         """Whether to commit now: a chat write is coming, or the transaction is long enough."""
         return time.perf_counter() - self.began >= self.longest or self._chat_announced()
+
+    def execute(self, query):
+        """The query's cursor, or None when the transaction should commit first (yield_now).
+        Built before asking: peewee takes longer to build a short statement than SQLite to
+        run it, and a chat write announced meanwhile would otherwise stop the statement as
+        soon as it started, undoing every statement before it (measured on the visitors'
+        clean-up: 378 transactions undone for 171 committed)."""
+        sql, params = query.sql()
+        if self.statements and self.yield_now():
+            return None
+        # The first always runs (a chat write announced by then stops it at once, with nothing
+        # to undo): so a chat that never pauses still cannot hold the deletion back for ever.
+        self.statements += 1
+        return database.execute_sql(sql, params)
 
 
 def _open_afresh() -> None:

@@ -382,6 +382,37 @@ def test_a_chat_write_announced_mid_statement_preempts_the_purge_which_does_its_
 
 
 @pytest.mark.sqlite_only("SQLite's one write lock, shared through the write-intent file")
+def test_a_chat_write_announced_between_two_statements_commits_what_was_done(app):
+    """A chat write announced while the purge is between statements (peewee building the next
+    one, most of a short statement's time) does not undo the statements already run: the
+    next one is not started, the transaction commits, the chat writes. Only the first
+    statement of a transaction always starts (so a chat that never pauses cannot stop it)."""
+    from peewee import Table
+
+    from app.db import Pace, write_intent
+
+    with app.app_context(), connection():
+        database.execute_sql("CREATE TABLE between_probe (who TEXT)")
+        probe = Table("between_probe", ("who",)).bind(database)
+        pace = Pace(rest=0, min_rest=0, quiet=0.001, patience=0.01, longest=60)
+        intent = write_intent()
+        ran = []
+
+        def step():
+            intent.announce()  # already announced: the first statement still starts
+            ran.append(pace.execute(probe.insert(who="first")) is not None)
+            intent.announce()  # the chat is coming while the purge is between statements
+            ran.append(pace.execute(probe.insert(who="second")) is not None)
+            return True
+
+        assert pace.run(step) is True
+        assert ran == [True, False]
+        assert pace.preempted == 0 and pace.transactions == 1
+        assert [who for (who,) in database.execute_sql("SELECT who FROM between_probe")] == ["first"]
+        assert not database.connection().in_transaction
+
+
+@pytest.mark.sqlite_only("SQLite's one write lock, shared through the write-intent file")
 def test_a_chat_that_never_pauses_cannot_hold_the_purge_back_for_ever(app):
     """Preempted PREEMPTED_IN_A_ROW times in a row, the same step then goes on to its end."""
     from app import db

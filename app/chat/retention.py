@@ -47,6 +47,12 @@ SEARCH_MERGE_PAGES = 8
 # without a live notice: an open inbox shows them until it reloads (opening one finds
 # nothing), a widget closes at its stream's next check.
 NOTICE_EVERY = 0.1  # seconds
+# The sweeps of many small rows (visitors, a long conversation's messages: _paced) commit after
+# this long at most: what a chat write that meets one waits for is its commit, which grows with
+# the pages it changed. Measured on 100,000 visitors against a chat writer announcing 100 times
+# a second: writes that waited over 1 ms, 95 of 627 with 20 ms, 24 of 755 with 5 ms, 1 of 906
+# with 2 ms, for a sweep of 6.9, 8.3 and 9.6 s.
+SWEEP_LONGEST = 0.002
 
 
 def _expired(site_id: int, cutoff):
@@ -57,7 +63,7 @@ def purge_expired(now=None) -> int:
     """Delete conversations whose last activity is older than their site's retention days."""
     now = now or utcnow()
     deleted = 0
-    pace, notices = Pace(), Notices()
+    pace, notices, sweep = Pace(), Notices(), Pace(longest=SWEEP_LONGEST)
     for site in Site.select(Site.id, Site.retention_days):
         cutoff = now - timedelta(days=site.retention_days)
         expired = _expired(site.id, cutoff)
@@ -72,12 +78,12 @@ def purge_expired(now=None) -> int:
             for row in long_ones:
                 still = Conversation.select(Conversation.id).where(
                     (Conversation.id == row.conversation_id) & expired)
-                _paced(pace, Message, Message.conversation.in_(still), search=True)
+                _paced(sweep, Message, Message.conversation.in_(still), search=True)
             while todo:
                 deleted += _some_conversations(pace, notices, todo, cutoff)
                 _merge(pace)
         # Visitors with nothing left and not seen within the window go as well.
-        _paced(pace, Visitor, (Visitor.site == site.id) & (Visitor.last_seen_at < cutoff)
+        _paced(sweep, Visitor, (Visitor.site == site.id) & (Visitor.last_seen_at < cutoff)
                & ~fn.EXISTS(Conversation.select().where(Conversation.visitor == Visitor.id)))
     if notices.waiting:
         with database.atomic():
@@ -149,7 +155,8 @@ def _merge(pace: Pace) -> None:
 
 def _paced(pace: Pace, model, where, search: bool = False) -> None:
     """Delete the rows of `model` that `where` selects: `pace.chunk` rows a statement (the
-    condition asked again in it), statements in a transaction until pace says to commit;
+    condition asked again in it), statements in a transaction until pace says to commit
+    (asked before each statement, once it is built: Pace.execute);
     `search`: the search index merged after each transaction. The rows are read in the order
     of their ids, each select going on from the last id it found, so that no select walks
     again past the rows `where` keeps (visitors still chatting), with the write lock held. A
@@ -160,14 +167,16 @@ def _paced(pace: Pace, model, where, search: bool = False) -> None:
         """(whether rows may be left, the last id it went past)."""
         last = after
         while True:
-            ids = [row.id for row in model.select(model.id).where(where & (model.id > last))
-                   .order_by(model.id).limit(pace.chunk)]
+            found = pace.execute(model.select(model.id).where(where & (model.id > last))
+                                 .order_by(model.id).limit(pace.chunk))
+            if found is None:
+                return True, last
+            ids = [row[0] for row in found]
             if not ids:
                 return False, last
-            model.delete().where(model.id.in_(ids) & where).execute()
-            last = ids[-1]
-            if pace.yield_now():
+            if pace.execute(model.delete().where(model.id.in_(ids) & where)) is None:
                 return True, last
+            last = ids[-1]
 
     more = True
     while more:

@@ -224,7 +224,8 @@ def report(p: dict, r: dict) -> None:
           "committed "
           f"at the next statement when a chat write is announced or after {r['longest_ms']:g} ms, "
           f"then a rest of {r['rest']:g} × the transaction's time and until the chat has been quiet "
-          f"{r['quiet_ms']:g} ms: its time is several times its work, by design) in a process of "
+          f"{r['quiet_ms']:g} ms; the visitors' sweep commits after {r['sweep_ms']:g} ms at most: "
+          "its time is several times its work, by design) in a process of "
           "its own. Floor: plain sqlite3, the same deletes in batches of "
           f"{r['batch']} conversations without rests, the app's pragmas, the FTS5 delete trigger.", rows)
 
@@ -319,7 +320,7 @@ def main():
     # pointing at a folder that is gone).
     pace = {name: arg.default for name, arg in inspect.signature(Pace).parameters.items()}
     r = {"floor": purge_floor(source, retention.CONVERSATIONS), "batch": retention.CONVERSATIONS,
-         "rest": pace["rest"], "longest_ms": pace["longest"] * 1000, "quiet_ms": pace["quiet"] * 1000}
+         "rest": pace["rest"], "longest_ms": pace["longest"] * 1000, "quiet_ms": pace["quiet"] * 1000, "sweep_ms": retention.SWEEP_LONGEST * 1000}
     log(f"floor: {r['floor']['seconds']:.1f} s; Lumnar's purge, nothing else running")
     r["alone"] = purge_alone(source)
     log(f"alone: {r['alone']['seconds']:.1f} s; the chat server on the same data")
